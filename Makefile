@@ -1,0 +1,51 @@
+# nodb — make targets. `make run` and `make test` are the README's quick start.
+GO        ?= go
+BIN       := bin/nodb
+DATA      ?= ./data
+ADDR      ?= 127.0.0.1:7070
+BENCH     ?=
+GOTESTFLAGS ?=
+WASM_ENV  := GOOS=wasip1 GOARCH=wasm
+
+.PHONY: all build examples fixtures test test-go run bench fuzz clean
+
+all: build
+
+build: examples $(BIN)
+
+$(BIN): FORCE
+	$(GO) build -o $(BIN) ./host/cmd/nodb
+
+FORCE:
+
+# Reducers and cascades of the examples, compiled to WebAssembly.
+examples:
+	@if [ -d examples/todos/reducer ]; then \
+		echo "$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todos.wasm ./examples/todos/reducer"; \
+		$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todos.wasm ./examples/todos/reducer; \
+	fi
+
+# Hostile and broken Wasm fixtures written in WAT (checked in; rebuilt when wat2wasm is present).
+fixtures:
+	@if [ -x plugins/testdata/build.sh ] && command -v wat2wasm >/dev/null; then plugins/testdata/build.sh; fi
+
+test: build fixtures test-go
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test $(GOTESTFLAGS) -timeout 15m ./...
+
+run: build
+	$(BIN) serve --data $(DATA) --addr $(ADDR) $(if $(wildcard examples/todos/todos.wasm),--plugin todos=examples/todos/todos.wasm)
+
+bench: build
+	$(GO) run ./bench/cmd/nodbbench -bench "$(BENCH)" -out bench/out/results.json
+
+# Run each fuzz target for a while (CI runs only the seed corpora, via `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./abi/wire -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./host/eventlog/filelog -run '^$$' -fuzz FuzzDecodeRecord -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin bench/out

@@ -1,0 +1,149 @@
+package wire
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+func TestDecodePublishJSON(t *testing.T) {
+	var r Request
+	err := DecodeRequest(JSON, []byte(`{"type":"publish","id":7,"event":{"producer":"p1","pseq":3,"type":"todo/add","payload":{"id":"a","text":"milk"}}}`), &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != TypePublish || r.ID != 7 || r.Event.Producer != "p1" || r.Event.PSeq != 3 || r.Event.Type != "todo/add" {
+		t.Fatalf("decoded %+v", r)
+	}
+	if string(r.Event.Payload) != `{"id":"a","text":"milk"}` {
+		t.Fatalf("payload %s", r.Event.Payload)
+	}
+}
+
+func TestDecodeMissingPayloadIsNull(t *testing.T) {
+	var r Request
+	if err := DecodeRequest(JSON, []byte(`{"type":"publish","event":{"producer":"p","pseq":1,"type":"x"}}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Event.Payload) != "null" {
+		t.Fatalf("payload %q", r.Event.Payload)
+	}
+}
+
+func TestDecodeErrorsSayWhatIsWrong(t *testing.T) {
+	cases := []struct {
+		msg, want string
+		id        uint64
+	}{
+		{`{`, "malformed JSON", 0},
+		{`[1,2]`, "must be a JSON object", 0},
+		{`{"id":5}`, `"type" is missing`, 5},
+		{`{"type":"publish","id":2}`, `needs an "event"`, 2},
+		{`{"type":"publish","id":2,"event":{"producer":"p","type":"t"}}`, `"event.pseq" is missing`, 2},
+		{`{"type":"publish","event":{"producer":"p","pseq":-1,"type":"t"}}`, `"event.pseq" is -1`, 0},
+		{`{"type":"publish","event":{"producer":"p","pseq":0,"type":"t"}}`, `"event.pseq" is 0`, 0},
+		{`{"type":"publish","event":{"producer":"p","pseq":9007199254740992,"type":"t"}}`, `2^53-1`, 0},
+		{`{"type":"publish","event":{"producer":"p","pseq":1.5,"type":"t"}}`, `"event.pseq" is 1.5`, 0},
+		{`{"type":"publish","event":{"pseq":1,"type":"t"}}`, `"producer" is missing`, 0},
+		{`{"type":"publish","event":{"producer":"p","pseq":1}}`, `"type" is missing`, 0},
+		{`{"type":"publish","event":{"producer":"p","pseq":1,"type":"a\u0001b"}}`, `control character`, 0},
+		{`{"type":"publish","event":{"producer":"` + strings.Repeat("x", 300) + `","pseq":1,"type":"t"}}`, `over the limit`, 0},
+		{`{"type":"publish","id":-3}`, `"id" is -3`, 0},
+		{"{\"type\":\"publish\",\"event\":{\"producer\":\"p\",\"pseq\":1,\"type\":\"\xff\"}}", "not valid UTF-8", 0},
+	}
+	for _, c := range cases {
+		var r Request
+		err := DecodeRequest(JSON, []byte(c.msg), &r)
+		de, ok := err.(*DecodeError)
+		if !ok {
+			t.Errorf("%s: got %v, want a DecodeError", c.msg, err)
+			continue
+		}
+		if !strings.Contains(de.Message, c.want) || de.ID != c.id {
+			t.Errorf("%s: got %q (id %d), want it to contain %q (id %d)", c.msg, de.Message, de.ID, c.want, c.id)
+		}
+	}
+}
+
+func TestCBORRoundTrip(t *testing.T) {
+	req := Request{Type: TypePublish, ID: 9, Event: Event{Producer: "p", PSeq: 4, Type: "t", Payload: []byte(`{"a":[1,2.5,"x",true,null],"b":{}}`)}}
+	b, err := EncodeRequest(CBOR, &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Request
+	if err := DecodeRequest(CBOR, b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != 9 || got.Event.PSeq != 4 || got.Event.Producer != "p" {
+		t.Fatalf("got %+v", got)
+	}
+	var a, bb any
+	json.Unmarshal(req.Event.Payload, &a)
+	json.Unmarshal(got.Event.Payload, &bb)
+	if ja, _ := json.Marshal(a); string(ja) != mustJSON(bb) {
+		t.Fatalf("payload %s != %s", got.Event.Payload, req.Event.Payload)
+	}
+}
+
+func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestCBORRejectsNonJSONItems(t *testing.T) {
+	for name, payload := range map[string]any{
+		"bytes": []byte{1, 2},
+		"tag":   cbor.Tag{Number: 1, Content: 5},
+		"intkey": map[int]string{1: "a"},
+	} {
+		item, _ := cbor.Marshal(payload)
+		msg, _ := cbor.Marshal(map[string]any{"type": "publish", "event": map[string]any{"producer": "p", "pseq": 1, "type": "t", "payload": cbor.RawMessage(item)}})
+		var r Request
+		if err := DecodeRequest(CBOR, msg, &r); err == nil {
+			t.Errorf("%s: accepted payload %x", name, item)
+		}
+	}
+}
+
+func TestAppendAckJSON(t *testing.T) {
+	got := string(AppendAck(JSON, nil, 7, Ack{Seq: 42, Duplicate: true}))
+	if got != `{"type":"ack","id":7,"seq":42,"duplicate":true}` {
+		t.Fatal(got)
+	}
+	var r Reply
+	if err := DecodeReply(JSON, []byte(got), &r); err != nil || r.Seq != 42 || !r.Duplicate || r.ID != 7 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	var c Reply
+	if err := DecodeReply(CBOR, AppendAck(CBOR, nil, 7, Ack{Seq: 42}), &c); err != nil || c.Seq != 42 || c.Type != TypeAck {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+// FuzzDecodeRequest checks that no input crashes the decoders and that every
+// accepted publish satisfies the protocol's rules.
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add(byte(0), []byte(`{"type":"publish","id":1,"event":{"producer":"p","pseq":1,"type":"t","payload":{"x":1}}}`))
+	f.Add(byte(0), []byte(`{"type":"ping","id":3}`))
+	f.Add(byte(0), []byte(`{"type":"subscribe","view":"todos","since":5}`))
+	b, _ := EncodeRequest(CBOR, &Request{Type: TypePublish, ID: 2, Event: Event{Producer: "p", PSeq: 2, Type: "t", Payload: []byte(`[1,{"a":null}]`)}})
+	f.Add(byte(1), b)
+	f.Fuzz(func(t *testing.T, format byte, data []byte) {
+		var r Request
+		err := DecodeRequest(Format(format%2), data, &r)
+		if err != nil {
+			if _, ok := err.(*DecodeError); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		if r.Type == TypePublish {
+			if err := r.Event.Validate(); err != nil {
+				t.Fatalf("accepted invalid event: %v", err)
+			}
+			if !json.Valid(r.Event.Payload) {
+				t.Fatalf("accepted payload that is not JSON: %q", r.Event.Payload)
+			}
+		}
+	})
+}

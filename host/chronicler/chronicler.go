@@ -1,0 +1,414 @@
+// Package chronicler is nodb's accepted history: it takes events from
+// producers, drops re-sends, assigns each new event the next global sequence
+// number, appends batches to the event log and acknowledges an event only
+// after the batch holding it is durable.
+//
+// One writer goroutine does group commit: every request that arrives while
+// the previous batch is being written and synced goes into the next batch, so
+// many producers share one fsync.
+//
+// Dedupe is exact and permanent (Kafka's idempotent-producer rules): each
+// producer numbers its events 1, 2, 3, …; a pseq at or below the last one
+// accepted is a duplicate and is acked again with the seq it was given; a pseq
+// that skips ahead is rejected naming the pseq expected. The dedupe table is
+// rebuilt from the log at start, never kept only in memory.
+package chronicler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/eventlog"
+)
+
+// Errors returned by the chronicler. Rejections are *wire.Error values, so a
+// server can send them to the client as they are.
+var (
+	// ErrClosed is returned for requests after Close.
+	ErrClosed = &wire.Error{Code: wire.CodeUnavailable, Message: "the host is shutting down; retry with the same producer and pseq"}
+)
+
+// Config tunes a Chronicler.
+type Config struct {
+	// MaxBatch bounds the events written by one fsync. Default 4096.
+	MaxBatch int
+	// QueueLen is the capacity of the request queue in front of the writer.
+	// Default 65536.
+	QueueLen int
+	// Logger receives the chronicler's logs. Default: a null logger.
+	Logger hclog.Logger
+	// Metrics, when set, is updated as events are processed.
+	Metrics *Metrics
+	// Now returns the time stamped on accepted events. Default time.Now.
+	Now func() time.Time
+}
+
+// Result is the outcome of one publish.
+type Result struct {
+	// Ack is set when Err is nil.
+	Ack wire.Ack
+	// Err is a *wire.Error: CodePSeqGap, or CodeUnavailable when storage
+	// failed or the chronicler is closing.
+	Err *wire.Error
+}
+
+// Request is one publish handed to Submit. Done is called exactly once from
+// the writer goroutine, after the outcome is final (durable for an ack); it
+// must not block.
+type Request struct {
+	Event wire.Event
+	Done  func(*Request, Result)
+
+	// Ctx is free for the submitter's use (for example its reply slot).
+	Ctx any
+
+	queued time.Time
+}
+
+// Chronicler is the accepted history's only writer.
+type Chronicler struct {
+	log     eventlog.Log
+	cfg     Config
+	logger  hclog.Logger
+	in      chan *Request
+	stop    chan struct{}
+	stopped chan struct{}
+
+	mu        sync.Mutex // guards closed, and the send side of in
+	closed    bool
+	failed    atomic.Pointer[wire.Error]
+	pmu       sync.RWMutex // guards producers; written only by the writer
+	producers map[string]*producer
+	nextSeq   uint64
+	lastTime  int64
+
+	batch []*Request
+	recs  []eventlog.Record
+	res   []Result
+}
+
+// producer is one producer's dedupe state: seqs[i] is the seq of pseq i+1.
+// Producers number their events without gaps, so the table is dense.
+type producer struct {
+	seqs []uint64
+}
+
+func (p *producer) last() uint64 { return uint64(len(p.seqs)) }
+
+// New rebuilds the dedupe table by reading log from its first record, then
+// starts the writer. The caller keeps ownership of log and closes it after
+// Close returns.
+func New(ctx context.Context, log eventlog.Log, cfg Config) (*Chronicler, error) {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Chronicler{
+		log:       log,
+		cfg:       cfg,
+		logger:    cfg.Logger,
+		in:        make(chan *Request, cfg.QueueLen),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+		producers: make(map[string]*producer),
+	}
+	start := time.Now()
+	n, err := c.rebuild(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.logger.Info("dedupe table rebuilt", "events", n, "producers", len(c.producers), "head", c.nextSeq-1, "took", time.Since(start))
+	go c.run()
+	return c, nil
+}
+
+func (c *Chronicler) rebuild(ctx context.Context) (int, error) {
+	first, last := c.log.FirstSeq(), c.log.LastSeq()
+	c.nextSeq = last + 1
+	if last == 0 {
+		c.nextSeq = 1
+		return 0, nil
+	}
+	if first != 1 {
+		return 0, fmt.Errorf("chronicler: log starts at seq %d, not 1; the dedupe table needs the whole history", first)
+	}
+	var buf []eventlog.Record
+	n := 0
+	for from := first; from <= last; {
+		var err error
+		buf, err = c.log.Read(ctx, from, 4096, buf)
+		if err != nil {
+			return n, fmt.Errorf("chronicler: rebuilding dedupe table at seq %d: %w", from, err)
+		}
+		if len(buf) == 0 {
+			return n, fmt.Errorf("chronicler: log ended at seq %d before its last seq %d", from, last)
+		}
+		for i := range buf {
+			r := &buf[i]
+			p := c.producer(r.Producer)
+			if r.PSeq != p.last()+1 {
+				return n, fmt.Errorf("chronicler: log seq %d has producer %q pseq %d after pseq %d; the log breaks the producer rules", r.Seq, r.Producer, r.PSeq, p.last())
+			}
+			p.seqs = append(p.seqs, r.Seq)
+			if r.Time > c.lastTime {
+				c.lastTime = r.Time
+			}
+			n++
+		}
+		from = buf[len(buf)-1].Seq + 1
+	}
+	return n, nil
+}
+
+func (c *Chronicler) producer(name string) *producer {
+	p := c.producers[name]
+	if p == nil {
+		p = &producer{}
+		c.producers[name] = p
+	}
+	return p
+}
+
+// Head returns the seq of the newest durable event (0 when empty).
+func (c *Chronicler) Head() uint64 { return c.log.LastSeq() }
+
+// Failed returns the storage error that stopped the chronicler, or nil.
+func (c *Chronicler) Failed() error {
+	if e := c.failed.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Submit queues r for the writer. It blocks while the queue is full (back
+// pressure) or until ctx ends. When the chronicler is closed or failed, Done
+// is called at once with an unavailable error.
+func (c *Chronicler) Submit(ctx context.Context, r *Request) {
+	r.queued = time.Now()
+	if e := c.failed.Load(); e != nil {
+		r.Done(r, Result{Err: e})
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		r.Done(r, Result{Err: ErrClosed})
+		return
+	}
+	select {
+	case c.in <- r:
+		c.mu.Unlock()
+		return
+	default:
+	}
+	c.mu.Unlock()
+	// The queue is full: wait outside the lock, re-checking closure.
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			r.Done(r, Result{Err: ErrClosed})
+			return
+		}
+		select {
+		case c.in <- r:
+			c.mu.Unlock()
+			return
+		default:
+		}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			r.Done(r, Result{Err: &wire.Error{Code: wire.CodeUnavailable, Message: "gave up waiting for the write queue: " + ctx.Err().Error()}})
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Publish submits one event and waits for its outcome. The error is a
+// *wire.Error (or ctx.Err() if ctx ended first; the event may still be
+// accepted, and a retry with the same pseq is then acked as a duplicate).
+func (c *Chronicler) Publish(ctx context.Context, ev wire.Event) (wire.Ack, error) {
+	ch := make(chan Result, 1)
+	c.Submit(ctx, &Request{Event: ev, Done: func(_ *Request, res Result) { ch <- res }})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return wire.Ack{}, res.Err
+		}
+		return res.Ack, nil
+	case <-ctx.Done():
+		return wire.Ack{}, ctx.Err()
+	}
+}
+
+// Close stops accepting requests, finishes every request already queued
+// (each gets its ack or an error), and stops the writer. It does not close
+// the log.
+func (c *Chronicler) Close() error {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.stop)
+	}
+	c.mu.Unlock()
+	<-c.stopped
+	return nil
+}
+
+func (c *Chronicler) run() {
+	defer close(c.stopped)
+	for {
+		var first *Request
+		select {
+		case first = <-c.in:
+		case <-c.stop:
+			// Drain whatever was queued before Close.
+			for {
+				select {
+				case r := <-c.in:
+					c.batch = append(c.batch[:0], r)
+					c.fill()
+					c.commit()
+				default:
+					return
+				}
+			}
+		}
+		c.batch = append(c.batch[:0], first)
+		c.fill()
+		c.commit()
+	}
+}
+
+// fill adds every request already waiting, up to MaxBatch.
+func (c *Chronicler) fill() {
+	for len(c.batch) < c.cfg.MaxBatch {
+		select {
+		case r := <-c.in:
+			c.batch = append(c.batch, r)
+		default:
+			return
+		}
+	}
+}
+
+// commit decides each request of the batch, appends the new events in one
+// durable write and then reports every outcome.
+func (c *Chronicler) commit() {
+	batch := c.batch
+	c.recs = c.recs[:0]
+	c.res = c.res[:0]
+	now := c.cfg.Now().UnixNano()
+	if now < c.lastTime {
+		now = c.lastTime // the history's clock never runs backwards
+	}
+	failed := c.failed.Load()
+	c.pmu.Lock()
+	for _, r := range batch {
+		if failed != nil {
+			c.res = append(c.res, Result{Err: failed})
+			continue
+		}
+		ev := &r.Event
+		p := c.producer(ev.Producer)
+		switch last := p.last(); {
+		case ev.PSeq <= last:
+			c.res = append(c.res, Result{Ack: wire.Ack{Seq: p.seqs[ev.PSeq-1], Duplicate: true}})
+		case ev.PSeq == last+1:
+			if c.nextSeq > eventlog.MaxSeq {
+				c.res = append(c.res, Result{Err: &wire.Error{Code: wire.CodeUnavailable, Message: "the log is full: sequence numbers reached 2^53-1"}})
+				continue
+			}
+			seq := c.nextSeq
+			c.nextSeq++
+			p.seqs = append(p.seqs, seq)
+			c.recs = append(c.recs, eventlog.Record{
+				Seq: seq, Producer: ev.Producer, PSeq: ev.PSeq, Time: now, Type: ev.Type, Payload: ev.Payload,
+			})
+			c.res = append(c.res, Result{Ack: wire.Ack{Seq: seq}})
+		default:
+			c.res = append(c.res, Result{Err: &wire.Error{
+				Code:         wire.CodePSeqGap,
+				Message:      fmt.Sprintf("pseq %d skips ahead: producer %q expects pseq %d next; re-send the events in between first", ev.PSeq, ev.Producer, last+1),
+				ExpectedPSeq: last + 1,
+			}})
+		}
+	}
+	c.pmu.Unlock()
+	c.lastTime = now
+	if len(c.recs) > 0 {
+		m := c.cfg.Metrics
+		start := time.Now()
+		err := c.log.Append(context.Background(), c.recs)
+		if m != nil {
+			m.FsyncSeconds.Observe(time.Since(start).Seconds())
+			m.BatchSize.Observe(float64(len(c.recs)))
+		}
+		if err != nil {
+			// Nothing of this batch is acknowledged, and nothing after it
+			// ever will be: recovery on restart decides what is durable.
+			werr := &wire.Error{Code: wire.CodeUnavailable, Message: "the event log failed to write or sync, so this host stopped accepting events; nothing unacknowledged was kept. An operator must fix the disk and restart nodb; then retry with the same producer and pseq. Cause: " + err.Error()}
+			c.failed.Store(werr)
+			c.logger.Error("event log failed; acknowledgements stopped until restart", "error", err, "batch", len(c.recs))
+			for i := range c.res {
+				c.res[i] = Result{Err: werr}
+			}
+		}
+	}
+	m := c.cfg.Metrics
+	now2 := time.Now()
+	for i, r := range batch {
+		res := c.res[i]
+		if m != nil {
+			switch {
+			case res.Err != nil && res.Err.Code == wire.CodePSeqGap:
+				m.Rejected.WithLabelValues("pseq_gap").Inc()
+			case res.Err != nil:
+				m.Rejected.WithLabelValues("unavailable").Inc()
+			case res.Ack.Duplicate:
+				m.Duplicates.Inc()
+			default:
+				m.Accepted.Inc()
+			}
+			m.AckSeconds.Observe(now2.Sub(r.queued).Seconds())
+		}
+		r.Done(r, res)
+	}
+	for i := range batch {
+		batch[i] = nil
+	}
+	for i := range c.recs {
+		c.recs[i] = eventlog.Record{}
+	}
+}
+
+// ProducerInfo reports a producer's last accepted pseq and the seq it was
+// given, for clients resuming a persistent producer id. ok is false for a
+// producer never seen.
+func (c *Chronicler) ProducerInfo(name string) (lastPSeq, lastSeq uint64, ok bool) {
+	c.pmu.RLock()
+	defer c.pmu.RUnlock()
+	p := c.producers[name]
+	if p == nil || len(p.seqs) == 0 {
+		return 0, 0, false
+	}
+	return p.last(), p.seqs[len(p.seqs)-1], true
+}

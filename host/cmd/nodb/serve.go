@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/chronicler"
+	"github.com/nodb-dev/nodb/host/eventlog/filelog"
+	"github.com/nodb-dev/nodb/host/server"
+)
+
+type serveOptions struct {
+	data         string
+	addr         string
+	maxFrame     int
+	logLevel     string
+	logJSON      bool
+	allowOrigins []string
+}
+
+func serveCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the nodb host",
+		Long: `Run the nodb host: accept events over WebSocket (GET /v1/ws) and HTTP
+(POST /v1/events), store them durably in --data, and serve the operational
+endpoints /livez, /readyz and /metrics. SIGINT or SIGTERM shut it down
+gracefully: in-flight publishes are acked, then WebSockets close with 1001.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.data, "data", "./data", "data directory (created if missing)")
+	f.StringVar(&o.addr, "addr", "127.0.0.1:7070", "address to listen on")
+	f.IntVar(&o.maxFrame, "max-frame", wire.DefaultMaxFrame, "largest WebSocket frame or HTTP body accepted, in bytes")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
+	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origin allowed to open WebSockets (repeatable; * for any)")
+	return cmd
+}
+
+func runServe(ctx context.Context, o *serveOptions) error {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "nodb",
+		Level:      hclog.LevelFromString(o.logLevel),
+		JSONFormat: o.logJSON,
+		Output:     os.Stderr,
+	})
+	if o.maxFrame < 1024 {
+		return fmt.Errorf("--max-frame %d is too small; use at least 1024 bytes", o.maxFrame)
+	}
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv := server.New(server.Config{
+		MaxFrame:       o.maxFrame,
+		AllowedOrigins: o.allowOrigins,
+		Version:        version,
+		Logger:         logger.Named("server"),
+	})
+	l, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.addr, err)
+	}
+	logger.Info("listening", "addr", l.Addr().String(), "data", o.data)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, l) }()
+
+	// Recover while /livez answers and /readyz says 503.
+	start := time.Now()
+	cfg := filelog.DefaultConfig(filepath.Join(o.data, "log"))
+	cfg.Logger = logger.Named("eventlog")
+	cfg.MaxRecordSize = o.maxFrame + 4096
+	elog, err := filelog.Open(cfg)
+	if err != nil {
+		stop()
+		<-serveErr
+		return fmt.Errorf("opening the event log: %w", err)
+	}
+	chron, err := chronicler.New(ctx, elog, chronicler.Config{Logger: logger.Named("chronicler"), Metrics: srv.ChronMetrics})
+	if err != nil {
+		elog.Close()
+		stop()
+		<-serveErr
+		return err
+	}
+	srv.SetChronicler(chron)
+	logger.Info("ready", "head", elog.LastSeq(), "recovery", time.Since(start).Round(time.Millisecond))
+
+	err = <-serveErr
+	logger.Info("shutting down")
+	chron.Close()
+	if cerr := elog.Close(); cerr != nil {
+		logger.Error("closing the event log", "error", cerr)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}

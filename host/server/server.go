@@ -1,0 +1,289 @@
+// Package server is nodb's network face: the WebSocket client protocol
+// (abi/PROTOCOL.md), the HTTP API and the operational endpoints (/livez,
+// /readyz, /metrics). It owns no state of its own; it connects clients to the
+// chronicler (and, as they are added, to the view engine and hub).
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/chronicler"
+)
+
+// Config tunes a Server.
+type Config struct {
+	// MaxFrame bounds one WebSocket frame and one HTTP request body.
+	// Default wire.DefaultMaxFrame (1 MiB).
+	MaxFrame int
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that may
+	// open a WebSocket; "*" allows any. A request without an Origin header
+	// (not from a browser) and a same-host origin are always allowed.
+	AllowedOrigins []string
+	// PingInterval is how often the server pings each WebSocket; a peer that
+	// sends nothing (not even a pong) for PongTimeout is closed. Defaults
+	// 20 s and 60 s.
+	PingInterval, PongTimeout time.Duration
+	// MaxInFlight bounds the publishes one connection may have awaiting acks;
+	// the server stops reading that connection while it is reached. Default 1024.
+	MaxInFlight int
+	// Version is reported in hello.
+	Version string
+	// Logger receives the server's logs. Default: a null logger.
+	Logger hclog.Logger
+	// Registry receives the server's metrics; default a new registry.
+	Registry *prometheus.Registry
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = wire.DefaultMaxFrame
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 60 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}
+
+// Server serves the client protocol and the HTTP API.
+type Server struct {
+	cfg      Config
+	logger   hclog.Logger
+	upgrader websocket.Upgrader
+	mux      *http.ServeMux
+
+	chron    atomic.Pointer[chronicler.Chronicler] // nil while recovering
+	draining atomic.Bool
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup
+
+	connGauge prometheus.Gauge
+	// ChronMetrics are the chronicler instruments, registered with the
+	// server's registry, to pass in chronicler.Config.
+	ChronMetrics *chronicler.Metrics
+}
+
+// New creates a Server. It serves /livez at once, /readyz as 503 and every
+// API as 503 until SetChronicler is called when recovery is done.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		cfg:    cfg,
+		logger: cfg.Logger,
+		mux:    http.NewServeMux(),
+		conns:  make(map[*conn]struct{}),
+	}
+	s.upgrader = websocket.Upgrader{
+		Subprotocols:      []string{wire.SubprotocolJSON, wire.SubprotocolCBOR},
+		CheckOrigin:       s.checkOrigin,
+		ReadBufferSize:    4096,
+		WriteBufferSize:   4096,
+		EnableCompression: false,
+	}
+	s.connGauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nodb_websocket_connections", Help: "Open WebSocket connections."})
+	cfg.Registry.MustRegister(s.connGauge,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.ChronMetrics = chronicler.NewMetrics(cfg.Registry)
+
+	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	s.mux.HandleFunc("GET /v1/ws", s.handleWS)
+	s.mux.HandleFunc("POST /v1/events", s.handlePublish)
+	s.mux.HandleFunc("GET /v1/producers/{producer}", s.handleProducer)
+	return s
+}
+
+// Handle registers an extra handler on the server's mux (used by the view
+// engine's API). Patterns follow net/http.ServeMux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// SetChronicler marks recovery done: from now on publishes go to c.
+func (s *Server) SetChronicler(c *chronicler.Chronicler) { s.chron.Store(c) }
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	c := s.chron.Load()
+	switch {
+	case s.draining.Load():
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "shutting down"))
+	case c == nil:
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "recovering the event log"))
+	case c.Failed() != nil:
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "event log failed: %v", c.Failed()))
+	default:
+		w.Write([]byte("ready\n"))
+	}
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		if a == "*" || strings.EqualFold(strings.TrimRight(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+func httpError(w http.ResponseWriter, status int, e *wire.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	c := s.chron.Load()
+	if c == nil || s.draining.Load() {
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "the host is not accepting events right now (recovering or shutting down); retry with the same producer and pseq"))
+		return
+	}
+	body, err := readBody(w, r, s.cfg.MaxFrame)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			httpError(w, http.StatusRequestEntityTooLarge, wire.Errorf(wire.CodeTooLarge, "event body is over the %d-byte limit; send smaller events (the limit is nodb serve --max-frame)", s.cfg.MaxFrame))
+			return
+		}
+		httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "reading body: %v", err))
+		return
+	}
+	var ev wire.Event
+	if err := wire.DecodeEvent(body, &ev); err != nil {
+		var de *wire.DecodeError
+		errors.As(err, &de)
+		httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "%s", de.Message))
+		return
+	}
+	ack, err := c.Publish(r.Context(), ev)
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			status := http.StatusServiceUnavailable
+			if we.Code == wire.CodePSeqGap {
+				status = http.StatusConflict
+			}
+			httpError(w, status, we)
+			return
+		}
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "%v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, ack)
+}
+
+func (s *Server) handleProducer(w http.ResponseWriter, r *http.Request) {
+	c := s.chron.Load()
+	if c == nil {
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "recovering"))
+		return
+	}
+	name := r.PathValue("producer")
+	pseq, seq, ok := c.ProducerInfo(name)
+	writeJSON(w, http.StatusOK, map[string]any{"producer": name, "known": ok, "last_pseq": pseq, "last_seq": seq})
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+}
+
+// Shutdown stops the server gracefully: no new publishes are read, every
+// publish already read gets its ack, then each WebSocket is closed with code
+// 1001 (going away). It returns when all connections are closed or ctx ends.
+// The caller then closes the chronicler and the log.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for c := range s.conns {
+		c.drain()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.ws.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// Serve accepts connections on l until Shutdown; it returns after the HTTP
+// server stopped.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hs.SetKeepAlivesEnabled(false)
+	shutErr := make(chan error, 1)
+	go func() { shutErr <- hs.Shutdown(sctx) }()
+	err := s.Shutdown(sctx)
+	if e := <-shutErr; err == nil && e != nil && !errors.Is(e, http.ErrServerClosed) {
+		err = e
+	}
+	return err
+}

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/chronicler"
+)
+
+// conn is one WebSocket client. A reader goroutine decodes messages and
+// submits publishes; replies are queued as slots in request order, and one
+// writer goroutine sends each slot once it is complete, so replies come back
+// in the order requests were sent even though acks arrive from the
+// chronicler in batches.
+type conn struct {
+	s      *Server
+	ws     *websocket.Conn
+	format wire.Format
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	slots    chan *slot // request order; closed by the reader when it stops
+	drainOne sync.Once
+	draining chan struct{}
+}
+
+// slot is one reply waiting for its turn. It embeds the chronicler request so
+// a publish costs one allocation.
+type slot struct {
+	req  chronicler.Request
+	id   uint64
+	done chan struct{} // closed when msg is ready
+	msg  []byte
+}
+
+var slotPool = sync.Pool{New: func() any { return &slot{done: make(chan struct{}, 1)} }}
+
+func newSlot(id uint64) *slot {
+	sl := slotPool.Get().(*slot)
+	sl.id = id
+	sl.msg = sl.msg[:0]
+	return sl
+}
+
+func (sl *slot) complete() { sl.done <- struct{}{} }
+
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "this endpoint speaks WebSocket; connect with subprotocol %s or %s", wire.SubprotocolJSON, wire.SubprotocolCBOR))
+		return
+	}
+	format, ok := wire.Format(0), false
+	for _, p := range websocket.Subprotocols(r) {
+		if format, ok = wire.FormatOf(p); ok {
+			break
+		}
+	}
+	if !ok {
+		httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "no supported subprotocol offered; offer %s (JSON text frames) or %s (CBOR binary frames) in Sec-WebSocket-Protocol", wire.SubprotocolJSON, wire.SubprotocolCBOR))
+		return
+	}
+	if s.draining.Load() {
+		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "shutting down"))
+		return
+	}
+	if !s.checkOrigin(r) {
+		s.logger.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		httpError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "origin %q is not allowed; add it with nodb serve --allow-origin", r.Header.Get("Origin")))
+		return
+	}
+	up := s.upgrader
+	up.CheckOrigin = func(*http.Request) bool { return true } // checked above, with a clear reply
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		s.logger.Debug("websocket upgrade failed", "error", err)
+		return
+	}
+	ws.SetReadLimit(int64(s.cfg.MaxFrame)) // before the first read
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{s: s, ws: ws, format: format, ctx: ctx, cancel: cancel,
+		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{})}
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.connGauge.Inc()
+	go c.writeLoop()
+	c.readLoop()
+}
+
+func (c *conn) drain() {
+	c.drainOne.Do(func() {
+		close(c.draining)
+		c.ws.SetReadDeadline(time.Now()) // unblock the reader
+	})
+}
+
+func (c *conn) isDraining() bool {
+	select {
+	case <-c.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// push queues a completed reply.
+func (c *conn) push(msg []byte) {
+	sl := newSlot(0)
+	sl.msg = append(sl.msg, msg...)
+	sl.complete()
+	c.slots <- sl
+}
+
+func (c *conn) readLoop() {
+	defer close(c.slots)
+	s := c.s
+	hello := wire.Reply{Type: wire.TypeHello, Protocol: wire.ProtocolVersion, Server: "nodb", Version: s.cfg.Version, MaxFrame: s.cfg.MaxFrame}
+	if ch := s.chron.Load(); ch != nil {
+		hello.Head = ch.Head()
+	}
+	c.push(wire.AppendReply(c.format, nil, &hello))
+	c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
+	c.ws.SetPongHandler(func(string) error {
+		if !c.isDraining() {
+			c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
+		}
+		return nil
+	})
+	want := websocket.TextMessage
+	if c.format == wire.CBOR {
+		want = websocket.BinaryMessage
+	}
+	var req wire.Request
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if !c.isDraining() {
+				switch {
+				case errors.Is(err, websocket.ErrReadLimit):
+					s.logger.Info("websocket closed: frame over the size limit", "limit", s.cfg.MaxFrame)
+				case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+				default:
+					s.logger.Debug("websocket read ended", "error", err)
+				}
+			}
+			return
+		}
+		if c.isDraining() {
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
+		if mt != want {
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError,
+				"frame type does not match the subprotocol: "+c.format.String()+" uses "+map[int]string{websocket.TextMessage: "text", websocket.BinaryMessage: "binary"}[want]+" frames"),
+				time.Now().Add(time.Second))
+			return
+		}
+		if err := wire.DecodeRequest(c.format, data, &req); err != nil {
+			var de *wire.DecodeError
+			errors.As(err, &de)
+			c.push(wire.AppendError(c.format, nil, de.ID, &wire.Error{Code: wire.CodeBadRequest, Message: de.Message}))
+			continue
+		}
+		switch req.Type {
+		case wire.TypePublish:
+			c.publish(&req)
+		case wire.TypePing:
+			c.push(wire.AppendReply(c.format, nil, &wire.Reply{Type: wire.TypePong, ID: req.ID}))
+		default:
+			c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeUnknownType,
+				"unknown message type %q; this server knows publish, ping", req.Type)))
+		}
+	}
+}
+
+func (c *conn) publish(req *wire.Request) {
+	ch := c.s.chron.Load()
+	if ch == nil {
+		c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeUnavailable, "the host is recovering its log; retry with the same producer and pseq")))
+		return
+	}
+	sl := newSlot(req.ID)
+	sl.req = chronicler.Request{Event: req.Event, Done: c.publishDone, Ctx: sl}
+	c.slots <- sl // blocks when MaxInFlight publishes await acks
+	ch.Submit(c.ctx, &sl.req)
+}
+
+// publishDone runs on the chronicler's writer goroutine: encode and hand over.
+func (c *conn) publishDone(r *chronicler.Request, res chronicler.Result) {
+	sl := r.Ctx.(*slot)
+	if res.Err != nil {
+		sl.msg = wire.AppendError(c.format, sl.msg, sl.id, res.Err)
+	} else {
+		sl.msg = wire.AppendAck(c.format, sl.msg, sl.id, res.Ack)
+	}
+	sl.complete()
+}
+
+func (c *conn) writeLoop() {
+	s := c.s
+	defer func() {
+		c.cancel()
+		c.ws.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.connGauge.Dec()
+		s.wg.Done()
+	}()
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	mt := websocket.TextMessage
+	if c.format == wire.CBOR {
+		mt = websocket.BinaryMessage
+	}
+	broken := false
+	for {
+		select {
+		case sl, ok := <-c.slots:
+			if !ok {
+				// The reader stopped. When we are draining, every reply
+				// has been written: say goodbye properly.
+				if c.isDraining() && !broken {
+					c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+				}
+				return
+			}
+			<-sl.done
+			if !broken {
+				c.ws.SetWriteDeadline(time.Now().Add(s.cfg.PongTimeout))
+				if err := c.ws.WriteMessage(mt, sl.msg); err != nil {
+					broken = true // keep draining slots so the reader never blocks
+					c.ws.Close()
+				}
+			}
+			sl.req = chronicler.Request{}
+			slotPool.Put(sl)
+		case <-ping.C:
+			if !broken {
+				c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second))
+			}
+		}
+	}
+}

@@ -1,0 +1,378 @@
+package statetree
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// The RFC 6902 operations a state tree records. No others are produced, so
+// fast-json-patch and Immer can both apply the patches.
+const (
+	OpAdd     = "add"
+	OpRemove  = "remove"
+	OpReplace = "replace"
+)
+
+// Op is one RFC 6902 JSON Patch operation: add, remove or replace.
+type Op struct {
+	// Op is OpAdd, OpRemove or OpReplace.
+	Op string
+	// Path is the RFC 6901 JSON Pointer of the target location.
+	Path string
+	// Value is the new value for add and replace; it is ignored (and not
+	// marshalled) for remove.
+	Value Value
+}
+
+// errNotFound is what modify returns when the path does not exist.
+var errNotFound = errors.New("statetree: path not found")
+
+// childOf returns the child of container cur under token tok.
+func childOf(cur Value, tok string) (Value, bool) {
+	switch cur.kind {
+	case KindMap:
+		return cur.m.get(tok)
+	case KindArray:
+		i, ok := arrayIndex(tok, cur.Len())
+		if !ok || i >= cur.Len() {
+			return null, false
+		}
+		return cur.arr.elems[i], true
+	}
+	return null, false
+}
+
+// Get returns the value at path p, and whether it exists.
+func (v Value) Get(p Path) (Value, bool) {
+	for _, tok := range p {
+		var ok bool
+		if v, ok = childOf(v, tok); !ok {
+			return null, false
+		}
+	}
+	return v, true
+}
+
+// modify returns cur with the value x at p[i:] replaced by fn(x), copying
+// the containers on the path. It returns errNotFound if the path does not
+// exist, and cur itself if fn reports no change.
+func modify(cur Value, p Path, i int, fn func(Value) (Value, bool, error)) (Value, bool, error) {
+	if i == len(p) {
+		return fn(cur)
+	}
+	child, ok := childOf(cur, p[i])
+	if !ok {
+		return cur, false, errNotFound
+	}
+	nc, changed, err := modify(child, p, i+1, fn)
+	if err != nil || !changed {
+		return cur, false, err
+	}
+	return withChild(cur, p[i], nc), true, nil
+}
+
+// withChild returns container cur with the existing child tok replaced.
+func withChild(cur Value, tok string, nc Value) Value {
+	if cur.kind == KindMap {
+		return Value{kind: KindMap, m: cur.m.set(tok, nc, 0)}
+	}
+	i, _ := arrayIndex(tok, cur.Len())
+	es := slices.Clone(cur.arr.elems)
+	es[i] = nc
+	return arrayOwned(es)
+}
+
+// wrap returns x nested in new maps, one per token: wrap([a b], x) is
+// {"a":{"b":x}}.
+func wrap(toks Path, x Value) Value {
+	for i := len(toks) - 1; i >= 0; i-- {
+		x = Value{kind: KindMap, m: newLeaf(toks[i], x)}
+	}
+	return x
+}
+
+func checkPath(p Path) error {
+	for _, tok := range p {
+		if err := checkKey(tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Tx applies a series of changes to a root and collects the RFC 6902 ops
+// that turn the old root into the new one. Get sees the changes made so far.
+// A Tx is not safe for concurrent use; the roots it produces are ordinary
+// immutable Values. A failed change leaves the Tx as it was.
+type Tx struct {
+	root Value
+	ops  []Op
+}
+
+// Begin starts a transaction on root v.
+func (v Value) Begin() *Tx { return &Tx{root: v} }
+
+// Root returns the current root: the start root with the changes so far.
+func (t *Tx) Root() Value { return t.root }
+
+// Ops returns the ops recorded so far. The slice is owned by the Tx.
+func (t *Tx) Ops() []Op { return t.ops }
+
+// Get returns the value at p in the current root.
+func (t *Tx) Get(p Path) (Value, bool) { return t.root.Get(p) }
+
+// Commit returns the new root and the ops recorded, in order. The Tx may
+// continue to be used; later changes start from the same root and add to a
+// fresh op list.
+func (t *Tx) Commit() (Value, []Op) {
+	ops := t.ops
+	t.ops = nil
+	return t.root, ops
+}
+
+func (t *Tx) commit(root Value, op Op) error {
+	if root.depth() > MaxDepth {
+		return fmt.Errorf("statetree: cannot change %s: %w", op.Path, errTooDeep)
+	}
+	t.root = root
+	t.ops = append(t.ops, op)
+	return nil
+}
+
+// Set stores x at p, recording one op, or none if the value there already
+// equals x:
+//
+//   - p exists: replace p.
+//   - p names a missing map key: add p.
+//   - p names the end of an array (index len or "-"): add at the concrete
+//     index len (an append).
+//   - intermediate maps are created: if p[:k] is the deepest existing
+//     container and p[k] is a missing key of a map, or an existing null, the
+//     maps for p[k+1:] are created and the single op is an add (or, for a
+//     null, a replace) of p[:k+1] with the whole new subtree, so the patch
+//     applies with plain RFC 6902 tools. A null root becomes a map and is
+//     recorded as a replace of "".
+//
+// It fails for a path through a bool, number or string, an array index out
+// of range (or one that would need an element created), a forbidden key, or
+// a result deeper than MaxDepth.
+func (t *Tx) Set(p Path, x Value) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	// Find the deepest existing prefix p[:k] and its value cur.
+	cur, k := t.root, 0
+	for ; k < len(p); k++ {
+		child, ok := childOf(cur, p[k])
+		if !ok || (child.kind == KindNull && k < len(p)-1) {
+			break
+		}
+		cur = child
+	}
+	if k == len(p) {
+		if Equal(cur, x) {
+			return nil
+		}
+		root, _, err := modify(t.root, p, 0, func(Value) (Value, bool, error) { return x, true, nil })
+		if err != nil {
+			return err
+		}
+		return t.commit(root, Op{OpReplace, p.String(), x})
+	}
+	nv := wrap(p[k+1:], x)
+	switch cur.kind {
+	case KindMap:
+		op := OpAdd
+		if _, ok := cur.m.get(p[k]); ok {
+			op = OpReplace // an intermediate null
+		}
+		root, _, err := modify(t.root, p[:k], 0, func(m Value) (Value, bool, error) {
+			return Value{kind: KindMap, m: m.m.set(p[k], nv, 0)}, true, nil
+		})
+		if err != nil {
+			return err
+		}
+		return t.commit(root, Op{op, p[:k+1].String(), nv})
+	case KindArray:
+		n := cur.Len()
+		i, ok := arrayIndex(p[k], n)
+		switch {
+		case ok && i == n && k == len(p)-1:
+			root, _, err := modify(t.root, p[:k], 0, func(a Value) (Value, bool, error) {
+				return arrayOwned(append(slices.Clip(a.elems()), x)), true, nil
+			})
+			if err != nil {
+				return err
+			}
+			return t.commit(root, Op{OpAdd, p[:k].Index(n).String(), x})
+		case ok && i < n: // an intermediate null element
+			root, _, err := modify(t.root, p[:k+1], 0, func(Value) (Value, bool, error) { return nv, true, nil })
+			if err != nil {
+				return err
+			}
+			return t.commit(root, Op{OpReplace, p[:k+1].String(), nv})
+		}
+		return fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p, p[k], p.pointer(k), n)
+	case KindNull:
+		// Only the root can be a null container here.
+		return t.commit(wrap(p, x), Op{OpReplace, "", wrap(p, x)})
+	}
+	return fmt.Errorf("statetree: cannot set %s: %q is a %s, not a map or array", p, p.pointer(k), cur.kind)
+}
+
+// Insert inserts x into an array at p, whose last token is an index from 0
+// to the array's length or "-" (the end), shifting later elements up: an
+// RFC 6902 add, recorded with the concrete index. The array must exist.
+func (t *Tx) Insert(p Path, x Value) error {
+	if len(p) == 0 {
+		return errors.New("statetree: cannot insert at the root")
+	}
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	last, parent := p[len(p)-1], p[:len(p)-1]
+	at := -1
+	root, _, err := modify(t.root, parent, 0, func(a Value) (Value, bool, error) {
+		if a.kind != KindArray {
+			return a, false, fmt.Errorf("statetree: cannot insert at %s: %q is a %s, not an array", p, parent, a.kind)
+		}
+		n := a.Len()
+		i, ok := arrayIndex(last, n)
+		if !ok || i > n {
+			return a, false, fmt.Errorf("statetree: cannot insert at %s: index %q is out of range (length %d)", p, last, n)
+		}
+		at = i
+		return arrayOwned(slices.Insert(slices.Clone(a.elems()), i, x)), true, nil
+	})
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("statetree: cannot insert at %s: %q does not exist", p, parent)
+	}
+	if err != nil {
+		return err
+	}
+	return t.commit(root, Op{OpAdd, parent.Index(at).String(), x})
+}
+
+// Delete removes the value at p: a map entry, or an array element (later
+// elements shift down). It records one remove op, or none if p does not
+// exist. Deleting the root is an error.
+func (t *Tx) Delete(p Path) error {
+	if len(p) == 0 {
+		return errors.New("statetree: cannot delete the root")
+	}
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	last := p[len(p)-1]
+	root, changed, err := modify(t.root, p[:len(p)-1], 0, func(c Value) (Value, bool, error) {
+		switch c.kind {
+		case KindMap:
+			m, ok := c.m.del(last, 0)
+			return Value{kind: KindMap, m: m}, ok, nil
+		case KindArray:
+			n := c.Len()
+			i, ok := arrayIndex(last, n)
+			if !ok || i >= n {
+				return c, false, nil
+			}
+			return arrayOwned(slices.Delete(slices.Clone(c.elems()), i, i+1)), true, nil
+		}
+		return c, false, nil
+	})
+	if errors.Is(err, errNotFound) || !changed {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t.root = root
+	t.ops = append(t.ops, Op{Op: OpRemove, Path: p.String()})
+	return nil
+}
+
+// Set returns v with x stored at p and the op recorded (see Tx.Set).
+func (v Value) Set(p Path, x Value) (Value, []Op, error) {
+	t := Tx{root: v}
+	err := t.Set(p, x)
+	return t.root, t.ops, err
+}
+
+// Delete returns v without the value at p and the op recorded (see
+// Tx.Delete).
+func (v Value) Delete(p Path) (Value, []Op, error) {
+	t := Tx{root: v}
+	err := t.Delete(p)
+	return t.root, t.ops, err
+}
+
+// Apply applies RFC 6902 ops (add, remove, replace only) to root in order
+// and returns the new root. It is strict: remove and replace need an
+// existing target, add needs an existing parent, and array indices must be
+// in range. It is meant for tests and Go clients; reducers use Tx.
+func Apply(root Value, ops []Op) (Value, error) {
+	for i, op := range ops {
+		var err error
+		if root, err = applyOp(root, op); err != nil {
+			return root, fmt.Errorf("statetree: op %d (%s %s): %w", i, op.Op, op.Path, err)
+		}
+	}
+	return root, nil
+}
+
+func applyOp(root Value, op Op) (Value, error) {
+	p, err := ParsePath(op.Path)
+	if err != nil {
+		return root, err
+	}
+	if op.Op != OpAdd && op.Op != OpRemove && op.Op != OpReplace {
+		return root, fmt.Errorf("statetree: unsupported op %q", op.Op)
+	}
+	if len(p) == 0 {
+		if op.Op == OpRemove {
+			return root, errors.New("statetree: cannot remove the root")
+		}
+		return op.Value, nil
+	}
+	last := p[len(p)-1]
+	nr, _, err := modify(root, p[:len(p)-1], 0, func(c Value) (Value, bool, error) {
+		switch c.kind {
+		case KindMap:
+			_, exists := c.m.get(last)
+			switch {
+			case op.Op == OpAdd || exists && op.Op == OpReplace:
+				return Value{kind: KindMap, m: c.m.set(last, op.Value, 0)}, true, nil
+			case exists:
+				m, _ := c.m.del(last, 0)
+				return Value{kind: KindMap, m: m}, true, nil
+			}
+			return c, false, errNotFound
+		case KindArray:
+			n := c.Len()
+			i, ok := arrayIndex(last, n)
+			switch {
+			case !ok:
+			case op.Op == OpAdd && i <= n:
+				return arrayOwned(slices.Insert(slices.Clone(c.elems()), i, op.Value)), true, nil
+			case op.Op == OpRemove && i < n:
+				return arrayOwned(slices.Delete(slices.Clone(c.elems()), i, i+1)), true, nil
+			case op.Op == OpReplace && i < n:
+				es := slices.Clone(c.elems())
+				es[i] = op.Value
+				return arrayOwned(es), true, nil
+			}
+			return c, false, fmt.Errorf("statetree: bad array index %q (length %d)", last, n)
+		}
+		return c, false, fmt.Errorf("statetree: parent is a %s, not a map or array", c.kind)
+	})
+	if err != nil {
+		return root, err
+	}
+	if nr.depth() > MaxDepth {
+		return root, errTooDeep
+	}
+	return nr, nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,127 @@
+package statetree
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Path is a parsed RFC 6901 JSON Pointer: the unescaped reference tokens, in
+// order from the root. The empty Path is the whole document. Parse a
+// pointer once with ParsePath and reuse the Path on hot paths.
+//
+// A Path is a plain slice: treat it as immutable once shared (Child copies).
+type Path []string
+
+// ParsePath parses an RFC 6901 JSON Pointer such as "/todos/a1/done".
+// "~1" decodes to "/" and "~0" to "~"; any other "~" sequence, a pointer not
+// starting with "/" (except the empty pointer, the root), invalid UTF-8 and
+// forbidden keys (see ForbiddenKeys) are errors.
+func ParsePath(s string) (Path, error) {
+	if s == "" {
+		return Path{}, nil
+	}
+	if s[0] != '/' {
+		return nil, fmt.Errorf("statetree: invalid JSON pointer %q: must be empty or start with \"/\"", s)
+	}
+	if !utf8.ValidString(s) {
+		return nil, fmt.Errorf("statetree: invalid JSON pointer %q: %w", s, ErrInvalidUTF8)
+	}
+	p := make(Path, 0, strings.Count(s, "/"))
+	for _, tok := range strings.Split(s[1:], "/") {
+		if strings.IndexByte(tok, '~') >= 0 {
+			var b strings.Builder
+			for i := 0; i < len(tok); i++ {
+				c := tok[i]
+				if c != '~' {
+					b.WriteByte(c)
+					continue
+				}
+				if i+1 < len(tok) && tok[i+1] == '0' {
+					b.WriteByte('~')
+				} else if i+1 < len(tok) && tok[i+1] == '1' {
+					b.WriteByte('/')
+				} else {
+					return nil, fmt.Errorf("statetree: invalid JSON pointer %q: \"~\" must be followed by \"0\" or \"1\"", s)
+				}
+				i++
+			}
+			tok = b.String()
+		}
+		if err := checkKey(tok); err != nil {
+			return nil, err
+		}
+		p = append(p, tok)
+	}
+	return p, nil
+}
+
+// MustPath is ParsePath for constant pointers in Go code; it panics on error.
+func MustPath(s string) Path {
+	p, err := ParsePath(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// String returns p as an RFC 6901 JSON Pointer, escaping "~" and "/".
+func (p Path) String() string {
+	var b strings.Builder
+	for _, tok := range p {
+		b.WriteByte('/')
+		writeToken(&b, tok)
+	}
+	return b.String()
+}
+
+func writeToken(b *strings.Builder, tok string) {
+	if strings.IndexByte(tok, '~') < 0 && strings.IndexByte(tok, '/') < 0 {
+		b.WriteString(tok)
+		return
+	}
+	for i := 0; i < len(tok); i++ {
+		switch tok[i] {
+		case '~':
+			b.WriteString("~0")
+		case '/':
+			b.WriteString("~1")
+		default:
+			b.WriteByte(tok[i])
+		}
+	}
+}
+
+// Child returns a new Path with tok appended; p is not modified.
+func (p Path) Child(tok string) Path {
+	q := make(Path, len(p), len(p)+1)
+	copy(q, p)
+	return append(q, tok)
+}
+
+// Index returns a new Path with array index i appended.
+func (p Path) Index(i int) Path { return p.Child(strconv.Itoa(i)) }
+
+// pointer returns the JSON Pointer of the first n tokens of p.
+func (p Path) pointer(n int) string { return p[:n].String() }
+
+// arrayIndex parses an array index token: "0" or a decimal without leading
+// zeros. "-" (the end of the array) gives n. ok is false for anything else.
+func arrayIndex(tok string, n int) (int, bool) {
+	if tok == "-" {
+		return n, true
+	}
+	if tok == "" || len(tok) > 10 || (len(tok) > 1 && tok[0] == '0') {
+		return 0, false
+	}
+	i := 0
+	for j := 0; j < len(tok); j++ {
+		c := tok[j]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		i = i*10 + int(c-'0')
+	}
+	return i, true
+}

@@ -1,0 +1,365 @@
+package statetree
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"unicode/utf8"
+)
+
+// Kind is the kind of a Value.
+type Kind uint8
+
+// The kinds of Value. The numeric values are part of the hash encoding (see
+// the package documentation) and must never change.
+const (
+	KindNull   Kind = 0
+	KindBool   Kind = 1
+	KindInt    Kind = 2
+	KindFloat  Kind = 3
+	KindString Kind = 4
+	KindArray  Kind = 5
+	KindMap    Kind = 6
+)
+
+var kindNames = [...]string{"null", "bool", "int", "float", "string", "array", "map"}
+
+// String returns the kind's name: "null", "bool", "int", "float", "string",
+// "array" or "map".
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Value is an immutable JSON-compatible value: null, bool, int, float,
+// string, array or map. The zero Value is null.
+//
+// A Value is a small struct that is cheap to copy; containers point to
+// shared, never-modified nodes, so copying a Value never copies its content
+// and a Value may be read from any number of goroutines at once. Every Value
+// obeys the package invariants: floats are finite, strings are valid UTF-8,
+// and no map (at any depth) has a key listed in ForbiddenKeys.
+type Value struct {
+	kind Kind
+	bits uint64   // bool (0/1), int64, or float64 bits
+	str  string   // KindString
+	arr  *arrNode // KindArray; nil is the empty array
+	m    *tnode   // KindMap; nil is the empty map
+}
+
+// arrNode is the immutable body of an array. Arrays are copied slices: every
+// change to an array copies its element slice (O(n)), which is cheap for the
+// small arrays state trees hold; large keyed collections belong in maps.
+type arrNode struct {
+	elems []Value
+	depth int32 // 1 + the deepest nesting of the elements
+	hash  hashCell
+}
+
+// Errors returned by constructors and decoders.
+var (
+	// ErrForbiddenKey reports a map key or path token that would pollute a
+	// JavaScript client's prototype chain. Returned errors wrap it.
+	ErrForbiddenKey = errors.New("statetree: forbidden key")
+	// ErrNotFinite reports a NaN or infinite float.
+	ErrNotFinite = errors.New("statetree: float is not finite (NaN and ±Inf have no JSON form)")
+	// ErrInvalidUTF8 reports a string or key that is not valid UTF-8.
+	ErrInvalidUTF8 = errors.New("statetree: string is not valid UTF-8")
+	// ErrTooDeep reports a value that would nest deeper than MaxDepth.
+	ErrTooDeep = errors.New("statetree: value nests too deeply")
+)
+
+var errTooDeep = fmt.Errorf("%w (limit %d)", ErrTooDeep, MaxDepth)
+
+// MaxDepth is the deepest nesting of arrays and maps a Value may have. Every
+// way of building a Value (decoders, Set, Insert, Map, Array) enforces it, so
+// any state tree can be encoded and decoded again.
+const MaxDepth = 512
+
+// ForbiddenKeys lists the map keys that are rejected anywhere in a path or a
+// value, because a JavaScript client applying a patch with them could have its
+// object prototypes polluted. Do not modify.
+var ForbiddenKeys = []string{"__proto__", "constructor", "prototype"}
+
+// forbiddenKeyError is the error for key k; it wraps ErrForbiddenKey.
+type forbiddenKeyError struct{ key string }
+
+func (e *forbiddenKeyError) Error() string {
+	return fmt.Sprintf("statetree: key %q is not allowed (it would pollute JavaScript clients)", e.key)
+}
+
+func (e *forbiddenKeyError) Unwrap() error { return ErrForbiddenKey }
+
+// checkKey returns an error if k may not be used as a map key.
+func checkKey(k string) error {
+	switch k {
+	case "__proto__", "constructor", "prototype":
+		return &forbiddenKeyError{k}
+	}
+	if !utf8.ValidString(k) {
+		return fmt.Errorf("%w: key %q", ErrInvalidUTF8, k)
+	}
+	return nil
+}
+
+var (
+	null     = Value{}
+	valTrue  = Value{kind: KindBool, bits: 1}
+	valFalse = Value{kind: KindBool}
+)
+
+// Null returns the null Value (the zero Value).
+func Null() Value { return null }
+
+// Bool returns a bool Value.
+func Bool(b bool) Value {
+	if b {
+		return valTrue
+	}
+	return valFalse
+}
+
+// Int returns an int Value.
+func Int(i int64) Value { return Value{kind: KindInt, bits: uint64(i)} }
+
+// Float returns a float Value. Negative zero is stored as positive zero, so
+// that the value has a single JSON form. It panics if f is NaN or infinite;
+// use NewFloat for untrusted input.
+func Float(f float64) Value {
+	v, err := NewFloat(f)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// NewFloat returns a float Value, or ErrNotFinite for NaN and ±Inf.
+// Negative zero is stored as positive zero.
+func NewFloat(f float64) (Value, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return null, ErrNotFinite
+	}
+	if f == 0 {
+		f = 0 // drop the sign of -0
+	}
+	return Value{kind: KindFloat, bits: math.Float64bits(f)}, nil
+}
+
+// String returns a string Value. It panics if s is not valid UTF-8; use
+// NewString for untrusted input.
+func String(s string) Value {
+	v, err := NewString(s)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// NewString returns a string Value, or ErrInvalidUTF8.
+func NewString(s string) (Value, error) {
+	if !utf8.ValidString(s) {
+		return null, ErrInvalidUTF8
+	}
+	return Value{kind: KindString, str: s}, nil
+}
+
+// Array returns an array Value holding elems. The slice is copied. It
+// panics if the array would nest deeper than MaxDepth.
+func Array(elems ...Value) Value {
+	v := arrayOwned(slices.Clone(elems))
+	if v.depth() > MaxDepth {
+		panic(errTooDeep)
+	}
+	return v
+}
+
+// arrayOwned wraps elems without copying; the caller gives up elems.
+func arrayOwned(elems []Value) Value {
+	if len(elems) == 0 {
+		return Value{kind: KindArray}
+	}
+	d := int32(0)
+	for i := range elems {
+		d = max(d, elems[i].depth())
+	}
+	return Value{kind: KindArray, arr: &arrNode{elems: elems, depth: d + 1}}
+}
+
+// depth returns how deeply v nests: 0 for scalars, 1 for a container of
+// scalars (or an empty one), and so on.
+func (v Value) depth() int32 {
+	switch v.kind {
+	case KindArray:
+		if v.arr == nil {
+			return 1
+		}
+		return v.arr.depth
+	case KindMap:
+		if v.m == nil {
+			return 1
+		}
+		return v.m.depth + 1
+	}
+	return 0
+}
+
+// EmptyMap returns the empty map Value.
+func EmptyMap() Value { return Value{kind: KindMap} }
+
+// Map returns a map Value holding the entries of m. It fails if a key is
+// forbidden (ErrForbiddenKey) or not valid UTF-8, or if the map would nest
+// deeper than MaxDepth.
+func Map(m map[string]Value) (Value, error) {
+	es := make([]entry, 0, len(m))
+	for k, v := range m {
+		if err := checkKey(k); err != nil {
+			return null, err
+		}
+		es = append(es, entry{k, v})
+	}
+	v := mapFromEntries(es)
+	if v.depth() > MaxDepth {
+		return null, errTooDeep
+	}
+	return v, nil
+}
+
+// mapFromEntries builds a map from unique, already checked entries, sorting
+// them in place.
+func mapFromEntries(es []entry) Value {
+	sortEntries(es)
+	return Value{kind: KindMap, m: buildTrie(es)}
+}
+
+// Kind returns v's kind.
+func (v Value) Kind() Kind { return v.kind }
+
+// IsNull reports whether v is null.
+func (v Value) IsNull() bool { return v.kind == KindNull }
+
+// Bool returns v's bool, or false if v is not a bool.
+func (v Value) Bool() bool { return v.kind == KindBool && v.bits != 0 }
+
+// Int returns v's int, or 0 if v is not an int.
+func (v Value) Int() int64 {
+	if v.kind != KindInt {
+		return 0
+	}
+	return int64(v.bits)
+}
+
+// Float returns v's float; an int is converted to float64. Other kinds give 0.
+func (v Value) Float() float64 {
+	switch v.kind {
+	case KindFloat:
+		return math.Float64frombits(v.bits)
+	case KindInt:
+		return float64(int64(v.bits))
+	}
+	return 0
+}
+
+// Str returns v's string, or "" if v is not a string.
+func (v Value) Str() string { return v.str }
+
+// Len returns the number of elements of an array, the number of entries of
+// a map, and 0 for other kinds. It is O(1).
+func (v Value) Len() int {
+	switch v.kind {
+	case KindArray:
+		if v.arr != nil {
+			return len(v.arr.elems)
+		}
+	case KindMap:
+		if v.m != nil {
+			return v.m.size
+		}
+	}
+	return 0
+}
+
+// Index returns element i of an array. It returns null if v is not an array
+// or i is out of range.
+func (v Value) Index(i int) Value {
+	if v.kind != KindArray || v.arr == nil || i < 0 || i >= len(v.arr.elems) {
+		return null
+	}
+	return v.arr.elems[i]
+}
+
+// elems returns an array's elements; callers must not modify them.
+func (v Value) elems() []Value {
+	if v.arr == nil {
+		return nil
+	}
+	return v.arr.elems
+}
+
+// Lookup returns the value stored under key in a map. ok is false if v is
+// not a map or has no such key.
+func (v Value) Lookup(key string) (val Value, ok bool) {
+	if v.kind != KindMap {
+		return null, false
+	}
+	return v.m.get(key)
+}
+
+// Range calls fn for each entry of a map in canonical key order (bytewise),
+// stopping early if fn returns false. It does nothing if v is not a map.
+func (v Value) Range(fn func(key string, val Value) bool) {
+	if v.kind == KindMap {
+		v.m.each(fn)
+	}
+}
+
+// Keys returns the keys of a map in canonical order (nil for other kinds).
+func (v Value) Keys() []string {
+	if v.kind != KindMap || v.m == nil {
+		return nil
+	}
+	ks := make([]string, 0, v.m.size)
+	v.m.each(func(k string, _ Value) bool { ks = append(ks, k); return true })
+	return ks
+}
+
+// Equal reports whether a and b are the same value. Int and float are
+// distinct kinds, so Int(1) and Float(1) are not equal. Containers compare by
+// pointer first and then by Merkle hash, so Equal is O(1) once hashes are
+// cached.
+func Equal(a, b Value) bool {
+	if a.kind != b.kind {
+		return false
+	}
+	switch a.kind {
+	case KindNull:
+		return true
+	case KindBool, KindInt, KindFloat:
+		return a.bits == b.bits
+	case KindString:
+		return a.str == b.str
+	case KindArray:
+		if a.arr == b.arr {
+			return true
+		}
+		if a.Len() != b.Len() {
+			return false
+		}
+	case KindMap:
+		if a.m == b.m {
+			return true
+		}
+		if a.Len() != b.Len() {
+			return false
+		}
+	}
+	return a.Hash() == b.Hash()
+}
+
+// String returns v as canonical JSON, for debugging and logs.
+func (v Value) String() string {
+	b, _ := v.MarshalJSON()
+	return string(b)
+}
