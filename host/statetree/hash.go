@@ -47,7 +47,8 @@ func (v Value) Hash() Hash {
 	switch v.kind {
 	case KindArray:
 		if v.arr == nil {
-			break
+			var stack [9]byte
+			return sha256.Sum256(append(stack[:0], tagArray, 0, 0, 0, 0, 0, 0, 0, 0))
 		}
 		if h := v.arr.hash.p.Load(); h != nil {
 			return *h

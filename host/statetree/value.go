@@ -358,6 +358,9 @@ func Equal(a, b Value) bool {
 	return a.Hash() == b.Hash()
 }
 
+// GoString returns v as canonical JSON, for %#v in test failures.
+func (v Value) GoString() string { return "statetree.Value(" + v.String() + ")" }
+
 // String returns v as canonical JSON, for debugging and logs.
 func (v Value) String() string {
 	b, _ := v.MarshalJSON()

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -83,7 +82,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 
 	// Recover while /livez answers and /readyz says 503.
 	start := time.Now()
-	cfg := filelog.DefaultConfig(filepath.Join(o.data, "log"))
+	cfg := filelog.DefaultConfig(o.data)
 	cfg.Logger = logger.Named("eventlog")
 	cfg.MaxRecordSize = o.maxFrame + 4096
 	elog, err := filelog.Open(cfg)

@@ -1,12 +1,12 @@
 package filelog
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
-	"crypto/sha256"
 
 	"github.com/nodb-dev/nodb/host/eventlog"
 )
@@ -20,7 +20,7 @@ const (
 	segMagic      = "nodb-log"
 	segHeaderSize = 64 // bytes; also where the first frame starts
 
-	frameHeaderSize = 44            // fixed fields + header CRC
+	frameHeaderSize = 44                    // fixed fields + header CRC
 	frameTrailer    = eventlog.HashSize + 4 // chain hash + frame CRC
 	frameOverhead   = frameHeaderSize + frameTrailer
 	frameAlign      = 8

@@ -1,0 +1,93 @@
+package filelog
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults for Config fields left zero.
+const (
+	// DefaultSegmentSize is the size at which a segment is sealed and the
+	// next one started.
+	DefaultSegmentSize = 64 << 20
+	// DefaultMaxRecordSize bounds a record's producer, type and payload
+	// together.
+	DefaultMaxRecordSize = 16 << 20
+	// MinSegmentSize is the smallest SegmentSize accepted.
+	MinSegmentSize = 1 << 10
+)
+
+// SubDir is the directory under Config.Dir that holds the segment files.
+const SubDir = "log"
+
+// Config configures a file log. Zero fields take their defaults.
+type Config struct {
+	// Dir is nodb's data directory. The log lives in Dir/log (SubDir): the
+	// segment files, a LOCK file, and torn/ for bytes cut at recovery.
+	Dir string
+	// SegmentSize is the size in bytes at which the current segment is
+	// sealed: an Append whose batch would take the segment past it starts
+	// a new segment first. A batch never spans segments, so a segment
+	// holding one batch larger than SegmentSize grows past it.
+	// Default DefaultSegmentSize, minimum MinSegmentSize.
+	SegmentSize int64
+	// MaxRecordSize bounds len(Producer)+len(Type)+len(Payload) of one
+	// record, on Append and when reading frames back (a length field above
+	// it is treated as damage). Default DefaultMaxRecordSize, at most 1 GiB.
+	// Opening a log written with a larger MaxRecordSize may fail.
+	MaxRecordSize int
+	// FS is the file system to use; nil means OSFS.
+	FS FS
+	// Logger receives recovery and failure reports; nil means no logging.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns a Config for the data directory dir with every
+// other field at its default.
+func DefaultConfig(dir string) Config {
+	return Config{
+		Dir:           dir,
+		SegmentSize:   DefaultSegmentSize,
+		MaxRecordSize: DefaultMaxRecordSize,
+		FS:            OSFS{},
+		Logger:        hclog.NewNullLogger(),
+	}
+}
+
+// withDefaults fills in zero fields.
+func (c Config) withDefaults() Config {
+	if c.SegmentSize == 0 {
+		c.SegmentSize = DefaultSegmentSize
+	}
+	if c.MaxRecordSize == 0 {
+		c.MaxRecordSize = DefaultMaxRecordSize
+	}
+	if c.FS == nil {
+		c.FS = OSFS{}
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return c
+}
+
+// Validate reports whether c, with defaults applied, is usable.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("filelog: Config.Dir is empty"))
+	}
+	if c.SegmentSize < MinSegmentSize {
+		errs = append(errs, fmt.Errorf("filelog: Config.SegmentSize %d is below the minimum %d", c.SegmentSize, MinSegmentSize))
+	}
+	if c.MaxRecordSize < 0 || c.MaxRecordSize > maxDataLimit {
+		errs = append(errs, fmt.Errorf("filelog: Config.MaxRecordSize %d is outside 1..%d", c.MaxRecordSize, maxDataLimit))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) logDir() string { return filepath.Join(c.Dir, SubDir) }
