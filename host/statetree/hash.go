@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"math"
+	"sync"
 	"sync/atomic"
 )
 
@@ -53,14 +53,15 @@ func (v Value) Hash() Hash {
 		if h := v.arr.hash.p.Load(); h != nil {
 			return *h
 		}
-		var stack [512]byte
-		buf := append(stack[:0], tagArray)
+		bp := bufPool.Get().(*[]byte)
+		buf := append((*bp)[:0], tagArray)
 		buf = binary.BigEndian.AppendUint64(buf, uint64(len(v.arr.elems)))
 		for i := range v.arr.elems {
 			buf = appendRef(buf, v.arr.elems[i])
 		}
 		h := Hash(sha256.Sum256(buf))
 		v.arr.hash.p.Store(&h)
+		putBuf(bp, buf)
 		return h
 	case KindMap:
 		var stack [64]byte
@@ -116,8 +117,8 @@ func (n *tnode) hashNode() Hash {
 	if h := n.hash.p.Load(); h != nil {
 		return *h
 	}
-	var stack [1024]byte
-	buf := append(stack[:0], tagTrie)
+	bp := bufPool.Get().(*[]byte)
+	buf := append((*bp)[:0], tagTrie)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(n.pfx)))
 	buf = append(buf, n.pfx...)
 	if n.hasVal {
@@ -132,8 +133,17 @@ func (n *tnode) hashNode() Hash {
 	}
 	h := Hash(sha256.Sum256(buf))
 	n.hash.p.Store(&h)
+	putBuf(bp, buf)
 	return h
 }
 
-// float64 helpers shared by the codecs.
-func isIntegral(f float64) bool { return f == math.Trunc(f) }
+// bufPool holds encoding buffers for hashing, which recurses too deeply
+// for stack buffers.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func putBuf(bp *[]byte, buf []byte) {
+	if cap(buf) <= 1<<16 {
+		*bp = buf
+		bufPool.Put(bp)
+	}
+}

@@ -142,7 +142,8 @@ func (t *Tx) commit(root Value, op Op) error {
 }
 
 // Set stores x at p, recording one op, or none if the value there already
-// equals x:
+// equals x (see Equal; replacing a container with another of the same length
+// compares their hashes, computing them if needed):
 //
 //   - p exists: replace p.
 //   - p names a missing map key: add p.
@@ -162,64 +163,77 @@ func (t *Tx) Set(p Path, x Value) error {
 	if err := checkPath(p); err != nil {
 		return err
 	}
-	// Find the deepest existing prefix p[:k] and its value cur.
-	cur, k := t.root, 0
-	for ; k < len(p); k++ {
-		child, ok := childOf(cur, p[k])
-		if !ok || (child.kind == KindNull && k < len(p)-1) {
-			break
-		}
-		cur = child
+	var op Op
+	root, changed, err := setIn(t.root, p, 0, x, &op)
+	if err != nil || !changed {
+		return err
 	}
-	if k == len(p) {
+	return t.commit(root, op)
+}
+
+// setIn returns cur (the existing value at p[:i]) with x stored at p[i:],
+// in one descent, and fills in the op. changed is false if x was already
+// there.
+func setIn(cur Value, p Path, i int, x Value, op *Op) (Value, bool, error) {
+	if i == len(p) {
 		if Equal(cur, x) {
-			return nil
+			return cur, false, nil
 		}
-		root, _, err := modify(t.root, p, 0, func(Value) (Value, bool, error) { return x, true, nil })
-		if err != nil {
-			return err
-		}
-		return t.commit(root, Op{OpReplace, p.String(), x})
+		*op = Op{OpReplace, p.String(), x}
+		return x, true, nil
 	}
-	nv := wrap(p[k+1:], x)
+	tok := p[i]
 	switch cur.kind {
 	case KindMap:
-		op := OpAdd
-		if _, ok := cur.m.get(p[k]); ok {
-			op = OpReplace // an intermediate null
-		}
-		root, _, err := modify(t.root, p[:k], 0, func(m Value) (Value, bool, error) {
-			return Value{kind: KindMap, m: m.m.set(p[k], nv, 0)}, true, nil
-		})
-		if err != nil {
-			return err
-		}
-		return t.commit(root, Op{op, p[:k+1].String(), nv})
-	case KindArray:
-		n := cur.Len()
-		i, ok := arrayIndex(p[k], n)
+		child, ok := cur.m.get(tok)
+		var nc Value
 		switch {
-		case ok && i == n && k == len(p)-1:
-			root, _, err := modify(t.root, p[:k], 0, func(a Value) (Value, bool, error) {
-				return arrayOwned(append(slices.Clip(a.elems()), x)), true, nil
-			})
-			if err != nil {
-				return err
+		case !ok:
+			nc = wrap(p[i+1:], x)
+			*op = Op{OpAdd, p[:i+1].String(), nc}
+		case child.kind == KindNull && i+1 < len(p):
+			nc = wrap(p[i+1:], x)
+			*op = Op{OpReplace, p[:i+1].String(), nc}
+		default:
+			var changed bool
+			var err error
+			if nc, changed, err = setIn(child, p, i+1, x, op); err != nil || !changed {
+				return cur, false, err
 			}
-			return t.commit(root, Op{OpAdd, p[:k].Index(n).String(), x})
-		case ok && i < n: // an intermediate null element
-			root, _, err := modify(t.root, p[:k+1], 0, func(Value) (Value, bool, error) { return nv, true, nil })
-			if err != nil {
-				return err
-			}
-			return t.commit(root, Op{OpReplace, p[:k+1].String(), nv})
 		}
-		return fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p, p[k], p.pointer(k), n)
+		return Value{kind: KindMap, m: cur.m.set(tok, nc, 0)}, true, nil
+	case KindArray:
+		es := cur.elems()
+		j, ok := arrayIndex(tok, len(es))
+		switch {
+		case ok && j < len(es):
+			var nc Value
+			if es[j].kind == KindNull && i+1 < len(p) {
+				nc = wrap(p[i+1:], x)
+				*op = Op{OpReplace, p[:i+1].String(), nc}
+			} else {
+				var changed bool
+				var err error
+				if nc, changed, err = setIn(es[j], p, i+1, x, op); err != nil || !changed {
+					return cur, false, err
+				}
+			}
+			es = slices.Clone(es)
+			es[j] = nc
+			return arrayOwned(es), true, nil
+		case ok && j == len(es) && i == len(p)-1:
+			*op = Op{OpAdd, p[:i].Index(j).String(), x}
+			return arrayOwned(append(slices.Clip(es), x)), true, nil
+		}
+		return cur, false, fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p, tok, p.pointer(i), len(es))
 	case KindNull:
-		// Only the root can be a null container here.
-		return t.commit(wrap(p, x), Op{OpReplace, "", wrap(p, x)})
+		if i == 0 { // a null root becomes a map
+			nv := wrap(p, x)
+			*op = Op{OpReplace, "", nv}
+			return nv, true, nil
+		}
 	}
-	return fmt.Errorf("statetree: cannot set %s: %q is a %s, not a map or array", p, p.pointer(k), cur.kind)
+	return cur, false, fmt.Errorf("statetree: cannot set %s: %q is %s, not a map or array", p, p.pointer(i), cur.kind.article())
 }
 
 // Insert inserts x into an array at p, whose last token is an index from 0
@@ -236,7 +250,7 @@ func (t *Tx) Insert(p Path, x Value) error {
 	at := -1
 	root, _, err := modify(t.root, parent, 0, func(a Value) (Value, bool, error) {
 		if a.kind != KindArray {
-			return a, false, fmt.Errorf("statetree: cannot insert at %s: %q is a %s, not an array", p, parent, a.kind)
+			return a, false, fmt.Errorf("statetree: cannot insert at %s: %q is %s, not an array", p, parent.String(), a.kind.article())
 		}
 		n := a.Len()
 		i, ok := arrayIndex(last, n)
@@ -247,7 +261,7 @@ func (t *Tx) Insert(p Path, x Value) error {
 		return arrayOwned(slices.Insert(slices.Clone(a.elems()), i, x)), true, nil
 	})
 	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("statetree: cannot insert at %s: %q does not exist", p, parent)
+		return fmt.Errorf("statetree: cannot insert at %s: %q does not exist", p, parent.String())
 	}
 	if err != nil {
 		return err
@@ -364,7 +378,7 @@ func applyOp(root Value, op Op) (Value, error) {
 			}
 			return c, false, fmt.Errorf("statetree: bad array index %q (length %d)", last, n)
 		}
-		return c, false, fmt.Errorf("statetree: parent is a %s, not a map or array", c.kind)
+		return c, false, fmt.Errorf("statetree: parent is %s, not a map or array", c.kind.article())
 	})
 	if err != nil {
 		return root, err

@@ -43,6 +43,46 @@ func sortEntries(es []entry) {
 	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 }
 
+// allocNode returns a fresh node with k nil children. Nodes with up to 16
+// children share one allocation with their child slice.
+func allocNode(k int) *tnode {
+	switch {
+	case k == 0:
+		return &tnode{}
+	case k <= 2:
+		x := &struct {
+			tnode
+			a [2]*tnode
+		}{}
+		x.kids = x.a[:k:k]
+		return &x.tnode
+	case k <= 4:
+		x := &struct {
+			tnode
+			a [4]*tnode
+		}{}
+		x.kids = x.a[:k:k]
+		return &x.tnode
+	case k <= 8:
+		x := &struct {
+			tnode
+			a [8]*tnode
+		}{}
+		x.kids = x.a[:k:k]
+		return &x.tnode
+	case k <= 16:
+		x := &struct {
+			tnode
+			a [16]*tnode
+		}{}
+		x.kids = x.a[:k:k]
+		return &x.tnode
+	}
+	n := &tnode{}
+	n.kids = make([]*tnode, k)
+	return n
+}
+
 func newLeaf(key string, val Value) *tnode {
 	return &tnode{pfx: key, val: val, hasVal: true, size: 1, depth: val.depth()}
 }
@@ -107,42 +147,56 @@ func (n *tnode) set(key string, val Value, d int) *tnode {
 	l := d + lcp(key[d:], p[d:])
 	if l < len(p) {
 		// key leaves this node's prefix: a new node is needed above n.
-		nn := &tnode{pfx: p[:l]}
+		var nn *tnode
 		if l == len(key) {
+			nn = allocNode(1)
 			nn.hasVal, nn.val = true, val
-			nn.edges, nn.kids = p[l:l+1], []*tnode{n}
+			nn.edges, nn.kids[0] = p[l:l+1], n
 		} else {
+			nn = allocNode(2)
 			leaf := newLeaf(key, val)
 			if key[l] < p[l] {
-				nn.edges, nn.kids = string([]byte{key[l], p[l]}), []*tnode{leaf, n}
+				nn.edges, nn.kids[0], nn.kids[1] = string([]byte{key[l], p[l]}), leaf, n
 			} else {
-				nn.edges, nn.kids = string([]byte{p[l], key[l]}), []*tnode{n, leaf}
+				nn.edges, nn.kids[0], nn.kids[1] = string([]byte{p[l], key[l]}), n, leaf
 			}
 		}
+		nn.pfx = p[:l]
 		nn.fix()
 		return nn
 	}
-	c := &tnode{pfx: p, edges: n.edges, kids: n.kids, val: n.val, hasVal: n.hasVal}
 	if len(key) == l {
-		c.hasVal, c.val = true, val
+		c := &tnode{pfx: p, edges: n.edges, kids: n.kids, val: val, hasVal: true}
 		c.fix()
 		return c
 	}
 	b := key[l]
+	var c *tnode
 	if i := strings.IndexByte(n.edges, b); i >= 0 {
-		c.kids = slices.Clone(n.kids)
-		c.kids[i] = n.kids[i].set(key, val, l+1)
+		c = allocNode(len(n.kids))
+		copy(c.kids, n.kids)
+		old, kid := n.kids[i], n.kids[i].set(key, val, l+1)
+		c.kids[i] = kid
+		c.pfx, c.edges, c.val, c.hasVal = p, n.edges, n.val, n.hasVal
+		c.size = n.size + kid.size - old.size
+		if c.depth = n.depth; kid.depth > n.depth {
+			c.depth = kid.depth
+		} else if old.depth == n.depth && kid.depth < old.depth {
+			c.fix() // the deepest subtree may have become shallower
+		}
+		return c
 	} else {
 		j := 0
 		for j < len(n.edges) && n.edges[j] < b {
 			j++
 		}
+		c = allocNode(len(n.kids) + 1)
 		c.edges = n.edges[:j] + string([]byte{b}) + n.edges[j:]
-		c.kids = make([]*tnode, len(n.kids)+1)
 		copy(c.kids, n.kids[:j])
 		c.kids[j] = newLeaf(key, val)
 		copy(c.kids[j+1:], n.kids[j:])
 	}
+	c.pfx, c.val, c.hasVal = p, n.val, n.hasVal
 	c.fix()
 	return c
 }
@@ -179,19 +233,22 @@ func (n *tnode) del(key string, d int) (*tnode, bool) {
 	if !ok {
 		return n, false
 	}
-	c := &tnode{pfx: p, val: n.val, hasVal: n.hasVal}
+	var c *tnode
 	if kid == nil {
 		if !n.hasVal && len(n.kids) == 2 {
 			return n.kids[1-i], true
 		}
+		c = allocNode(len(n.kids) - 1)
 		c.edges = n.edges[:i] + n.edges[i+1:]
-		c.kids = make([]*tnode, 0, len(n.kids)-1)
-		c.kids = append(append(c.kids, n.kids[:i]...), n.kids[i+1:]...)
+		copy(c.kids, n.kids[:i])
+		copy(c.kids[i:], n.kids[i+1:])
 	} else {
+		c = allocNode(len(n.kids))
 		c.edges = n.edges
-		c.kids = slices.Clone(n.kids)
+		copy(c.kids, n.kids)
 		c.kids[i] = kid
 	}
+	c.pfx, c.val, c.hasVal = p, n.val, n.hasVal
 	c.fix()
 	return c, true
 }
@@ -233,9 +290,9 @@ func build(es []entry, d int) *tnode {
 	}
 	first, last := es[0].key, es[len(es)-1].key
 	l := d + lcp(first[d:], last[d:])
-	n := &tnode{pfx: first[:l]}
+	hasVal, val := false, null
 	if len(first) == l {
-		n.hasVal, n.val = true, es[0].val
+		hasVal, val = true, es[0].val
 		es = es[1:]
 	}
 	groups := 0
@@ -244,8 +301,10 @@ func build(es []entry, d int) *tnode {
 			groups++
 		}
 	}
+	n := allocNode(groups)
+	n.pfx, n.hasVal, n.val = first[:l], hasVal, val
 	edges := make([]byte, 0, groups)
-	n.kids = make([]*tnode, 0, groups)
+	n.kids = n.kids[:0]
 	for i := 0; i < len(es); {
 		b := es[i].key[l]
 		j := i + 1

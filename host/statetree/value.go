@@ -34,6 +34,17 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
+// article returns the kind's name with an indefinite article, for errors.
+func (k Kind) article() string {
+	switch k {
+	case KindNull:
+		return "null"
+	case KindInt, KindArray:
+		return "an " + k.String()
+	}
+	return "a " + k.String()
+}
+
 // Value is an immutable JSON-compatible value: null, bool, int, float,
 // string, array or map. The zero Value is null.
 //
@@ -87,10 +98,12 @@ var ForbiddenKeys = []string{"__proto__", "constructor", "prototype"}
 // forbiddenKeyError is the error for key k; it wraps ErrForbiddenKey.
 type forbiddenKeyError struct{ key string }
 
+// Error names the key.
 func (e *forbiddenKeyError) Error() string {
 	return fmt.Sprintf("statetree: key %q is not allowed (it would pollute JavaScript clients)", e.key)
 }
 
+// Unwrap returns ErrForbiddenKey.
 func (e *forbiddenKeyError) Unwrap() error { return ErrForbiddenKey }
 
 // checkKey returns an error if k may not be used as a map key.

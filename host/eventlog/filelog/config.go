@@ -34,10 +34,10 @@ type Config struct {
 	// holding one batch larger than SegmentSize grows past it.
 	// Default DefaultSegmentSize, minimum MinSegmentSize.
 	SegmentSize int64
-	// MaxRecordSize bounds len(Producer)+len(Type)+len(Payload) of one
-	// record, on Append and when reading frames back (a length field above
-	// it is treated as damage). Default DefaultMaxRecordSize, at most 1 GiB.
-	// Opening a log written with a larger MaxRecordSize may fail.
+	// MaxRecordSize bounds len(Producer)+len(Type)+len(Payload) of a
+	// record given to Append (ErrTooLarge). Default DefaultMaxRecordSize, at
+	// most 1 GiB. Reading accepts any length up to 1 GiB, so lowering it
+	// never makes an existing log unreadable.
 	MaxRecordSize int
 	// FS is the file system to use; nil means OSFS.
 	FS FS

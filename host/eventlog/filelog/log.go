@@ -117,7 +117,7 @@ func Open(cfg Config) (*Log, error) {
 }
 
 func (l *Log) recover() error {
-	res, err := scanLog(l.fs, l.dir, l.cfg.MaxRecordSize, nil)
+	res, err := scanLog(l.fs, l.dir, maxDataLimit, nil)
 	if err != nil {
 		return err
 	}
@@ -486,13 +486,13 @@ func (l *Log) readSeg(r *reader, seg *segment, seq, end uint64, buf []eventlog.R
 		if err != nil {
 			return buf, at, fmt.Errorf("filelog: read %s at offset %d: %w", seg.path, off, err)
 		}
-		n, err := frameHeader(b, l.cfg.MaxRecordSize)
+		n, err := frameHeader(b, maxDataLimit)
 		if err == nil && at >= seq {
 			if b, err = r.at(off, n); err != nil {
 				return buf, at, fmt.Errorf("filelog: read %s at offset %d: %w", seg.path, off, err)
 			}
 			var fr frame
-			fr, _, err = decodeFrame(b, l.cfg.MaxRecordSize)
+			fr, _, err = decodeFrame(b, maxDataLimit)
 			if err == nil && fr.seq != at {
 				err = fmt.Errorf("frame holds seq %d", fr.seq)
 			}

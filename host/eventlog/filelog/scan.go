@@ -158,18 +158,13 @@ func scanLog(fsys FS, dir string, maxData int, fn func(eventlog.Record) error) (
 	}
 	s := &segScanner{maxData: maxData, fn: fn, hasher: newChainHasher()}
 	for i, seg := range res.segs {
-		last := i == len(res.segs)-1
-		torn, err := s.scanFile(fsys, seg, last)
+		var prev *segInfo
+		if i > 0 {
+			prev = res.segs[i-1]
+		}
+		torn, err := s.scanFile(fsys, seg, prev, i == len(res.segs)-1)
 		if err != nil {
 			return nil, err
-		}
-		if i > 0 {
-			prev := res.segs[i-1]
-			if seg.hdr.firstSeq != prev.lastSeq+1 || seg.hdr.prevHash != prev.lastHash {
-				return nil, &CorruptError{File: seg.path, Seq: seg.hdr.firstSeq, Reason: fmt.Sprintf(
-					"segment header (first seq %d, previous hash %x) does not continue %s (last seq %d, hash %x)",
-					seg.hdr.firstSeq, seg.hdr.prevHash[:8], prev.name, prev.lastSeq, prev.lastHash[:8])}
-			}
 		}
 		res.torn = torn
 	}
@@ -186,7 +181,7 @@ type segScanner struct {
 
 // scanFile scans one segment file, filling in seg. It returns the torn tail
 // of the last segment, if any, and a *CorruptError for any other damage.
-func (s *segScanner) scanFile(fsys FS, seg *segInfo, last bool) (*TornTail, error) {
+func (s *segScanner) scanFile(fsys FS, seg, prev *segInfo, last bool) (*TornTail, error) {
 	f, err := fsys.OpenFile(seg.path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("filelog: open %s: %w", seg.path, err)
@@ -198,10 +193,11 @@ func (s *segScanner) scanFile(fsys FS, seg *segInfo, last bool) (*TornTail, erro
 	}
 	r := &reader{f: f, size: fi.Size(), buf: s.buf, win: 1 << 20}
 	defer func() { s.buf = r.buf[:0] }()
-	return s.scan(r, seg, last)
+	return s.scan(r, seg, prev, last)
 }
 
-func (s *segScanner) scan(r *reader, seg *segInfo, last bool) (*TornTail, error) {
+// scan checks the segment read by r; prev is the segment before it, if any.
+func (s *segScanner) scan(r *reader, seg, prev *segInfo, last bool) (*TornTail, error) {
 	corrupt := func(off int64, seq uint64, format string, args ...any) error {
 		return &CorruptError{File: seg.path, Offset: off, Seq: seq, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -221,6 +217,10 @@ func (s *segScanner) scan(r *reader, seg *segInfo, last bool) (*TornTail, error)
 	if hdr.firstSeq == 1 && hdr.prevHash != (eventlog.Hash{}) {
 		return nil, corrupt(0, 1, "segment starting at seq 1 has a non-zero previous hash")
 	}
+	if prev != nil && (hdr.firstSeq != prev.lastSeq+1 || hdr.prevHash != prev.lastHash) {
+		return nil, corrupt(0, hdr.firstSeq, "segment header (first seq %d, previous hash %x) does not continue %s (last seq %d, hash %x)",
+			hdr.firstSeq, hdr.prevHash[:8], prev.name, prev.lastSeq, prev.lastHash[:8])
+	}
 	seg.hdr = hdr
 	seg.lastSeq, seg.lastHash, seg.end = hdr.firstSeq-1, hdr.prevHash, segHeaderSize
 	seg.index = seg.index[:0]
@@ -228,7 +228,7 @@ func (s *segScanner) scan(r *reader, seg *segInfo, last bool) (*TornTail, error)
 	var (
 		off      = int64(segHeaderSize)
 		expect   = hdr.firstSeq
-		prev     = hdr.prevHash
+		prevHash = hdr.prevHash
 		inBatch  bool   // the last frame read has remaining > 0
 		want     uint32 // remaining the next frame must carry when inBatch
 		batchEnd uint64 // last seq of the batch being read
@@ -257,7 +257,7 @@ func (s *segScanner) scan(r *reader, seg *segInfo, last bool) (*TornTail, error)
 		if inBatch && f.remaining != want {
 			return nil, corrupt(off, f.seq, "frame says %d records follow in its batch, want %d", f.remaining, want)
 		}
-		if h := s.hasher.frame(&prev, &f); h != f.hash {
+		if h := s.hasher.frame(&prevHash, &f); h != f.hash {
 			return nil, corrupt(off, f.seq, "hash chain broken: stored hash %x, computed %x", f.hash[:8], h[:8])
 		}
 		if (f.seq-hdr.firstSeq)%indexEvery == 0 {
@@ -273,7 +273,7 @@ func (s *segScanner) scan(r *reader, seg *segInfo, last bool) (*TornTail, error)
 				Type: string(f.typ), Payload: append([]byte(nil), f.payload...), Hash: f.hash,
 			})
 		}
-		prev = f.hash
+		prevHash = f.hash
 		expect++
 		off += int64(n)
 		inBatch, want = f.remaining > 0, f.remaining-1

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,7 +145,8 @@ type call struct {
 }
 
 // Dial connects to a nodb host at url (ws:// or wss://, e.g.
-// "ws://127.0.0.1:7070/v1/ws") and waits for its hello. The first connection
+// "ws://127.0.0.1:7070/v1/ws"; http:// and https:// are taken as ws:// and
+// wss://) and waits for its hello. The first connection
 // must succeed within ctx; later connection failures are handled by
 // redialing in the background until Close.
 func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
@@ -181,6 +183,12 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	}
 	if o.backoffMax < o.backoffMin {
 		o.backoffMax = o.backoffMin
+	}
+	switch {
+	case strings.HasPrefix(url, "http://"):
+		url = "ws://" + url[len("http://"):]
+	case strings.HasPrefix(url, "https://"):
+		url = "wss://" + url[len("https://"):]
 	}
 	c := &Client{
 		url:      url,

@@ -1,0 +1,383 @@
+// Package view is nodb's view engine: it builds one view's state tree from
+// the event log with a reducer, keeps it current as events arrive, publishes
+// each event's changes as RFC 6902 ops, and snapshots it so a restart replays
+// only the tail.
+//
+// A view runs one goroutine (Run). It reads the log in batches from its
+// position; for each event it either calls the reducer (for event types the
+// reducer consumes) inside a statetree transaction, or records an empty update
+// without calling it. If the reducer fails (a trap, a timeout, an error it
+// returns), the view halts at that event: it keeps serving the state of the
+// last good event, reports the error in Status, and other views go on.
+//
+// Determinism and epochs. A WebAssembly reducer's runtime (Go's map seeds and
+// iteration order, for one) lives in the guest's memory and advances from call
+// to call, so the host re-creates the guest at every epoch boundary (every
+// abi.EpochSize sequence numbers; see abi/ABI.md). The state right after an
+// epoch's last seq is therefore reproducible from that state alone, and those
+// are the only states snapshotted: a restart from a snapshot then replays
+// exactly what a full replay would.
+package view
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/nodb-dev/nodb/abi"
+	"github.com/nodb-dev/nodb/host/eventlog"
+	"github.com/nodb-dev/nodb/host/statetree"
+)
+
+// Reducer turns events into state changes. Reduce must be deterministic: the
+// same state and record must give the same changes on any host, every time.
+// It is called from one goroutine at a time.
+type Reducer interface {
+	// Consumes reports whether the reducer wants events of type t. For other
+	// types the view records an empty update without calling Reduce.
+	Consumes(eventType string) bool
+	// Reduce applies rec to the state in tx. An error halts the view at rec;
+	// the changes made in tx are discarded.
+	Reduce(ctx context.Context, rec *eventlog.Record, tx *statetree.Tx) error
+	// Hash identifies the reducer's code (for a Wasm plugin, the hex SHA-256
+	// of its bytes). Snapshots made by one reducer are used only by it.
+	Hash() string
+	// Close releases the reducer.
+	Close() error
+}
+
+// Update is the change one event made to a view: the ops the reducer
+// recorded (none for events that left the state alone) and the seq of the
+// event. Root is the state after the event.
+type Update struct {
+	Seq  uint64
+	Ops  []statetree.Op
+	Root statetree.Value
+}
+
+// Phase is where a view is in its life.
+type Phase string
+
+// Phases of a view.
+const (
+	PhaseStarting   Phase = "starting"    // loading its snapshot
+	PhaseCatchingUp Phase = "catching-up" // replaying history towards the head
+	PhaseLive       Phase = "live"        // at the head, following new events
+	PhaseHalted     Phase = "halted"      // the reducer failed; serving the last good state
+	PhaseStopped    Phase = "stopped"     // Run returned
+)
+
+// Status is a view's state as the API reports it.
+type Status struct {
+	Name     string `json:"name"`
+	Plugin   string `json:"plugin"`
+	Seq      uint64 `json:"seq"`
+	Head     uint64 `json:"head"`
+	Phase    Phase  `json:"status"`
+	Error    string `json:"error,omitempty"`
+	HaltedAt uint64 `json:"halted_at,omitempty"`
+	RootHash string `json:"root_hash"`
+	// SnapshotSeq is the seq of the newest snapshot written or loaded.
+	SnapshotSeq uint64 `json:"snapshot_seq"`
+}
+
+// Config configures a View.
+type Config struct {
+	// Name is the view's name, used in the API and in snapshot file names.
+	Name string
+	// Reducer builds the state. The view owns it and closes it.
+	Reducer Reducer
+	// Log is the event log to read.
+	Log eventlog.Log
+	// SnapshotDir is where snapshots are kept; empty disables snapshots.
+	SnapshotDir string
+	// SnapshotEvery asks for a snapshot once this many events were applied
+	// since the last one. Default 100000.
+	SnapshotEvery uint64
+	// SnapshotInterval asks for a snapshot after this much time, if the
+	// view moved. Default 1 minute.
+	SnapshotInterval time.Duration
+	// KeepSnapshots is how many snapshots to keep. Default 2.
+	KeepSnapshots int
+	// BatchSize is the number of records read from the log at a time.
+	// Default 1024.
+	BatchSize int
+	// Logger receives the view's logs.
+	Logger hclog.Logger
+}
+
+// View is one materialised view.
+type View struct {
+	cfg    Config
+	logger hclog.Logger
+
+	cur    atomic.Pointer[current]
+	status atomic.Pointer[Status]
+
+	// Owned by Run.
+	root      statetree.Value
+	seq       uint64
+	sinceSnap uint64
+	lastSnap  time.Time
+	running   atomic.Bool
+
+	boundary atomic.Pointer[current] // state after the newest completed epoch
+	snapMu   sync.Mutex              // serialises snapshot writes
+	snapSeq  atomic.Uint64           // seq of the newest snapshot written or loaded
+
+	subMu sync.Mutex
+	subs  map[*Subscription]struct{}
+}
+
+type current struct {
+	root statetree.Value
+	seq  uint64
+}
+
+// New creates a view, loading the newest usable snapshot made by the same
+// reducer. It does not read the log: Run does.
+func New(cfg Config) (*View, error) {
+	if cfg.Name == "" || cfg.Reducer == nil || cfg.Log == nil {
+		return nil, errors.New("view: Config needs Name, Reducer and Log")
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = 100000
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = time.Minute
+	}
+	if cfg.KeepSnapshots <= 0 {
+		cfg.KeepSnapshots = 2
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	v := &View{cfg: cfg, logger: cfg.Logger, root: statetree.EmptyMap(), subs: map[*Subscription]struct{}{}, lastSnap: time.Now()}
+	v.setStatus(func(s *Status) { s.Phase = PhaseStarting })
+	if cfg.SnapshotDir != "" {
+		snap, err := loadNewestSnapshot(cfg.SnapshotDir, cfg.Name, cfg.Reducer.Hash(), v.logger)
+		if err != nil {
+			return nil, err
+		}
+		if snap != nil {
+			if snap.seq > cfg.Log.LastSeq() {
+				v.logger.Warn("snapshot is ahead of the log; ignoring it", "snapshot_seq", snap.seq, "log_head", cfg.Log.LastSeq())
+			} else {
+				v.root, v.seq = snap.root, snap.seq
+				v.snapSeq.Store(snap.seq)
+				v.logger.Info("loaded snapshot", "seq", snap.seq, "root", snap.root.Hash().String()[:16])
+			}
+		}
+	}
+	v.boundary.Store(&current{v.root, v.seq})
+	v.publish()
+	return v, nil
+}
+
+// Name returns the view's name.
+func (v *View) Name() string { return v.cfg.Name }
+
+// State returns the current state and the seq of the last event applied. The
+// value is immutable: it stays valid and unchanged however the view moves on.
+func (v *View) State() (statetree.Value, uint64) {
+	c := v.cur.Load()
+	return c.root, c.seq
+}
+
+// Status returns the view's status.
+func (v *View) Status() Status {
+	s := *v.status.Load()
+	c := v.cur.Load()
+	s.Seq = c.seq
+	s.Head = v.cfg.Log.LastSeq()
+	s.RootHash = c.root.Hash().String()
+	s.SnapshotSeq = v.snapSeq.Load()
+	return s
+}
+
+func (v *View) setStatus(f func(*Status)) {
+	var s Status
+	if old := v.status.Load(); old != nil {
+		s = *old
+	}
+	s.Name = v.cfg.Name
+	s.Plugin = v.cfg.Reducer.Hash()
+	f(&s)
+	v.status.Store(&s)
+}
+
+func (v *View) publish() { v.cur.Store(&current{root: v.root, seq: v.seq}) }
+
+// WaitFor blocks until the view has applied seq (or halted, or ctx ends).
+func (v *View) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		if _, s := v.State(); s >= seq {
+			return nil
+		}
+		if st := v.status.Load(); st.Phase == PhaseHalted {
+			return fmt.Errorf("view %s halted at seq %d: %s", v.cfg.Name, st.HaltedAt, st.Error)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Run applies the log to the view until ctx ends. It returns nil when ctx
+// ends; a halted view keeps waiting (serving its state) until then.
+func (v *View) Run(ctx context.Context) error {
+	if !v.running.CompareAndSwap(false, true) {
+		return errors.New("view: Run called twice")
+	}
+	defer func() {
+		v.setStatus(func(s *Status) {
+			if s.Phase != PhaseHalted {
+				s.Phase = PhaseStopped
+			}
+		})
+		v.closeSubs()
+		v.cfg.Reducer.Close()
+	}()
+	var buf []eventlog.Record
+	upd := make([]Update, 0, v.cfg.BatchSize)
+	for {
+		head := v.cfg.Log.LastSeq()
+		if v.seq >= head {
+			v.setStatus(func(s *Status) { s.Phase = PhaseLive })
+			v.maybeSnapshot()
+			var err error
+			if head, err = v.cfg.Log.Wait(ctx, v.seq); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("view %s: waiting for events: %w", v.cfg.Name, err)
+			}
+		} else if st := v.status.Load(); st.Phase != PhaseCatchingUp && head-v.seq > uint64(v.cfg.BatchSize) {
+			v.setStatus(func(s *Status) { s.Phase = PhaseCatchingUp })
+		}
+		var err error
+		buf, err = v.cfg.Log.Read(ctx, v.seq+1, v.cfg.BatchSize, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("view %s: reading the log at seq %d: %w", v.cfg.Name, v.seq+1, err)
+		}
+		upd = upd[:0]
+		var failed error
+		var failedAt uint64
+		for i := range buf {
+			rec := &buf[i]
+			u := Update{Seq: rec.Seq}
+			if v.cfg.Reducer.Consumes(rec.Type) {
+				tx := v.root.Begin()
+				if err := v.cfg.Reducer.Reduce(ctx, rec, tx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					failed, failedAt = err, rec.Seq
+					break
+				}
+				v.root, u.Ops = tx.Commit()
+			}
+			v.seq = rec.Seq
+			u.Root = v.root
+			upd = append(upd, u)
+			v.sinceSnap++
+			if v.seq%abi.EpochSize == 0 {
+				v.boundary.Store(&current{v.root, v.seq})
+			}
+		}
+		v.publish()
+		v.broadcast(upd)
+		if failed != nil {
+			v.halt(ctx, failedAt, failed)
+			return nil
+		}
+		v.maybeSnapshot()
+	}
+}
+
+func (v *View) halt(ctx context.Context, seq uint64, err error) {
+	v.logger.Error("reducer failed; view halted, serving the state before this event", "seq", seq, "error", err)
+	v.setStatus(func(s *Status) {
+		s.Phase = PhaseHalted
+		s.HaltedAt = seq
+		s.Error = err.Error()
+	})
+	<-ctx.Done()
+}
+
+// SetState replaces the view's state with root as of seq (the SET_STATE
+// operation): the view then continues from seq+1. seq must be 0 or the last
+// seq of an epoch (a multiple of abi.EpochSize), the only points from which a
+// replay is reproducible. It is refused once Run has started.
+func (v *View) SetState(root statetree.Value, seq uint64) error {
+	if v.running.Load() {
+		return errors.New("view: SetState on a running view; stop it first")
+	}
+	if seq%abi.EpochSize != 0 {
+		return fmt.Errorf("view: SetState at seq %d: the seq must end an epoch (a multiple of %d)", seq, abi.EpochSize)
+	}
+	if seq > v.cfg.Log.LastSeq() {
+		return fmt.Errorf("view: SetState at seq %d beyond the log's head %d", seq, v.cfg.Log.LastSeq())
+	}
+	v.root, v.seq = root, seq
+	v.boundary.Store(&current{root, seq})
+	v.publish()
+	return nil
+}
+
+// Snapshot writes a snapshot of the view's newest epoch-aligned state (the
+// SNAPSHOT operation) and returns its seq. When no state newer than the last
+// snapshot exists it writes nothing and returns the last snapshot's seq.
+func (v *View) Snapshot() (uint64, error) {
+	if v.cfg.SnapshotDir == "" {
+		return 0, errors.New("view: snapshots are disabled for this view")
+	}
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	b := v.boundary.Load()
+	if b.seq <= v.snapSeq.Load() {
+		return v.snapSeq.Load(), nil
+	}
+	start := time.Now()
+	if err := writeSnapshot(v.cfg.SnapshotDir, v.cfg.Name, v.cfg.Reducer.Hash(), b.seq, b.root, v.cfg.KeepSnapshots); err != nil {
+		v.logger.Error("snapshot failed", "seq", b.seq, "error", err)
+		return 0, err
+	}
+	v.snapSeq.Store(b.seq)
+	v.logger.Debug("snapshot written", "seq", b.seq, "took", time.Since(start))
+	return b.seq, nil
+}
+
+// maybeSnapshot starts a snapshot in the background when one is due.
+func (v *View) maybeSnapshot() {
+	if v.cfg.SnapshotDir == "" {
+		return
+	}
+	due := v.sinceSnap >= v.cfg.SnapshotEvery ||
+		(v.sinceSnap > 0 && time.Since(v.lastSnap) >= v.cfg.SnapshotInterval)
+	if !due || v.boundary.Load().seq <= v.snapSeq.Load() {
+		return
+	}
+	v.sinceSnap = v.seq - v.boundary.Load().seq
+	v.lastSnap = time.Now()
+	go v.Snapshot()
+}
+
+// FlushSnapshots waits for a snapshot write in progress.
+func (v *View) FlushSnapshots() {
+	v.snapMu.Lock()
+	v.snapMu.Unlock()
+}

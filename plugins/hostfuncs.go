@@ -1,0 +1,239 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/nodb-dev/nodb/abi"
+)
+
+// instKey is the context key under which a call's *Instance travels to the
+// host functions. The context is built once per Instance, so the lookup costs
+// no allocation per call.
+type instKey struct{}
+
+func instanceOf(ctx context.Context) *Instance {
+	i, _ := ctx.Value(instKey{}).(*Instance)
+	if i == nil {
+		panic(errors.New("plugins: host function called outside an instance"))
+	}
+	return i
+}
+
+// hostFault is panicked by a host function when the guest broke the ABI (an
+// out-of-range pointer, say). wazero turns the panic into an error of the
+// call; the Instance remembers the fault and reports a TrapError.
+type hostFault struct{ msg string }
+
+func (f *hostFault) Error() string { return "plugins: " + f.msg }
+
+// fault records an ABI violation and aborts the guest call.
+func (i *Instance) fault(fn, format string, args ...any) {
+	f := &hostFault{msg: fn + ": " + fmt.Sprintf(format, args...)}
+	if i.faultErr == nil {
+		i.faultErr = f
+	}
+	panic(f)
+}
+
+// read returns a view of guest memory [ptr, ptr+n) or faults.
+func (i *Instance) read(mod api.Module, fn string, ptr, n uint32) []byte {
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		i.fault(fn, "out-of-range memory access: pointer %#x length %d (memory size %d)", ptr, n, mod.Memory().Size())
+	}
+	return b
+}
+
+// nodbFuncs are the host functions of ABI v1 with their types.
+var nodbFuncs = map[string]signature{
+	abi.FuncABIVersion:  sig(nil),
+	abi.FuncConsume:     sig([]api.ValueType{i32, i32}, i32),
+	abi.FuncStateGet:    sig([]api.ValueType{i32, i32, i32, i32}, i32),
+	abi.FuncStateSet:    sig([]api.ValueType{i32, i32, i32, i32}, i32),
+	abi.FuncStateDelete: sig([]api.ValueType{i32, i32}, i32),
+	abi.FuncLog:         sig([]api.ValueType{i32, i32, i32}),
+	abi.FuncSetError:    sig([]api.ValueType{i32, i32}),
+}
+
+var nodbImpl = map[string]api.GoModuleFunc{
+	abi.FuncABIVersion:  func(context.Context, api.Module, []uint64) {},
+	abi.FuncConsume:     hostConsume,
+	abi.FuncStateGet:    hostStateGet,
+	abi.FuncStateSet:    hostStateSet,
+	abi.FuncStateDelete: hostStateDelete,
+	abi.FuncLog:         hostLog,
+	abi.FuncSetError:    hostSetError,
+}
+
+// instantiateHostModules defines nodb_v1 and the WASI subset in a runtime.
+func instantiateHostModules(ctx context.Context, r wazero.Runtime) error {
+	for _, hm := range []struct {
+		name  string
+		sigs  map[string]signature
+		impls map[string]api.GoModuleFunc
+	}{
+		{abi.ModuleName, nodbFuncs, nodbImpl},
+		{abi.WASIModuleName, wasiFuncs, wasiImpl},
+	} {
+		b := r.NewHostModuleBuilder(hm.name)
+		for name, s := range hm.sigs {
+			b.NewFunctionBuilder().WithGoModuleFunction(hm.impls[name], s.params, s.results).Export(name)
+		}
+		if _, err := b.Instantiate(ctx); err != nil {
+			return fmt.Errorf("plugins: host module %s: %w", hm.name, err)
+		}
+	}
+	return nil
+}
+
+func ret(stack []uint64, st abi.Status) { stack[0] = api.EncodeI32(int32(st)) }
+
+// statusOf maps a State error to the status the guest sees; errors without
+// an ABI status become StatusHost and are remembered to fail the event.
+func (i *Instance) statusOf(err error) abi.Status {
+	if err == nil {
+		return abi.StatusOK
+	}
+	var st abi.Status
+	if errors.As(err, &st) && st < 0 && st != abi.StatusHost {
+		return st
+	}
+	if i.stateErr == nil {
+		i.stateErr = err
+	}
+	return abi.StatusHost
+}
+
+// path reads and validates a path argument. It returns the path and StatusOK,
+// or a status for the guest.
+func (i *Instance) path(mod api.Module, fn string, ptr, n uint32) (string, abi.Status) {
+	if n > abi.MaxPathSize {
+		i.read(mod, fn, ptr, n) // fault first if out of range
+		return "", abi.StatusTooLarge
+	}
+	b := i.read(mod, fn, ptr, n)
+	if i.lastPath != "" && string(b) == i.lastPath { // no allocation
+		return i.lastPath, abi.StatusOK
+	}
+	p := string(b)
+	if st := abi.ValidatePath(p); st != abi.StatusOK {
+		return "", st
+	}
+	i.lastPath = p
+	return p, abi.StatusOK
+}
+
+func hostConsume(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	b := i.read(mod, abi.FuncConsume, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	switch {
+	case !i.initializing:
+		ret(stack, abi.StatusBadState)
+	case len(b) == 0 || len(b) > abi.MaxTypeSize || !utf8.Valid(b):
+		ret(stack, abi.StatusInvalidValue)
+	case len(i.declared) >= abi.MaxConsumes:
+		ret(stack, abi.StatusTooLarge)
+	default:
+		i.declared = append(i.declared, string(b))
+		ret(stack, abi.StatusOK)
+	}
+}
+
+func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	p, st := i.path(mod, abi.FuncStateGet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	bufPtr, bufCap := api.DecodeU32(stack[2]), api.DecodeU32(stack[3])
+	buf := i.read(mod, abi.FuncStateGet, bufPtr, bufCap)
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	if i.state == nil {
+		ret(stack, abi.StatusBadState)
+		return
+	}
+	var v []byte
+	if i.pendingPath == p && i.pending != nil {
+		v = i.pending // the retry of a get whose value did not fit
+	} else {
+		var ok bool
+		var err error
+		v, ok, err = i.state.Get(p)
+		if err != nil {
+			ret(stack, i.statusOf(err))
+			return
+		}
+		if !ok {
+			ret(stack, abi.StatusNotFound)
+			return
+		}
+	}
+	if len(v) > abi.MaxValueSize {
+		ret(stack, abi.StatusTooLarge)
+		return
+	}
+	if uint32(len(v)) > bufCap {
+		i.pendingPath, i.pending = p, v
+	} else {
+		copy(buf, v)
+		i.pendingPath, i.pending = "", nil
+	}
+	stack[0] = api.EncodeI32(int32(len(v)))
+}
+
+func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	p, st := i.path(mod, abi.FuncStateSet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	v := i.read(mod, abi.FuncStateSet, api.DecodeU32(stack[2]), api.DecodeU32(stack[3]))
+	i.pendingPath, i.pending = "", nil
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	if i.state == nil {
+		ret(stack, abi.StatusBadState)
+		return
+	}
+	if st := abi.ValidateValue(v); st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	ret(stack, i.statusOf(i.state.Set(p, v)))
+}
+
+func hostStateDelete(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	p, st := i.path(mod, abi.FuncStateDelete, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	i.pendingPath, i.pending = "", nil
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	if i.state == nil {
+		ret(stack, abi.StatusBadState)
+		return
+	}
+	ret(stack, i.statusOf(i.state.Delete(p)))
+}
+
+func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	level := api.DecodeI32(stack[0])
+	b := i.read(mod, abi.FuncLog, api.DecodeU32(stack[1]), api.DecodeU32(stack[2]))
+	i.out.logMessage(level, b)
+}
+
+func hostSetError(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	b := i.read(mod, abi.FuncSetError, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if len(b) > abi.MaxErrorSize {
+		b = b[:abi.MaxErrorSize]
+	}
+	i.errMsg = append(i.errMsg[:0], b...)
+}

@@ -1,0 +1,339 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/nodb-dev/nodb/abi"
+)
+
+// Event is one event as the plugin runtime sees it (the fields of an
+// eventlog.Record that reducers see).
+type Event struct {
+	Seq      uint64
+	Time     int64 // Unix nanoseconds; the guest's clock during the event
+	Producer string
+	PSeq     uint64
+	Type     string
+	Payload  []byte // JSON; empty means null
+}
+
+// State is the view state a reducer reads and changes, owned by the host.
+// Paths are JSON Pointers (RFC 6901), already validated by the host
+// (abi.ValidatePath); values are CBOR within the JSON data model, already
+// validated (abi.ValidateValue).
+//
+// To make the guest see a specific ABI status, return an abi.Status (or wrap
+// one): abi.StatusInvalidPath, abi.StatusTypeMismatch, abi.StatusTooLarge,
+// abi.StatusNotFound. Any other error fails the event with a *StateError.
+// Calls come from the goroutine calling Reduce, one at a time.
+type State interface {
+	// Get returns the CBOR encoding of the value at path, ok=false if there is
+	// none. The host copies the bytes out before its next call into State and
+	// never modifies them.
+	Get(path string) (value []byte, ok bool, err error)
+	// Set stores value at path, creating missing intermediate maps (ABI.md,
+	// "State"). value aliases guest memory and is valid only during the call:
+	// copy what you keep.
+	Set(path string, value []byte) error
+	// Delete removes the value at path; abi.StatusNotFound if there is none.
+	Delete(path string) error
+}
+
+// InstanceConfig configures an Instance. Zero fields take the Runtime's
+// defaults.
+type InstanceConfig struct {
+	// View names the view the instance reduces; it seeds the guest's random
+	// source, so it is part of the view's deterministic history.
+	View string
+	// MemoryLimitPages caps guest memory (64 KiB pages); at most the
+	// Runtime's MaxMemoryPages.
+	MemoryLimitPages uint32
+	// EventTimeout bounds one event and one _initialize.
+	EventTimeout time.Duration
+	// Logger receives the plugin's output. Nil means the Runtime's logger
+	// named after the view.
+	Logger hclog.Logger
+	// StartSeq is the sequence number of the first event the instance will
+	// see (the snapshot's seq + 1); it picks the epoch the first guest is
+	// created for. Zero means 1.
+	StartSeq uint64
+}
+
+// Instance is one view's running plugin. It is not safe for concurrent use:
+// one goroutine (the view's) calls Reduce.
+type Instance struct {
+	m   *Module
+	cfg InstanceConfig
+	eng *engine
+	cm  wazero.CompiledModule
+
+	ctx    context.Context // carries instKey; canceled on timeout or Close
+	cancel context.CancelCauseFunc
+	watch  watched
+	out    *output
+
+	// The current guest; replaced at epoch boundaries.
+	mod      api.Module
+	fnBuffer api.Function
+	fnReduce api.Function
+	fnInit   api.Function
+	epoch    uint64
+	bufPtr   uint32
+	bufSize  uint32 // size last requested from nodb_buffer
+	stack    []uint64
+	frame    []byte
+
+	// Per-call state read by the host functions.
+	initializing bool
+	declared     []string
+	state        State
+	clock        int64
+	monotonic    int64
+	rng          rand.ChaCha8
+	rngSeeded    bool
+	rngKind      byte
+	rngNum       uint64
+	errMsg       []byte
+	stateErr     error
+	faultErr     error
+	exited       bool
+	lastPath     string
+	pending      []byte
+	pendingPath  string
+
+	broken error // set after a trap; Reduce refuses afterwards
+	closed bool
+}
+
+// NewInstance creates an instance for a view: it instantiates the module for
+// the epoch of cfg.StartSeq and runs its _initialize. A failure there wraps
+// ErrInvalidModule (or is a *TrapError for a time-out).
+func (m *Module) NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
+	return m.newInstance(ctx, cfg, false)
+}
+
+func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool) (*Instance, error) {
+	rc := m.rt.cfg
+	if cfg.MemoryLimitPages == 0 {
+		cfg.MemoryLimitPages = rc.MaxMemoryPages
+	}
+	if cfg.MemoryLimitPages > rc.MaxMemoryPages {
+		return nil, fmt.Errorf("plugins: MemoryLimitPages %d over the runtime's cap of %d", cfg.MemoryLimitPages, rc.MaxMemoryPages)
+	}
+	if cfg.MemoryLimitPages < m.info.MinMemoryPages {
+		return nil, errInvalid(fmt.Sprintf("memory minimum of %d pages is over the instance cap of %d pages", m.info.MinMemoryPages, cfg.MemoryLimitPages), nil)
+	}
+	if cfg.EventTimeout <= 0 {
+		cfg.EventTimeout = rc.EventTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = rc.Logger.Named("plugin").With("view", cfg.View)
+	}
+	if cfg.StartSeq == 0 {
+		cfg.StartSeq = 1
+	}
+	eng, cm, err := m.compiledFor(ctx, cfg.MemoryLimitPages)
+	if err != nil {
+		return nil, err
+	}
+	i := &Instance{m: m, cfg: cfg, eng: eng, cm: cm, out: newOutput(cfg.Logger), stack: make([]uint64, 1)}
+	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	i.ctx = context.WithValue(base, instKey{}, i)
+	i.cancel = cancel
+	i.watch.timeout = cfg.EventTimeout
+	i.watch.expire = func() { cancel(ErrTimeout) }
+	m.rt.wd.add(&i.watch)
+	if probe {
+		i.declared = []string{}
+	}
+	if err := i.instantiate(abi.Epoch(cfg.StartSeq)); err != nil {
+		_ = i.Close(ctx)
+		var te *TrapError
+		if errors.As(err, &te) && errors.Is(err, ErrTimeout) {
+			return nil, err
+		}
+		return nil, errInvalid("initialization failed", err)
+	}
+	if probe && len(i.declared) == 0 {
+		i.declared = nil
+	}
+	return i, nil
+}
+
+// instantiate replaces the guest with a fresh one for epoch e and runs its
+// _initialize (clock 0, random seeded from (view, e)).
+func (i *Instance) instantiate(e uint64) error {
+	if i.mod != nil {
+		_ = i.mod.Close(i.ctx)
+		i.mod = nil
+	}
+	i.bufPtr, i.bufSize = 0, 0
+	i.epoch = e
+	i.beginCall(0, 'i', e, nil)
+	i.initializing = true
+	i.watch.busySince.Store(monoNow())
+	mod, err := i.eng.r.InstantiateModule(i.ctx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err == nil {
+		i.mod = mod
+		i.fnBuffer = mod.ExportedFunction(abi.ExportBuffer)
+		i.fnReduce = mod.ExportedFunction(abi.ExportReduce)
+		i.fnInit = mod.ExportedFunction(abi.ExportInitialize)
+		if i.fnInit != nil {
+			err = i.fnInit.CallWithStack(i.ctx, nil)
+		}
+	}
+	i.watch.busySince.Store(0)
+	i.initializing = false
+	if err != nil {
+		return i.trap(0, "_initialize failed", err)
+	}
+	return nil
+}
+
+// beginCall resets the per-call state.
+func (i *Instance) beginCall(t int64, rngKind byte, rngNum uint64, st State) {
+	i.clock = t
+	if i.mod == nil {
+		i.monotonic = 1 // a fresh guest; Go's runtime refuses a zero monotonic clock
+	}
+	if t > i.monotonic {
+		i.monotonic = t
+	}
+	i.rngSeeded, i.rngKind, i.rngNum = false, rngKind, rngNum
+	i.state = st
+	i.errMsg = i.errMsg[:0]
+	i.stateErr, i.faultErr = nil, nil
+	i.pending, i.pendingPath = nil, ""
+}
+
+// Reduce applies one event to st through the plugin. Events of types the
+// module does not consume return nil without entering Wasm. Before the first
+// event of a new epoch (abi.Epoch(ev.Seq) differs from the current guest's),
+// the guest is discarded and a fresh one is created and initialised.
+//
+// ctx is checked before the event; the event itself is bounded by the
+// instance's EventTimeout. On any error the State changes made during this
+// event must be discarded by the caller. A *TrapError (including ErrTimeout)
+// leaves the Instance unusable: later calls return ErrUnusable.
+func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
+	if i.closed {
+		return ErrClosed
+	}
+	if i.broken != nil {
+		return fmt.Errorf("%w: %w", ErrUnusable, i.broken)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if i.m.consumes != nil {
+		if _, ok := i.m.consumes[ev.Type]; !ok {
+			return nil
+		}
+	}
+	if e := abi.Epoch(ev.Seq); e != i.epoch || i.mod == nil {
+		if err := i.instantiate(e); err != nil {
+			return err
+		}
+	}
+	frame, err := abi.AppendFrame(i.frame[:0], ev.Seq, ev.Time, ev.PSeq, ev.Producer, ev.Type, ev.Payload)
+	if err != nil {
+		return fmt.Errorf("plugins: view %q event %d: payload: %w", i.cfg.View, ev.Seq, err)
+	}
+	i.frame = frame
+	n := uint32(len(frame))
+	i.beginCall(ev.Time, 'e', ev.Seq, st)
+	i.watch.busySince.Store(monoNow())
+	err = i.call(n)
+	i.watch.busySince.Store(0)
+	i.state = nil
+	if err != nil {
+		return i.trap(ev.Seq, "reduce failed", err)
+	}
+	if i.faultErr != nil {
+		return i.trap(ev.Seq, "ABI violation", i.faultErr)
+	}
+	if i.stateErr != nil {
+		return &StateError{View: i.cfg.View, Seq: ev.Seq, Err: i.stateErr}
+	}
+	if status := api.DecodeI32(i.stack[0]); status != 0 {
+		return &ReducerError{View: i.cfg.View, Seq: ev.Seq, Type: ev.Type, Status: status, Message: string(i.errMsg)}
+	}
+	return nil
+}
+
+// call writes the frame into the guest buffer and calls nodb_reduce.
+func (i *Instance) call(n uint32) error {
+	if n > i.bufSize {
+		i.stack[0] = api.EncodeU32(n)
+		if err := i.fnBuffer.CallWithStack(i.ctx, i.stack); err != nil {
+			return err
+		}
+		ptr := api.DecodeU32(i.stack[0])
+		if _, ok := i.mod.Memory().Read(ptr, n); !ok || ptr == 0 {
+			i.faultErr = &hostFault{msg: fmt.Sprintf("%s returned an out-of-range buffer %#x for %d bytes", abi.ExportBuffer, ptr, n)}
+			return nil
+		}
+		i.bufPtr, i.bufSize = ptr, n
+	}
+	if !i.mod.Memory().Write(i.bufPtr, i.frame) {
+		i.faultErr = &hostFault{msg: fmt.Sprintf("event buffer %#x out of range", i.bufPtr)}
+		return nil
+	}
+	i.stack[0] = api.EncodeU32(n)
+	return i.fnReduce.CallWithStack(i.ctx, i.stack)
+}
+
+// trap marks the instance unusable and builds the TrapError.
+func (i *Instance) trap(seq uint64, reason string, err error) error {
+	te := &TrapError{View: i.cfg.View, Seq: seq, Reason: reason, Err: err}
+	switch cause := context.Cause(i.ctx); {
+	case errors.Is(cause, ErrTimeout):
+		te.Reason = fmt.Sprintf("exceeded the time limit of %v", i.cfg.EventTimeout)
+		te.Err = ErrTimeout
+	case i.faultErr != nil:
+		te.Reason = "ABI violation"
+		te.Err = i.faultErr
+	case i.closed:
+		te.Err = ErrClosed
+	default:
+		var ee *sys.ExitError
+		if errors.As(err, &ee) && i.exited {
+			te.Reason = fmt.Sprintf("plugin exited with code %d (a Go panic or fatal error exits with 2)", ee.ExitCode())
+		}
+	}
+	te.Stderr = i.out.stderr()
+	i.broken = te
+	if i.mod != nil {
+		_ = i.mod.Close(context.Background())
+		i.mod = nil
+	}
+	return te
+}
+
+// Epoch returns the epoch of the current guest.
+func (i *Instance) Epoch() uint64 { return i.epoch }
+
+// Close releases the guest. It is safe to call more than once.
+func (i *Instance) Close(ctx context.Context) error {
+	if i.closed {
+		return nil
+	}
+	i.closed = true
+	i.m.rt.wd.remove(&i.watch)
+	var err error
+	if i.mod != nil {
+		err = i.mod.Close(ctx)
+		i.mod = nil
+	}
+	i.cancel(ErrClosed)
+	return err
+}

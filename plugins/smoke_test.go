@@ -1,0 +1,31 @@
+package plugins_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nodb-dev/nodb/plugins"
+	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
+)
+
+func TestTodosSmoke(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	t0 := time.Now()
+	m := compile(t, r, "todos")
+	t.Logf("compile: %v", time.Since(t0))
+	info := m.Info()
+	t.Logf("info: %+v", info)
+	t0 = time.Now()
+	i := instance(t, m, plugins.InstanceConfig{})
+	t.Logf("instantiate: %v", time.Since(t0))
+	st := nodb.NewMemStore()
+	for n, e := range []*plugins.Event{ev(1, "todo/add", `{"id":"a","text":"milk"}`), ev(2, "todo/toggle", `{"id":"a"}`)} {
+		if err := i.Reduce(context.Background(), e, st); err != nil {
+			t.Fatal(n, err)
+		}
+	}
+	if got, want := st.JSON(), `{"todos":{"a":{"done":true,"text":"milk"}}}`; got != want {
+		t.Fatalf("got %s want %s", got, want)
+	}
+}

@@ -1,0 +1,300 @@
+//go:build !wasip1
+
+package nodb
+
+import (
+	"slices"
+
+	"github.com/nodb-dev/nodb/abi"
+)
+
+// MemStore is an in-memory Store with the state semantics of ABI.md
+// ("State"): the root is a map; Set creates missing intermediate maps, and on
+// an array takes an index (replace), the length or "-" (append); Delete on an
+// array removes the item. Values are kept decoded (nil, bool, int64, float64,
+// string, []any, map[string]any) and encoded on Get with sorted keys (see
+// CompareKeys), so equal states give equal bytes. It is not safe for
+// concurrent use.
+type MemStore struct {
+	root map[string]any
+	enc  []byte
+}
+
+// NewMemStore returns an empty store (the root is an empty map).
+func NewMemStore() *MemStore { return &MemStore{root: map[string]any{}} }
+
+// Get implements Store. The returned bytes are valid until the next call.
+func (m *MemStore) Get(path string) ([]byte, bool, error) {
+	var cur any = m.root
+	for rest := path; rest != ""; {
+		tok, next, ok := abi.NextToken(rest)
+		if !ok {
+			return nil, false, abi.StatusInvalidPath
+		}
+		switch c := cur.(type) {
+		case map[string]any:
+			if cur, ok = c[abi.Unescape(tok)]; !ok {
+				return nil, false, nil
+			}
+		case []any:
+			i, ok := abi.ArrayIndex(tok)
+			if !ok || i < 0 || i >= len(c) {
+				return nil, false, nil
+			}
+			cur = c[i]
+		default:
+			return nil, false, nil
+		}
+		rest = next
+	}
+	m.enc = appendNode(m.enc[:0], cur)
+	return m.enc, true, nil
+}
+
+// parent walks to the container holding the last token of path, creating
+// missing maps when create is set.
+func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
+	var cur any = m.root
+	rest := path
+	for {
+		tok, next, ok := abi.NextToken(rest)
+		if !ok {
+			return nil, "", abi.StatusInvalidPath
+		}
+		if next == "" {
+			return cur, tok, abi.StatusOK
+		}
+		switch c := cur.(type) {
+		case map[string]any:
+			k := abi.Unescape(tok)
+			child, ok := c[k]
+			if !ok {
+				if !create {
+					return nil, "", abi.StatusNotFound
+				}
+				child = map[string]any{}
+				c[k] = child
+			}
+			cur = child
+		case []any:
+			i, ok := abi.ArrayIndex(tok)
+			if !ok || i < 0 || i >= len(c) {
+				return nil, "", abi.StatusInvalidPath
+			}
+			cur = c[i]
+		default:
+			return nil, "", abi.StatusTypeMismatch
+		}
+		rest = next
+	}
+}
+
+// setIn stores v under tok in container c; it returns the container to store
+// back (arrays may grow).
+func setIn(c any, tok string, v any) (any, abi.Status) {
+	switch c := c.(type) {
+	case map[string]any:
+		c[abi.Unescape(tok)] = v
+		return c, abi.StatusOK
+	case []any:
+		i, ok := abi.ArrayIndex(tok)
+		switch {
+		case !ok || i > len(c):
+			return nil, abi.StatusInvalidPath
+		case i < 0 || i == len(c):
+			return append(c, v), abi.StatusOK
+		}
+		c[i] = v
+		return c, abi.StatusOK
+	}
+	return nil, abi.StatusTypeMismatch
+}
+
+// Set implements Store.
+func (m *MemStore) Set(path string, value []byte) error {
+	v, rest, st := decodeNode(value, 0)
+	if st != abi.StatusOK || len(rest) != 0 {
+		return abi.StatusInvalidValue
+	}
+	if path == "" {
+		root, ok := v.(map[string]any)
+		if !ok {
+			return abi.StatusTypeMismatch
+		}
+		m.root = root
+		return nil
+	}
+	return m.update(path, true, func(c any, tok string) (any, abi.Status) { return setIn(c, tok, v) })
+}
+
+// Delete implements Store.
+func (m *MemStore) Delete(path string) error {
+	if path == "" {
+		m.root = map[string]any{}
+		return nil
+	}
+	return m.update(path, false, func(c any, tok string) (any, abi.Status) {
+		switch c := c.(type) {
+		case map[string]any:
+			k := abi.Unescape(tok)
+			if _, ok := c[k]; !ok {
+				return nil, abi.StatusNotFound
+			}
+			delete(c, k)
+			return c, abi.StatusOK
+		case []any:
+			i, ok := abi.ArrayIndex(tok)
+			if !ok || i < 0 || i >= len(c) {
+				return nil, abi.StatusNotFound
+			}
+			return slices.Delete(c, i, i+1), abi.StatusOK
+		}
+		return nil, abi.StatusNotFound
+	})
+}
+
+// update applies fn to the parent container of path and stores a grown or
+// shrunk array back into its own parent.
+func (m *MemStore) update(path string, create bool, fn func(c any, tok string) (any, abi.Status)) error {
+	c, tok, st := m.parent(path, create)
+	if st != abi.StatusOK {
+		return st
+	}
+	nc, st := fn(c, tok)
+	if st != abi.StatusOK {
+		return st
+	}
+	if _, isArr := c.([]any); isArr {
+		// The array's header changed: store it back at the parent path.
+		i := len(path) - len(tok) - 1
+		return m.setNode(path[:i], nc)
+	}
+	return nil
+}
+
+// setNode stores an already decoded node at path.
+func (m *MemStore) setNode(path string, v any) error {
+	if path == "" {
+		return abi.StatusTypeMismatch
+	}
+	c, tok, st := m.parent(path, true)
+	if st != abi.StatusOK {
+		return st
+	}
+	nc, st := setIn(c, tok, v)
+	if st != abi.StatusOK {
+		return st
+	}
+	if _, isArr := c.([]any); isArr {
+		i := len(path) - len(tok) - 1
+		return m.setNode(path[:i], nc)
+	}
+	return nil
+}
+
+// JSON returns the whole state as JSON text.
+func (m *MemStore) JSON() string {
+	b, _, _ := abi.AppendCBORAsJSON(nil, appendNode(nil, m.root))
+	return string(b)
+}
+
+// CBOR returns the whole state encoded with sorted keys.
+func (m *MemStore) CBOR() []byte { return appendNode(nil, m.root) }
+
+func appendNode(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return abi.AppendNull(dst)
+	case bool:
+		return abi.AppendBool(dst, x)
+	case int64:
+		return abi.AppendInt(dst, x)
+	case float64:
+		return abi.AppendFloat(dst, x)
+	case string:
+		return abi.AppendString(dst, x)
+	case []any:
+		dst = abi.AppendHead(dst, abi.MajorArray, uint64(len(x)))
+		for _, it := range x {
+			dst = appendNode(dst, it)
+		}
+		return dst
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, CompareKeys)
+		dst = abi.AppendHead(dst, abi.MajorMap, uint64(len(keys)))
+		for _, k := range keys {
+			dst = abi.AppendString(dst, k)
+			dst = appendNode(dst, x[k])
+		}
+		return dst
+	}
+	panic("nodb: MemStore holds an unexpected type")
+}
+
+func decodeNode(b []byte, depth int) (any, []byte, abi.Status) {
+	if depth > abi.MaxDepth {
+		return nil, nil, abi.StatusInvalidValue
+	}
+	v := Value{b: b}
+	major, info, arg, n, ok := abi.ReadHead(b)
+	if !ok {
+		return nil, nil, abi.StatusInvalidValue
+	}
+	switch major {
+	case abi.MajorUint, abi.MajorNegInt:
+		i, ok := v.IntOK()
+		if !ok {
+			return nil, nil, abi.StatusInvalidValue
+		}
+		return i, b[n:], abi.StatusOK
+	case abi.MajorText:
+		if arg > uint64(len(b)-n) {
+			return nil, nil, abi.StatusInvalidValue
+		}
+		return string(b[n : n+int(arg)]), b[n+int(arg):], abi.StatusOK
+	case abi.MajorArray:
+		out := make([]any, 0, min(arg, 64))
+		b = b[n:]
+		for k := uint64(0); k < arg; k++ {
+			var it any
+			var st abi.Status
+			if it, b, st = decodeNode(b, depth+1); st != abi.StatusOK {
+				return nil, nil, st
+			}
+			out = append(out, it)
+		}
+		return out, b, abi.StatusOK
+	case abi.MajorMap:
+		out := make(map[string]any, min(arg, 64))
+		b = b[n:]
+		for k := uint64(0); k < arg; k++ {
+			key, rest, st := decodeNode(b, depth+1)
+			ks, isStr := key.(string)
+			if st != abi.StatusOK || !isStr {
+				return nil, nil, abi.StatusInvalidValue
+			}
+			var it any
+			if it, b, st = decodeNode(rest, depth+1); st != abi.StatusOK {
+				return nil, nil, st
+			}
+			out[ks] = it
+		}
+		return out, b, abi.StatusOK
+	case abi.MajorSimple:
+		switch info {
+		case 20:
+			return false, b[n:], abi.StatusOK
+		case 21:
+			return true, b[n:], abi.StatusOK
+		case 22:
+			return nil, b[n:], abi.StatusOK
+		case 25, 26, 27:
+			return abi.FloatValue(info, arg), b[n:], abi.StatusOK
+		}
+	}
+	return nil, nil, abi.StatusInvalidValue
+}

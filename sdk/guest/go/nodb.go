@@ -1,0 +1,277 @@
+// Package nodb is the Go SDK for nodb reducers: ordinary Go functions,
+// compiled to WebAssembly, that build a view's state from events.
+//
+// A reducer registers one handler per event type in an init function and
+// changes the view's state through paths (JSON Pointers, RFC 6901):
+//
+//	func init() {
+//		nodb.On("todo/add", func(s *nodb.State, e nodb.Event) error {
+//			id := e.Str("id")
+//			return s.Set("/todos/"+nodb.Escape(id), nodb.Map("text", e.Str("text"), "done", false))
+//		})
+//	}
+//
+//	func main() {}
+//
+// Build it with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o reducer.wasm .
+//
+// The state lives in the host, not in the guest: Get, Set and Delete are host
+// calls, and Go variables do not survive from one event to the next in any
+// way the reducer may rely on (the host re-creates the guest at every epoch
+// boundary, see abi.EpochSize). Reducers must be deterministic functions of
+// (state, event); the host makes the clock (time.Now is the event's time) and
+// random numbers (math/rand, crypto/rand) deterministic per event.
+//
+// Built for any other platform (go test), the package uses an in-memory host
+// instead (see Harness), so the same reducer unit-tests natively.
+//
+// The SDK imports only package abi from nodb and uses no reflection: the
+// per-event path decodes the event frame and CBOR by hand.
+package nodb
+
+import (
+	"errors"
+
+	"github.com/nodb-dev/nodb/abi"
+)
+
+// Handler reduces one event. Returning an error rejects the event: the host
+// discards the changes it made and reports the error's text. A panic is a bug:
+// it halts the view at this event.
+type Handler func(s *State, e Event) error
+
+type entry struct {
+	typ string
+	h   Handler
+}
+
+var handlers = map[string]*entry{}
+
+// On registers h for events of type eventType and declares to the host that
+// the plugin consumes that type. Call it from an init function only; the
+// host accepts declarations during initialisation only. Registering a type
+// again replaces its handler.
+func On(eventType string, h Handler) {
+	if e, ok := handlers[eventType]; ok {
+		e.h = h
+		return
+	}
+	handlers[eventType] = &entry{typ: eventType, h: h}
+	hostConsume(eventType)
+}
+
+// theState is the one State handed to handlers; its buffers are reused.
+var theState State
+
+// reduce runs the handler for one event frame and returns the status for
+// nodb_reduce.
+func reduce(frame []byte) int32 {
+	f, err := abi.DecodeFrame(frame)
+	if err != nil {
+		hostSetError("nodb: malformed event frame")
+		return int32(abi.StatusError)
+	}
+	en, ok := handlers[string(f.Type)]
+	if !ok {
+		return 0
+	}
+	ev := Event{seq: f.Seq, time: f.Time, pseq: f.PSeq, producer: f.Producer, typ: en.typ, payload: Value{b: f.Payload}}
+	if err := en.h(&theState, ev); err != nil {
+		hostSetError(err.Error())
+		return int32(abi.StatusError)
+	}
+	return 0
+}
+
+// Event is the event being reduced. It and the Values taken from it alias
+// the host's event buffer and are valid only during the handler call; the
+// strings its methods return are copies and may be kept.
+type Event struct {
+	seq, pseq uint64
+	time      int64
+	producer  []byte
+	typ       string
+	payload   Value
+}
+
+// Seq is the event's global sequence number.
+func (e Event) Seq() uint64 { return e.seq }
+
+// Time is when the event was accepted, in Unix nanoseconds (also what
+// time.Now returns during the event).
+func (e Event) Time() int64 { return e.time }
+
+// PSeq is the producer's sequence number of the event.
+func (e Event) PSeq() uint64 { return e.pseq }
+
+// Producer names who published the event.
+func (e Event) Producer() string { return string(e.producer) }
+
+// Type is the event type, for example "todo/add".
+func (e Event) Type() string { return e.typ }
+
+// Payload is the event's body.
+func (e Event) Payload() Value { return e.payload }
+
+// Get returns the payload value at a JSON Pointer ("" is the whole payload).
+func (e Event) Get(path string) Value { return e.payload.Get(path) }
+
+// Has reports whether the payload is a map with the key.
+func (e Event) Has(key string) bool { return e.payload.Key(key).Exists() }
+
+// Str returns the payload's string field key, or "" if it is missing or not
+// a string.
+func (e Event) Str(key string) string { return e.payload.Key(key).Str() }
+
+// Int returns the payload's integer field key (a float with an integral
+// value counts), or 0.
+func (e Event) Int(key string) int64 { return e.payload.Key(key).Int() }
+
+// Float returns the payload's number field key, or 0.
+func (e Event) Float(key string) float64 { return e.payload.Key(key).Float() }
+
+// Bool returns the payload's boolean field key, or false.
+func (e Event) Bool(key string) bool { return e.payload.Key(key).Bool() }
+
+// Error is returned by State methods when the host refuses a call. It wraps
+// the abi.Status, so errors.Is(err, abi.StatusTypeMismatch) works.
+type Error struct {
+	Op     string
+	Path   string
+	Status abi.Status
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	return "nodb: " + e.Op + " " + e.Path + ": " + e.Status.Error()
+}
+
+// Unwrap returns the status.
+func (e *Error) Unwrap() error { return e.Status }
+
+// State is the view's state, owned by the host. Paths are JSON Pointers:
+// "" is the root (always a map), "/todos/a1/done" the key "done" of the map
+// at "/todos/a1". Use Escape for keys that may contain '/' or '~'.
+type State struct {
+	buf []byte // state_get buffer, grown on demand
+	enc []byte // encoding buffer for Set
+}
+
+// raw reads the value at path into the shared buffer.
+func (s *State) raw(path string) ([]byte, bool) {
+	if cap(s.buf) == 0 {
+		s.buf = make([]byte, 4096)
+	}
+	for {
+		n := hostGet(path, s.buf[:cap(s.buf)])
+		if n < 0 {
+			return nil, false
+		}
+		if int(n) <= cap(s.buf) {
+			return s.buf[:n], true
+		}
+		s.buf = make([]byte, int(n)+int(n)/4)
+	}
+}
+
+// Get returns a copy of the value at path.
+func (s *State) Get(path string) (Value, bool) {
+	b, ok := s.raw(path)
+	if !ok {
+		return Value{}, false
+	}
+	return Value{b: append([]byte(nil), b...)}, true
+}
+
+// Has reports whether there is a value at path.
+func (s *State) Has(path string) bool {
+	_, ok := s.raw(path)
+	return ok
+}
+
+// GetStr returns the string at path, or "" if missing or not a string.
+func (s *State) GetStr(path string) string {
+	b, _ := s.raw(path)
+	return Value{b: b}.Str()
+}
+
+// GetInt returns the integer at path, or 0.
+func (s *State) GetInt(path string) int64 {
+	b, _ := s.raw(path)
+	return Value{b: b}.Int()
+}
+
+// GetFloat returns the number at path, or 0.
+func (s *State) GetFloat(path string) float64 {
+	b, _ := s.raw(path)
+	return Value{b: b}.Float()
+}
+
+// GetBool returns the boolean at path, or false.
+func (s *State) GetBool(path string) bool {
+	b, _ := s.raw(path)
+	return Value{b: b}.Bool()
+}
+
+// Keys returns the keys of the map at path in the host's order (sorted:
+// shorter keys first, then bytewise), or nil if there is no map there.
+func (s *State) Keys(path string) []string {
+	b, _ := s.raw(path)
+	return Value{b: b}.Keys()
+}
+
+// Len returns the number of entries of the map or array at path, or 0.
+func (s *State) Len(path string) int {
+	b, _ := s.raw(path)
+	return Value{b: b}.Len()
+}
+
+// Set stores v at path, creating missing intermediate maps. v may be nil,
+// bool, any integer or float type, string, Value, the result of Map or List,
+// JSON, a Marshaler, []any, []string, []int, []int64, []float64, []bool,
+// map[string]any, map[string]string, map[string]int, map[string]bool or
+// map[string]int64 (Go maps are written with sorted keys).
+func (s *State) Set(path string, v any) error {
+	enc, err := AppendCBOR(s.enc[:0], v)
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	if st := abi.Status(hostSet(path, enc)); st != abi.StatusOK {
+		return &Error{Op: "set", Path: path, Status: st}
+	}
+	return nil
+}
+
+// Delete removes the value at path. Deleting a missing value is not an error.
+func (s *State) Delete(path string) error {
+	st := abi.Status(hostDelete(path))
+	if st != abi.StatusOK && st != abi.StatusNotFound {
+		return &Error{Op: "delete", Path: path, Status: st}
+	}
+	return nil
+}
+
+// Escape turns a map key into a path token ("/" becomes "~1", "~" becomes
+// "~0"), so "/todos/"+Escape(id) is safe for any id.
+func Escape(key string) string { return abi.Escape(key) }
+
+// Log levels for LogAt.
+const (
+	LevelDebug = abi.LevelDebug
+	LevelInfo  = abi.LevelInfo
+	LevelWarn  = abi.LevelWarn
+	LevelError = abi.LevelError
+)
+
+// Log writes an informational message to the plugin's log (rate limited by
+// the host).
+func Log(msg string) { hostLog(abi.LevelInfo, msg) }
+
+// LogAt writes a message at a level (LevelDebug ... LevelError).
+func LogAt(level int, msg string) { hostLog(int32(level), msg) }
+
+// ErrUnsupported is wrapped by AppendCBOR for values it cannot encode.
+var ErrUnsupported = errors.New("nodb: unsupported value")
