@@ -77,7 +77,7 @@ func runView(t *testing.T, cfg Config) (*View, context.CancelFunc, chan error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- v.Run(ctx) }()
+	go func() { done <- v.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return v, cancel, done
 }

@@ -114,6 +114,9 @@ func (e *Env) startNodb(ctx context.Context, extraArgs ...string) (*nodbServer, 
 	if err != nil {
 		return nil, err
 	}
+	if a := os.Getenv("NODB_BENCH_ADDR"); a != "" {
+		addr = a // a fixed address, to watch the server's /metrics during a run
+	}
 	data, err := os.MkdirTemp(e.TmpDir, "nodb-data-")
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 
 	client "github.com/nodb-dev/nodb/sdk/client/go"
 )
@@ -15,7 +16,11 @@ type nodbIngest struct {
 }
 
 func startNodbIngest(ctx context.Context, env *Env) (ingestTarget, error) {
-	srv, err := env.startNodb(ctx)
+	var extra []string
+	if p := os.Getenv("NODB_BENCH_CPUPROFILE"); p != "" {
+		extra = append(extra, "--cpuprofile", p) // profile the server during the run
+	}
+	srv, err := env.startNodb(ctx, extra...)
 	if err != nil {
 		return nil, err
 	}
