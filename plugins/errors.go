@@ -120,4 +120,6 @@ func (e *invalidModule) Is(target error) bool {
 
 func (e *invalidModule) Unwrap() error { return e.extra }
 
-func errInvalid(detail string, cause error) error { return &invalidModule{detail: detail, extra: cause} }
+func errInvalid(detail string, cause error) error {
+	return &invalidModule{detail: detail, extra: cause}
+}

@@ -76,10 +76,10 @@ type Instance struct {
 	eng *engine
 	cm  wazero.CompiledModule
 
-	ctx    context.Context // carries instKey; canceled on timeout or Close
-	cancel context.CancelCauseFunc
-	watch  watched
-	out    *output
+	ctx   context.Context // carries instKey
+	watch watched
+	stopG api.MutableGlobal // the current guest's stop global; guarded by watch.mu
+	out   *output
 
 	// The current guest; replaced at epoch boundaries.
 	mod      api.Module
@@ -146,11 +146,13 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 		return nil, err
 	}
 	i := &Instance{m: m, cfg: cfg, eng: eng, cm: cm, out: newOutput(cfg.Logger), stack: make([]uint64, 1)}
-	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	i.ctx = context.WithValue(base, instKey{}, i)
-	i.cancel = cancel
+	i.ctx = context.WithValue(context.WithoutCancel(ctx), instKey{}, i)
 	i.watch.timeout = cfg.EventTimeout
-	i.watch.expire = func() { cancel(ErrTimeout) }
+	i.watch.stop = func() {
+		if i.stopG != nil {
+			i.stopG.Set(1)
+		}
+	}
 	m.rt.wd.add(&i.watch)
 	if probe {
 		i.declared = []string{}
@@ -180,9 +182,16 @@ func (i *Instance) instantiate(e uint64) error {
 	i.epoch = e
 	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
-	i.watch.busySince.Store(monoNow())
+	i.watch.begin()
 	mod, err := i.eng.r.InstantiateModule(i.ctx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err == nil {
+		g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+		i.watch.mu.Lock()
+		i.stopG = g
+		if i.watch.fired && g != nil {
+			g.Set(1)
+		}
+		i.watch.mu.Unlock()
 		i.mod = mod
 		i.fnBuffer = mod.ExportedFunction(abi.ExportBuffer)
 		i.fnReduce = mod.ExportedFunction(abi.ExportReduce)
@@ -191,8 +200,11 @@ func (i *Instance) instantiate(e uint64) error {
 			err = i.fnInit.CallWithStack(i.ctx, nil)
 		}
 	}
-	i.watch.busySince.Store(0)
+	timedOut := i.watch.end()
 	i.initializing = false
+	if err == nil && timedOut {
+		err = ErrTimeout
+	}
 	if err != nil {
 		return i.trap(0, "_initialize failed", err)
 	}
@@ -251,10 +263,13 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 	i.frame = frame
 	n := uint32(len(frame))
 	i.beginCall(ev.Time, 'e', ev.Seq, st)
-	i.watch.busySince.Store(monoNow())
+	i.watch.begin()
 	err = i.call(n)
-	i.watch.busySince.Store(0)
+	timedOut := i.watch.end()
 	i.state = nil
+	if err == nil && timedOut {
+		err = ErrTimeout
+	}
 	if err != nil {
 		return i.trap(ev.Seq, "reduce failed", err)
 	}
@@ -295,8 +310,11 @@ func (i *Instance) call(n uint32) error {
 // trap marks the instance unusable and builds the TrapError.
 func (i *Instance) trap(seq uint64, reason string, err error) error {
 	te := &TrapError{View: i.cfg.View, Seq: seq, Reason: reason, Err: err}
-	switch cause := context.Cause(i.ctx); {
-	case errors.Is(cause, ErrTimeout):
+	i.watch.mu.Lock()
+	timedOut := i.watch.fired
+	i.watch.mu.Unlock()
+	switch {
+	case timedOut:
 		te.Reason = fmt.Sprintf("exceeded the time limit of %v", i.cfg.EventTimeout)
 		te.Err = ErrTimeout
 	case i.faultErr != nil:
@@ -334,6 +352,5 @@ func (i *Instance) Close(ctx context.Context) error {
 		err = i.mod.Close(ctx)
 		i.mod = nil
 	}
-	i.cancel(ErrClosed)
 	return err
 }

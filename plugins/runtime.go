@@ -131,7 +131,6 @@ func (r *Runtime) engine(ctx context.Context, limit uint32) (*engine, error) {
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(r.cache).
 		WithMemoryLimitPages(limit).
-		WithCloseOnContextDone(true).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	wr := wazero.NewRuntimeWithConfig(ctx, rc)
 	if err := instantiateHostModules(ctx, wr); err != nil {
@@ -197,7 +196,7 @@ func (in *Info) ConsumesType(t string) bool {
 // instantiate it once per view with NewInstance.
 type Module struct {
 	rt       *Runtime
-	wasm     []byte
+	wasm     []byte // instrumented
 	info     Info
 	consumes map[string]struct{} // nil = all
 
@@ -218,7 +217,12 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	wasm = append([]byte(nil), wasm...)
+	size := len(wasm)
+	sum := sha256.Sum256(wasm)
+	wasm, err = instrument(wasm)
+	if err != nil {
+		return nil, errInvalid("decode", err)
+	}
 	cm, err := e.r.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, errInvalid("compile", err)
@@ -235,9 +239,9 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		info: Info{
 			ABIVersion:     abi.Version,
 			Kind:           "reducer",
-			SHA256:         sha256.Sum256(wasm),
+			SHA256:         sum,
 			MinMemoryPages: minPages,
-			Size:           len(wasm),
+			Size:           size,
 		},
 	}
 	// Probe: run _initialize once to learn what the module consumes.

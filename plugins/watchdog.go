@@ -2,26 +2,54 @@ package plugins
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // The watchdog enforces per-event time limits without a timer or context per
-// event: an Instance stores the monotonic time at which its current guest call
-// started, and one goroutine per Runtime checks all busy instances every tick
-// and cancels the context of any that ran over (which makes wazero close the
-// module: WithCloseOnContextDone). Per event this costs one clock read and
-// two atomic stores. The time limit is therefore enforced with a granularity
-// of one tick: timeout/4, between 1 ms and 100 ms.
+// event: an Instance records the monotonic time at which its current guest
+// call started, and one goroutine per Runtime checks all busy instances every
+// tick and fires the stop function of any that ran over (it sets the guest's
+// stop global, see instrument.go). Per event this costs one clock read and
+// two uncontended mutex sections. The time limit is enforced with a
+// granularity of one tick: timeout/4, between 1 ms and 100 ms.
 
 var monoBase = time.Now()
 
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 type watched struct {
-	busySince atomic.Int64 // monoNow() when the guest call started; 0 when idle
-	timeout   time.Duration
-	expire    func()
+	timeout time.Duration
+	stop    func() // called with mu held when the deadline passes
+
+	mu        sync.Mutex
+	busySince int64 // monoNow() when the guest call started; 0 when idle
+	fired     bool
+}
+
+// begin marks the start of a guest call.
+func (w *watched) begin() {
+	now := monoNow()
+	w.mu.Lock()
+	w.busySince = now
+	w.mu.Unlock()
+}
+
+// end marks the end of a guest call and reports whether it ran out of time.
+func (w *watched) end() bool {
+	w.mu.Lock()
+	w.busySince = 0
+	fired := w.fired
+	w.mu.Unlock()
+	return fired
+}
+
+func (w *watched) check(now int64) {
+	w.mu.Lock()
+	if w.busySince != 0 && !w.fired && time.Duration(now-w.busySince) > w.timeout {
+		w.fired = true
+		w.stop()
+	}
+	w.mu.Unlock()
 }
 
 type watchdog struct {
@@ -88,7 +116,7 @@ func (w *watchdog) stop() {
 }
 
 func (w *watchdog) loop() {
-	var expired []*watched
+	var items []*watched
 	for {
 		w.mu.Lock()
 		if w.stopped || len(w.items) == 0 {
@@ -97,16 +125,14 @@ func (w *watchdog) loop() {
 			return
 		}
 		tick := w.tick
-		now := monoNow()
-		expired = expired[:0]
+		items = items[:0]
 		for it := range w.items {
-			if s := it.busySince.Load(); s != 0 && time.Duration(now-s) > it.timeout {
-				expired = append(expired, it)
-			}
+			items = append(items, it)
 		}
 		w.mu.Unlock()
-		for _, it := range expired {
-			it.expire()
+		now := monoNow()
+		for _, it := range items {
+			it.check(now)
 		}
 		t := time.NewTimer(tick)
 		select {

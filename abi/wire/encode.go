@@ -214,3 +214,93 @@ func EncodeRequest(f Format, r *Request) ([]byte, error) {
 	}
 	return json.Marshal(m)
 }
+
+// AppendViewMessage appends a snapshot, patch or progress message in format
+// f. body is the state (snapshot) or the ops array (patch), already encoded
+// in f (JSON text or one CBOR item); it is nil for progress. id is the
+// subscribe request's id for a snapshot and 0 for patch and progress, whose
+// bytes are shared by every subscriber.
+func AppendViewMessage(f Format, buf []byte, typ string, id uint64, view string, seq uint64, reset bool, body []byte) []byte {
+	if f == CBOR {
+		n := 3 // type, view, seq
+		if id != 0 {
+			n++
+		}
+		if reset {
+			n++
+		}
+		if body != nil {
+			n++
+		}
+		// Core deterministic order: shorter keys first, then bytewise.
+		buf = append(buf, 0xa0|byte(n))
+		if id != 0 {
+			buf = appendCBORText(buf, "id")
+			buf = appendCBORUint(buf, id)
+		}
+		if body != nil && typ == TypePatch {
+			buf = appendCBORText(buf, "ops")
+			buf = append(buf, body...)
+		}
+		buf = appendCBORText(buf, "seq")
+		buf = appendCBORUint(buf, seq)
+		buf = appendCBORText(buf, "type")
+		buf = appendCBORText(buf, typ)
+		buf = appendCBORText(buf, "view")
+		buf = appendCBORText(buf, view)
+		if reset {
+			buf = appendCBORText(buf, "reset")
+			buf = append(buf, 0xf5)
+		}
+		if body != nil && typ != TypePatch {
+			buf = appendCBORText(buf, "state")
+			buf = append(buf, body...)
+		}
+		return buf
+	}
+	buf = append(buf, `{"type":"`...)
+	buf = append(buf, typ...)
+	buf = append(buf, '"')
+	if id != 0 {
+		buf = append(buf, `,"id":`...)
+		buf = strconv.AppendUint(buf, id, 10)
+	}
+	buf = append(buf, `,"view":`...)
+	buf = strconv.AppendQuote(buf, view)
+	buf = append(buf, `,"seq":`...)
+	buf = strconv.AppendUint(buf, seq, 10)
+	if reset {
+		buf = append(buf, `,"reset":true`...)
+	}
+	if body != nil {
+		if typ == TypePatch {
+			buf = append(buf, `,"ops":`...)
+		} else {
+			buf = append(buf, `,"state":`...)
+		}
+		buf = append(buf, body...)
+	}
+	return append(buf, '}')
+}
+
+func appendCBORUint(buf []byte, v uint64) []byte { return appendCBORHead(buf, 0, v) }
+
+func appendCBORText(buf []byte, s string) []byte {
+	buf = appendCBORHead(buf, 3, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendCBORHead(buf []byte, major byte, v uint64) []byte {
+	m := major << 5
+	switch {
+	case v < 24:
+		return append(buf, m|byte(v))
+	case v <= 0xff:
+		return append(buf, m|24, byte(v))
+	case v <= 0xffff:
+		return append(buf, m|25, byte(v>>8), byte(v))
+	case v <= 0xffffffff:
+		return append(buf, m|26, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	return append(buf, m|27, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}

@@ -45,8 +45,11 @@ const (
 	TypePong        = "pong"
 	TypeSubscribe   = "subscribe"
 	TypeUnsubscribe = "unsubscribe"
-	TypeSnapshot    = "snapshot"
-	TypePatch       = "patch"
+	TypeSnapshot     = "snapshot"
+	TypePatch        = "patch"
+	TypeProgress     = "progress"
+	TypeSubscribed   = "subscribed"
+	TypeUnsubscribed = "unsubscribed"
 )
 
 // Error codes carried in error messages.

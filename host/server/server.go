@@ -25,6 +25,7 @@ import (
 
 	"github.com/nodb-dev/nodb/abi/wire"
 	"github.com/nodb-dev/nodb/host/chronicler"
+	"github.com/nodb-dev/nodb/host/view"
 )
 
 // Config tunes a Server.
@@ -43,6 +44,13 @@ type Config struct {
 	// MaxInFlight bounds the publishes one connection may have awaiting acks;
 	// the server stops reading that connection while it is reached. Default 1024.
 	MaxInFlight int
+	// SendQueue bounds the view messages queued for one connection; a
+	// subscriber whose queue is full is resynchronised with a fresh
+	// snapshot once it drains. Default 4096.
+	SendQueue int
+	// WriteTimeout bounds one write to a client; a client that does not
+	// read for this long is disconnected. Default 10 s.
+	WriteTimeout time.Duration
 	// Version is reported in hello.
 	Version string
 	// Logger receives the server's logs. Default: a null logger.
@@ -63,6 +71,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 4096
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -86,6 +100,11 @@ type Server struct {
 	conns map[*conn]struct{}
 	wg    sync.WaitGroup
 
+	hubsMu    sync.RWMutex
+	hubs      map[string]*hub
+	hubCtx    context.Context
+	hubCancel context.CancelFunc
+
 	connGauge prometheus.Gauge
 	// ChronMetrics are the chronicler instruments, registered with the
 	// server's registry, to pass in chronicler.Config.
@@ -101,7 +120,9 @@ func New(cfg Config) *Server {
 		logger: cfg.Logger,
 		mux:    http.NewServeMux(),
 		conns:  make(map[*conn]struct{}),
+		hubs:   make(map[string]*hub),
 	}
+	s.hubCtx, s.hubCancel = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		Subprotocols:      []string{wire.SubprotocolJSON, wire.SubprotocolCBOR},
 		CheckOrigin:       s.checkOrigin,
@@ -123,7 +144,25 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /v1/ws", s.handleWS)
 	s.mux.HandleFunc("POST /v1/events", s.handlePublish)
 	s.mux.HandleFunc("GET /v1/producers/{producer}", s.handleProducer)
+	s.mux.HandleFunc("GET /v1/views", s.handleViews)
+	s.mux.HandleFunc("GET /v1/views/{name}", s.handleView)
+	s.mux.HandleFunc("GET /v1/views/{name}/state", s.handleViewState)
 	return s
+}
+
+// AddView makes v available to the API and to subscribers.
+func (s *Server) AddView(v *view.View) {
+	h := newHub(s, v)
+	s.hubsMu.Lock()
+	s.hubs[v.Name()] = h
+	s.hubsMu.Unlock()
+	go h.run(s.hubCtx)
+}
+
+func (s *Server) hub(name string) *hub {
+	s.hubsMu.RLock()
+	defer s.hubsMu.RUnlock()
+	return s.hubs[name]
 }
 
 // Handle registers an extra handler on the server's mux (used by the view
@@ -251,7 +290,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.hubCancel(); close(done) }()
 	select {
 	case <-done:
 		return nil

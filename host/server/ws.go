@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,7 +29,28 @@ type conn struct {
 	slots    chan *slot // request order; closed by the reader when it stops
 	drainOne sync.Once
 	draining chan struct{}
+
+	// Subscriptions. out carries view messages (snapshots, patches,
+	// progress) queued by hubs; it is bounded so a slow reader cannot make
+	// the server buffer without limit.
+	out     chan *websocket.PreparedMessage
+	lagging atomic.Bool
+	hubsMu  sync.Mutex
+	hubs    map[*hub]struct{}
 }
+
+// sendView queues a view message without blocking; false when the queue is
+// full (the subscriber is lagging).
+func (c *conn) sendView(pm *websocket.PreparedMessage) bool {
+	select {
+	case c.out <- pm:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *conn) markLagging() { c.lagging.Store(true) }
 
 // slot is one reply waiting for its turn. It embeds the chronicler request so
 // a publish costs one allocation.
@@ -84,7 +106,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(s.cfg.MaxFrame)) // before the first read
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{s: s, ws: ws, format: format, ctx: ctx, cancel: cancel,
-		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{})}
+		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{}),
+		out: make(chan *websocket.PreparedMessage, s.cfg.SendQueue), hubs: map[*hub]struct{}{}}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -177,11 +200,30 @@ func (c *conn) readLoop() {
 		switch req.Type {
 		case wire.TypePublish:
 			c.publish(&req)
+		case wire.TypeSubscribe:
+			h := s.hub(req.View)
+			if h == nil {
+				c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeNotFound,
+					"no view named %q; GET /v1/views lists the views", req.View)))
+				continue
+			}
+			c.hubsMu.Lock()
+			c.hubs[h] = struct{}{}
+			c.hubsMu.Unlock()
+			h.subscribe(c, req.ID, req.Since, req.HasSince)
+		case wire.TypeUnsubscribe:
+			if h := s.hub(req.View); h != nil {
+				h.unsubscribe(c)
+				c.hubsMu.Lock()
+				delete(c.hubs, h)
+				c.hubsMu.Unlock()
+			}
+			c.push(wire.AppendReply(c.format, nil, &wire.Reply{Type: wire.TypeUnsubscribed, ID: req.ID, View: req.View}))
 		case wire.TypePing:
 			c.push(wire.AppendReply(c.format, nil, &wire.Reply{Type: wire.TypePong, ID: req.ID}))
 		default:
 			c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeUnknownType,
-				"unknown message type %q; this server knows publish, ping", req.Type)))
+				"unknown message type %q; this server knows publish, subscribe, unsubscribe, ping", req.Type)))
 		}
 	}
 }
@@ -212,6 +254,11 @@ func (c *conn) publishDone(r *chronicler.Request, res chronicler.Result) {
 func (c *conn) writeLoop() {
 	s := c.s
 	defer func() {
+		c.hubsMu.Lock()
+		for h := range c.hubs {
+			h.unsubscribe(c)
+		}
+		c.hubsMu.Unlock()
 		c.cancel()
 		c.ws.Close()
 		s.mu.Lock()
@@ -240,7 +287,7 @@ func (c *conn) writeLoop() {
 			}
 			<-sl.done
 			if !broken {
-				c.ws.SetWriteDeadline(time.Now().Add(s.cfg.PongTimeout))
+				c.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 				if err := c.ws.WriteMessage(mt, sl.msg); err != nil {
 					broken = true // keep draining slots so the reader never blocks
 					c.ws.Close()
@@ -248,6 +295,22 @@ func (c *conn) writeLoop() {
 			}
 			sl.req = chronicler.Request{}
 			slotPool.Put(sl)
+		case pm := <-c.out:
+			if !broken {
+				c.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+				if err := c.ws.WritePreparedMessage(pm); err != nil {
+					s.logger.Info("closing a subscriber that is not reading", "error", err)
+					broken = true
+					c.ws.Close()
+				}
+			}
+			if len(c.out) == 0 && c.lagging.Swap(false) {
+				c.hubsMu.Lock()
+				for h := range c.hubs {
+					h.resync(c)
+				}
+				c.hubsMu.Unlock()
+			}
 		case <-ping.C:
 			if !broken {
 				c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -18,6 +19,7 @@ import (
 	"github.com/nodb-dev/nodb/host/chronicler"
 	"github.com/nodb-dev/nodb/host/eventlog/filelog"
 	"github.com/nodb-dev/nodb/host/server"
+	jsclient "github.com/nodb-dev/nodb/sdk/client/js"
 )
 
 type serveOptions struct {
@@ -28,6 +30,9 @@ type serveOptions struct {
 	logJSON      bool
 	allowOrigins []string
 	cpuProfile   string
+	plugins      []string
+	web          string
+	snapEvery    uint64
 }
 
 func serveCmd() *cobra.Command {
@@ -49,6 +54,9 @@ gracefully: in-flight publishes are acked, then WebSockets close with 1001.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
 	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origin allowed to open WebSockets (repeatable; * for any)")
+	f.StringArrayVar(&o.plugins, "plugin", nil, "load a reducer: NAME=FILE.wasm builds view NAME with the plugin (repeatable)")
+	f.StringVar(&o.web, "web", "", "serve the static files of this directory at / (the example app)")
+	f.Uint64Var(&o.snapEvery, "snapshot-every", 100000, "snapshot each view after this many events")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	f.MarkHidden("cpuprofile")
 	return cmd
@@ -78,12 +86,22 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if err := validatePlugins(o.plugins); err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		MaxFrame:       o.maxFrame,
 		AllowedOrigins: o.allowOrigins,
 		Version:        version,
 		Logger:         logger.Named("server"),
 	})
+	if o.web != "" {
+		if st, err := os.Stat(o.web); err != nil || !st.IsDir() {
+			return fmt.Errorf("--web %s: not a directory", o.web)
+		}
+		srv.Handle("GET /", http.FileServer(http.Dir(o.web)))
+	}
+	srv.Handle("GET /nodb-client/", http.StripPrefix("/nodb-client/", http.FileServer(http.FS(jsclient.Files))))
 	l, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.addr, err)
@@ -110,10 +128,19 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		<-serveErr
 		return err
 	}
+	views, err := startViews(ctx, o, elog, srv, logger)
+	if err != nil {
+		chron.Close()
+		elog.Close()
+		stop()
+		<-serveErr
+		return err
+	}
 	srv.SetChronicler(chron)
 	logger.Info("ready", "head", elog.LastSeq(), "recovery", time.Since(start).Round(time.Millisecond))
 
 	err = <-serveErr
+	views.stop()
 	logger.Info("shutting down")
 	chron.Close()
 	if cerr := elog.Close(); cerr != nil {

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/host/view"
+)
+
+// A hub fans one view's updates out to the connections subscribed to it.
+// Each patch or progress marker is encoded once per format, as a
+// websocket.PreparedMessage, and the same message is queued on every
+// subscriber's connection: fan-out costs one queue push per subscriber. A
+// connection whose queue is full is marked lagging and skipped; once its
+// queue drains it gets a fresh snapshot (reset) and follows again. Recent
+// messages are kept in a ring so a client that reconnects with `since` gets
+// exactly the patches it missed.
+type hub struct {
+	s *Server
+	v *view.View
+
+	mu       sync.Mutex
+	subs     map[*conn]*hubSub
+	lastRoot statetree.Value
+	lastSeq  uint64
+	sentSeq  uint64 // seq of the last message (patch or progress) fanned out
+	ring     []ringEntry
+	ringFrom uint64 // the ring holds every change with seq > ringFrom
+	ringSize int    // bytes held by the ring
+	snap     snapCache
+}
+
+type hubSub struct {
+	format  wire.Format
+	lagging bool
+}
+
+type ringEntry struct {
+	seq  uint64
+	ops  []byte // JSON ops, nil for progress
+	msgs [2]*websocket.PreparedMessage
+}
+
+type snapCache struct {
+	seq  uint64
+	ok   [2]bool
+	body [2][]byte
+}
+
+const (
+	ringMaxEntries = 8192
+	ringMaxBytes   = 16 << 20
+)
+
+func newHub(s *Server, v *view.View) *hub {
+	return &hub{s: s, v: v, subs: map[*conn]*hubSub{}}
+}
+
+func (h *hub) run(ctx context.Context) {
+	vs := h.v.Subscribe(1 << 16)
+	h.reset()
+	batch := make([]view.Update, 0, 1024)
+	for {
+		var u view.Update
+		var ok bool
+		select {
+		case u, ok = <-vs.C:
+		case <-ctx.Done():
+			vs.Close()
+			return
+		}
+		if !ok {
+			if !vs.Lagged() {
+				return // the view stopped
+			}
+			// The hub itself fell behind the view: start over from the
+			// view's current state and resynchronise every subscriber.
+			h.s.logger.Warn("hub fell behind its view; resynchronising subscribers", "view", h.v.Name())
+			vs = h.v.Subscribe(1 << 16)
+			h.reset()
+			continue
+		}
+		batch = append(batch[:0], u)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case u, ok = <-vs.C:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, u)
+			default:
+				break drain
+			}
+		}
+		h.fanOut(batch)
+	}
+}
+
+// reset takes the view's current state as the hub's and sends every
+// subscriber a fresh snapshot.
+func (h *hub) reset() {
+	root, seq := h.v.State()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastRoot, h.lastSeq, h.sentSeq = root, seq, seq
+	h.ring, h.ringFrom, h.ringSize = nil, seq, 0
+	for c, sub := range h.subs {
+		sub.lagging = false
+		h.sendSnapshot(c, sub, 0, true)
+	}
+}
+
+func (h *hub) fanOut(batch []view.Update) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range batch {
+		if u.Seq <= h.lastSeq {
+			continue // already in the state the hub started from
+		}
+		h.lastSeq, h.lastRoot = u.Seq, u.Root
+		if len(u.Ops) == 0 {
+			continue
+		}
+		buf := make([]byte, 0, 64*len(u.Ops))
+		buf = append(buf, '[')
+		for i, op := range u.Ops {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = op.AppendJSON(buf)
+		}
+		buf = append(buf, ']')
+		h.push(ringEntry{seq: u.Seq, ops: buf})
+	}
+	if h.lastSeq > h.sentSeq {
+		h.push(ringEntry{seq: h.lastSeq}) // progress marker
+	}
+}
+
+// push adds e to the ring and queues it on every subscriber.
+func (h *hub) push(e ringEntry) {
+	h.ring = append(h.ring, e)
+	h.ringSize += len(e.ops)
+	for len(h.ring) > ringMaxEntries || h.ringSize > ringMaxBytes {
+		h.ringFrom = h.ring[0].seq
+		h.ringSize -= len(h.ring[0].ops)
+		h.ring[0] = ringEntry{}
+		h.ring = h.ring[1:]
+	}
+	e2 := &h.ring[len(h.ring)-1]
+	h.sentSeq = e.seq
+	for c, sub := range h.subs {
+		if sub.lagging {
+			continue
+		}
+		if !c.sendView(h.message(e2, sub.format)) {
+			sub.lagging = true
+			c.markLagging()
+		}
+	}
+}
+
+// message returns e's prepared message in format f, encoding it on first use.
+func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
+	if pm := e.msgs[f]; pm != nil {
+		return pm
+	}
+	var data []byte
+	if e.ops == nil {
+		data = wire.AppendViewMessage(f, nil, wire.TypeProgress, 0, h.v.Name(), e.seq, false, nil)
+	} else {
+		body := e.ops
+		if f == wire.CBOR {
+			var err error
+			if body, err = wire.JSONToCBOR(e.ops); err != nil {
+				panic("server: ops do not convert to CBOR: " + err.Error())
+			}
+		}
+		data = wire.AppendViewMessage(f, nil, wire.TypePatch, 0, h.v.Name(), e.seq, false, body)
+	}
+	pm, err := websocket.NewPreparedMessage(frameType(f), data)
+	if err != nil {
+		panic("server: preparing message: " + err.Error())
+	}
+	e.msgs[f] = pm
+	return pm
+}
+
+func frameType(f wire.Format) int {
+	if f == wire.CBOR {
+		return websocket.BinaryMessage
+	}
+	return websocket.TextMessage
+}
+
+// sendSnapshot queues the state the hub holds as a snapshot for c. Called
+// with h.mu held.
+func (h *hub) sendSnapshot(c *conn, sub *hubSub, id uint64, reset bool) {
+	f := sub.format
+	if h.snap.seq != h.lastSeq {
+		h.snap = snapCache{seq: h.lastSeq}
+	}
+	if !h.snap.ok[f] {
+		if f == wire.CBOR {
+			h.snap.body[f] = statetree.EncodeCBOR(h.lastRoot)
+		} else {
+			h.snap.body[f] = h.lastRoot.AppendJSON(nil)
+		}
+		h.snap.ok[f] = true
+	}
+	data := wire.AppendViewMessage(f, nil, wire.TypeSnapshot, id, h.v.Name(), h.lastSeq, reset, h.snap.body[f])
+	pm, err := websocket.NewPreparedMessage(frameType(f), data)
+	if err != nil {
+		panic("server: preparing message: " + err.Error())
+	}
+	if !c.sendView(pm) {
+		sub.lagging = true
+		c.markLagging()
+	}
+}
+
+// subscribe adds c (or replaces its subscription) and queues either the
+// missed messages after since or a snapshot.
+func (h *hub) subscribe(c *conn, id uint64, since uint64, hasSince bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sub := &hubSub{format: c.format}
+	h.subs[c] = sub
+	if hasSince && since >= h.ringFrom && since <= h.lastSeq {
+		data := wire.AppendReply(c.format, nil, &wire.Reply{Type: wire.TypeSubscribed, ID: id, View: h.v.Name(), Seq: since})
+		pm, _ := websocket.NewPreparedMessage(frameType(c.format), data)
+		if !c.sendView(pm) {
+			sub.lagging = true
+			c.markLagging()
+			return
+		}
+		for i := range h.ring {
+			e := &h.ring[i]
+			if e.seq <= since {
+				continue
+			}
+			if !c.sendView(h.message(e, sub.format)) {
+				sub.lagging = true
+				c.markLagging()
+				return
+			}
+		}
+		return
+	}
+	h.sendSnapshot(c, sub, id, hasSince)
+}
+
+func (h *hub) unsubscribe(c *conn) {
+	h.mu.Lock()
+	delete(h.subs, c)
+	h.mu.Unlock()
+}
+
+// resync sends a lagging subscriber a fresh snapshot once its queue drained.
+func (h *hub) resync(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sub := h.subs[c]; sub != nil && sub.lagging {
+		sub.lagging = false
+		h.sendSnapshot(c, sub, 0, true)
+	}
+}

@@ -1,0 +1,65 @@
+package server
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/host/view"
+)
+
+func (s *Server) handleViews(w http.ResponseWriter, r *http.Request) {
+	s.hubsMu.RLock()
+	out := make([]view.Status, 0, len(s.hubs))
+	for _, h := range s.hubs {
+		out = append(out, h.v.Status())
+	}
+	s.hubsMu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"views": out})
+}
+
+func (s *Server) lookupView(w http.ResponseWriter, r *http.Request) *view.View {
+	name := r.PathValue("name")
+	h := s.hub(name)
+	if h == nil {
+		httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "no view named %q; GET /v1/views lists the views", name))
+		return nil
+	}
+	return h.v
+}
+
+func (s *Server) handleView(w http.ResponseWriter, r *http.Request) {
+	if v := s.lookupView(w, r); v != nil {
+		writeJSON(w, http.StatusOK, v.Status())
+	}
+}
+
+// handleViewState serves GET /v1/views/{name}/state[?path=/json/pointer]:
+// the whole state tree or the value at path, with the seq it reflects in the
+// X-Nodb-Seq header.
+func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
+	v := s.lookupView(w, r)
+	if v == nil {
+		return
+	}
+	root, seq := v.State()
+	val := root
+	if p := r.URL.Query().Get("path"); p != "" && p != "/" {
+		path, err := statetree.ParsePath(p)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "path %q: %v (use a JSON Pointer such as /todos/a1)", p, err))
+			return
+		}
+		var ok bool
+		if val, ok = root.Get(path); !ok {
+			httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q has no value at %s (as of seq %d)", v.Name(), p, seq))
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Nodb-Seq", strconv.FormatUint(seq, 10))
+	w.Write(val.AppendJSON(nil))
+}

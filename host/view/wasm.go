@@ -1,0 +1,135 @@
+package view
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+
+	"github.com/nodb-dev/nodb/abi"
+	"github.com/nodb-dev/nodb/host/eventlog"
+	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/plugins"
+)
+
+// WasmReducer runs a WebAssembly reducer plugin (abi/ABI.md) as a view's
+// Reducer. The host owns the state: the guest reads and changes it through
+// host functions that land in the view's statetree transaction.
+type WasmReducer struct {
+	inst     *plugins.Instance
+	consumes map[string]bool // nil: every type
+	hash     string
+	ev       plugins.Event
+	st       txState
+}
+
+// NewWasmReducer instantiates mod for the view named view.
+func NewWasmReducer(ctx context.Context, mod *plugins.Module, view string, cfg plugins.InstanceConfig) (*WasmReducer, error) {
+	cfg.View = view
+	inst, err := mod.NewInstance(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	info := mod.Info()
+	r := &WasmReducer{inst: inst, hash: hex.EncodeToString(info.SHA256[:])}
+	if info.Consumes != nil {
+		r.consumes = make(map[string]bool, len(info.Consumes))
+		for _, t := range info.Consumes {
+			if t == abi.ConsumeAll {
+				r.consumes = nil
+				break
+			}
+			r.consumes[t] = true
+		}
+	}
+	return r, nil
+}
+
+// Consumes implements Reducer.
+func (r *WasmReducer) Consumes(t string) bool { return r.consumes == nil || r.consumes[t] }
+
+// Hash implements Reducer: the hex SHA-256 of the module.
+func (r *WasmReducer) Hash() string { return r.hash }
+
+// Close implements Reducer.
+func (r *WasmReducer) Close() error { return r.inst.Close(context.Background()) }
+
+// Reduce implements Reducer.
+func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
+	r.ev = plugins.Event{Seq: rec.Seq, Time: rec.Time, Producer: rec.Producer, PSeq: rec.PSeq, Type: rec.Type, Payload: rec.Payload}
+	r.st.tx = tx
+	err := r.inst.Reduce(ctx, &r.ev, &r.st)
+	r.st.tx = nil
+	return err
+}
+
+// txState is plugins.State over a statetree transaction.
+type txState struct {
+	tx  *statetree.Tx
+	buf []byte
+}
+
+// statusError gives a state error the ABI status the guest sees, keeping
+// the detailed cause for the host's logs.
+type statusError struct {
+	st  abi.Status
+	err error
+}
+
+func (e *statusError) Error() string   { return e.err.Error() }
+func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
+
+func (s *txState) parse(path string) (statetree.Path, error) {
+	p, err := statetree.ParsePath(path)
+	if err != nil {
+		return nil, &statusError{abi.StatusInvalidPath, err}
+	}
+	return p, nil
+}
+
+func (s *txState) Get(path string) ([]byte, bool, error) {
+	p, err := s.parse(path)
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok := s.tx.Get(p)
+	if !ok {
+		return nil, false, nil
+	}
+	s.buf = statetree.AppendCBOR(s.buf[:0], v)
+	return s.buf, true, nil
+}
+
+func (s *txState) Set(path string, value []byte) error {
+	p, err := s.parse(path)
+	if err != nil {
+		return err
+	}
+	v, err := statetree.DecodeCBOR(value)
+	if err != nil {
+		return &statusError{abi.StatusInvalidValue, err}
+	}
+	if err := s.tx.Set(p, v); err != nil {
+		switch {
+		case errors.Is(err, statetree.ErrForbiddenKey):
+			return &statusError{abi.StatusInvalidPath, err}
+		case errors.Is(err, statetree.ErrTooDeep):
+			return &statusError{abi.StatusTooLarge, err}
+		}
+		return &statusError{abi.StatusTypeMismatch, err}
+	}
+	return nil
+}
+
+func (s *txState) Delete(path string) error {
+	p, err := s.parse(path)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.tx.Get(p); !ok {
+		return abi.StatusNotFound
+	}
+	if err := s.tx.Delete(p); err != nil {
+		return &statusError{abi.StatusTypeMismatch, err}
+	}
+	return nil
+}

@@ -1,0 +1,381 @@
+package plugins
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Interrupting a guest. wazero can stop a running guest only when the module
+// was compiled with WithCloseOnContextDone, and then every loop iteration
+// leaves machine code to check the module's state in Go. Go guests are loops
+// all the way down (every Go function body is a loop over resume points), so
+// that costs several microseconds per event. Instead, Compile rewrites the
+// module: it adds a mutable i32 global, exported as stopExport, and inserts
+//
+//	global.get $stop  if  unreachable  end
+//
+// at the head of every loop. The watchdog sets the global to 1 when an event
+// runs over its time limit; the guest traps at its next loop iteration (a
+// loop-free run is bounded by its code size; unbounded recursion overflows
+// the stack). The check costs a load and a branch per iteration.
+
+// stopExport names the global the host adds to every module.
+const stopExport = "__nodb_stop"
+
+var errMalformed = errors.New("malformed module")
+
+type reader struct {
+	b   []byte
+	pos int
+	err error
+}
+
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: offset %d: %s", errMalformed, r.pos, fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.pos >= len(r.b) {
+		r.fail("unexpected end")
+		return 0
+	}
+	c := r.b[r.pos]
+	r.pos++
+	return c
+}
+
+func (r *reader) u32() uint32 {
+	var v uint32
+	for shift := 0; shift < 35; shift += 7 {
+		c := r.byte()
+		v |= uint32(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+	r.fail("LEB128 too long")
+	return 0
+}
+
+// skipLEB skips a (signed or unsigned) LEB128 of at most max bytes.
+func (r *reader) skipLEB(max int) {
+	for i := 0; i < max; i++ {
+		if r.byte()&0x80 == 0 {
+			return
+		}
+	}
+	r.fail("LEB128 too long")
+}
+
+func (r *reader) skip(n int) {
+	if n < 0 || n > len(r.b)-r.pos {
+		r.fail("unexpected end")
+		r.pos = len(r.b)
+		return
+	}
+	r.pos += n
+}
+
+func (r *reader) name() string {
+	n := int(r.u32())
+	start := r.pos
+	r.skip(n)
+	if r.err != nil {
+		return ""
+	}
+	return string(r.b[start:r.pos])
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	r.u32()
+	if flags&1 != 0 {
+		r.u32()
+	}
+}
+
+func appendU32(dst []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			dst = append(dst, c|0x80)
+			continue
+		}
+		return append(dst, c)
+	}
+}
+
+// sectionRank orders known sections as the binary format requires.
+var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+
+// instrument returns the module with the stop global and loop checks added.
+func instrument(wasm []byte) ([]byte, error) {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || string(wasm[4:8]) != "\x01\x00\x00\x00" {
+		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
+	}
+	type section struct {
+		id   byte
+		body []byte
+	}
+	var secs []section
+	r := &reader{b: wasm, pos: 8}
+	importedGlobals, definedGlobals := uint32(0), uint32(0)
+	for r.pos < len(wasm) && r.err == nil {
+		id := r.byte()
+		size := int(r.u32())
+		start := r.pos
+		r.skip(size)
+		if r.err != nil {
+			break
+		}
+		body := wasm[start:r.pos]
+		switch id {
+		case 2:
+			n, err := countImportedGlobals(body)
+			if err != nil {
+				return nil, err
+			}
+			importedGlobals = n
+		case 6:
+			sr := &reader{b: body}
+			definedGlobals = sr.u32()
+			if sr.err != nil {
+				return nil, sr.err
+			}
+		case 0:
+			sr := &reader{b: body}
+			if strings.HasPrefix(sr.name(), ".debug_") {
+				continue // code offsets change; drop DWARF
+			}
+		}
+		secs = append(secs, section{id, body})
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	stop := importedGlobals + definedGlobals
+	out := append([]byte(nil), wasm[:8]...)
+	emit := func(id byte, body []byte) {
+		out = append(out, id)
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	// The stop global: (global (mut i32) (i32.const 0)).
+	globalEntry := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	exportEntry := appendU32(nil, uint32(len(stopExport)))
+	exportEntry = append(exportEntry, stopExport...)
+	exportEntry = append(exportEntry, 0x03)
+	exportEntry = appendU32(exportEntry, stop)
+	doneGlobal, doneExport := false, false
+	for _, s := range secs {
+		rank := sectionRank[s.id]
+		if s.id != 0 && !doneGlobal && rank > sectionRank[6] {
+			emit(6, append(appendU32(nil, 1), globalEntry...))
+			doneGlobal = true
+		}
+		if s.id != 0 && !doneExport && rank > sectionRank[7] {
+			emit(7, append(appendU32(nil, 1), exportEntry...))
+			doneExport = true
+		}
+		switch s.id {
+		case 6:
+			emit(6, appendVecItem(s.body, globalEntry))
+			doneGlobal = true
+		case 7:
+			emit(7, appendVecItem(s.body, exportEntry))
+			doneExport = true
+		case 10:
+			body, err := instrumentCode(s.body, stop)
+			if err != nil {
+				return nil, err
+			}
+			emit(10, body)
+		default:
+			emit(s.id, s.body)
+		}
+	}
+	if !doneGlobal {
+		emit(6, append(appendU32(nil, 1), globalEntry...))
+	}
+	if !doneExport {
+		emit(7, append(appendU32(nil, 1), exportEntry...))
+	}
+	return out, nil
+}
+
+// appendVecItem returns a vector section body with one more item.
+func appendVecItem(body, item []byte) []byte {
+	r := &reader{b: body}
+	n := r.u32()
+	out := appendU32(nil, n+1)
+	out = append(out, body[r.pos:]...)
+	return append(out, item...)
+}
+
+func countImportedGlobals(body []byte) (uint32, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	globals := uint32(0)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.name()
+		r.name()
+		switch kind := r.byte(); kind {
+		case 0x00:
+			r.u32()
+		case 0x01:
+			r.byte()
+			r.limits()
+		case 0x02:
+			r.limits()
+		case 0x03:
+			r.byte()
+			r.byte()
+			globals++
+		default:
+			r.fail("import kind %#x", kind)
+		}
+	}
+	return globals, r.err
+}
+
+// instrumentCode rewrites the code section.
+func instrumentCode(body []byte, stop uint32) ([]byte, error) {
+	check := []byte{0x23}
+	check = appendU32(check, stop)
+	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	r := &reader{b: body}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
+	var fn []byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		size := int(r.u32())
+		start := r.pos
+		r.skip(size)
+		if r.err != nil {
+			break
+		}
+		var err error
+		fn, err = instrumentFunc(fn[:0], body[start:r.pos], check)
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
+	}
+	if r.err == nil && r.pos != len(body) {
+		r.fail("trailing bytes in code section")
+	}
+	return out, r.err
+}
+
+// instrumentFunc copies one function body, inserting check after every loop
+// instruction.
+func instrumentFunc(dst, body, check []byte) ([]byte, error) {
+	r := &reader{b: body}
+	groups := r.u32()
+	for g := uint32(0); g < groups && r.err == nil; g++ {
+		r.u32()
+		r.byte()
+	}
+	dst = append(dst, body[:r.pos]...)
+	for r.pos < len(body) && r.err == nil {
+		start := r.pos
+		op := r.byte()
+		switch {
+		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
+			blockType(r)
+			dst = append(dst, body[start:r.pos]...)
+			if op == 0x03 {
+				dst = append(dst, check...)
+			}
+			continue
+		case op <= 0x01, op == 0x05, op == 0x0b, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1,
+			op >= 0x45 && op <= 0xc4:
+			// no immediates
+		case op == 0x0c, op == 0x0d, op == 0x10, op >= 0x20 && op <= 0x26, op == 0xd2:
+			r.u32()
+		case op == 0x0e: // br_table
+			k := r.u32()
+			for j := uint32(0); j <= k && r.err == nil; j++ {
+				r.u32()
+			}
+		case op == 0x11: // call_indirect
+			r.u32()
+			r.u32()
+		case op == 0x1c: // select t*
+			k := r.u32()
+			r.skip(int(k))
+		case op >= 0x28 && op <= 0x3e: // memarg
+			r.u32()
+			r.u32()
+		case op == 0x3f || op == 0x40:
+			r.u32()
+		case op == 0x41:
+			r.skipLEB(5)
+		case op == 0x42:
+			r.skipLEB(10)
+		case op == 0x43:
+			r.skip(4)
+		case op == 0x44:
+			r.skip(8)
+		case op == 0xd0:
+			r.byte()
+		case op == 0xfc:
+			prefixFC(r)
+		case op == 0xfd:
+			prefixFD(r)
+		default:
+			return nil, fmt.Errorf("%w: unsupported instruction %#x at offset %d", errMalformed, op, start)
+		}
+		dst = append(dst, body[start:r.pos]...)
+	}
+	return dst, r.err
+}
+
+func blockType(r *reader) {
+	if r.pos >= len(r.b) {
+		r.fail("unexpected end")
+		return
+	}
+	switch c := r.b[r.pos]; c {
+	case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+		r.pos++
+	default:
+		r.skipLEB(5) // type index, s33
+	}
+}
+
+func prefixFC(r *reader) {
+	switch sub := r.u32(); {
+	case sub <= 7:
+	case sub == 8, sub == 10, sub == 12, sub == 14:
+		r.u32()
+		r.u32()
+	case sub == 9, sub == 11, sub == 13, sub == 15, sub == 16, sub == 17:
+		r.u32()
+	default:
+		r.fail("unsupported instruction 0xfc %d", sub)
+	}
+}
+
+func prefixFD(r *reader) {
+	switch sub := r.u32(); {
+	case sub <= 11, sub == 92, sub == 93:
+		r.u32()
+		r.u32()
+	case sub == 12, sub == 13:
+		r.skip(16)
+	case sub >= 21 && sub <= 34:
+		r.byte()
+	case sub >= 84 && sub <= 91:
+		r.u32()
+		r.u32()
+		r.byte()
+	case sub > 0xff:
+		r.fail("unsupported instruction 0xfd %d", sub)
+	}
+}
