@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -76,10 +77,11 @@ type Instance struct {
 	eng *engine
 	cm  wazero.CompiledModule
 
-	ctx   context.Context // carries instKey
-	watch watched
-	stopG api.MutableGlobal // the current guest's stop global; guarded by watch.mu
-	out   *output
+	ctx     context.Context // carries instKey
+	instCtx context.Context // ctx plus the memory allocator, for instantiation
+	watch   watched
+	stopG   api.MutableGlobal // the current guest's stop global; guarded by watch.mu
+	out     *output
 
 	// The current guest; replaced at epoch boundaries.
 	mod      api.Module
@@ -147,6 +149,10 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 	}
 	i := &Instance{m: m, cfg: cfg, eng: eng, cm: cm, out: newOutput(cfg.Logger), stack: make([]uint64, 1)}
 	i.ctx = context.WithValue(context.WithoutCancel(ctx), instKey{}, i)
+	i.instCtx = i.ctx
+	if memoryAllocator != nil {
+		i.instCtx = experimental.WithMemoryAllocator(i.ctx, memoryAllocator)
+	}
 	i.watch.timeout = cfg.EventTimeout
 	i.watch.stop = func() {
 		if i.stopG != nil {
@@ -183,7 +189,7 @@ func (i *Instance) instantiate(e uint64) error {
 	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
 	i.watch.begin()
-	mod, err := i.eng.r.InstantiateModule(i.ctx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	mod, err := i.eng.r.InstantiateModule(i.instCtx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err == nil {
 		g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
 		i.watch.mu.Lock()
@@ -225,6 +231,7 @@ func (i *Instance) beginCall(t int64, rngKind byte, rngNum uint64, st State) {
 	i.errMsg = i.errMsg[:0]
 	i.stateErr, i.faultErr = nil, nil
 	i.pending, i.pendingPath = nil, ""
+	i.out.reset()
 }
 
 // Reduce applies one event to st through the plugin. Events of types the
@@ -322,10 +329,10 @@ func (i *Instance) trap(seq uint64, reason string, err error) error {
 		te.Err = i.faultErr
 	case i.closed:
 		te.Err = ErrClosed
-	default:
+	case i.exited:
 		var ee *sys.ExitError
-		if errors.As(err, &ee) && i.exited {
-			te.Reason = fmt.Sprintf("plugin exited with code %d (a Go panic or fatal error exits with 2)", ee.ExitCode())
+		if errors.As(err, &ee) {
+			te.Reason = fmt.Sprintf("plugin exited with code %d", ee.ExitCode())
 		}
 	}
 	te.Stderr = i.out.stderr()

@@ -112,10 +112,11 @@ func appendU32(dst []byte, v uint32) []byte {
 // sectionRank orders known sections as the binary format requires.
 var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
-// instrument returns the module with the stop global and loop checks added.
-func instrument(wasm []byte) ([]byte, error) {
+// instrument returns the module with the stop global and loop checks added,
+// and the minimum of its memory in pages (0 if it defines none).
+func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || string(wasm[4:8]) != "\x01\x00\x00\x00" {
-		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
+		return nil, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
 	}
 	type section struct {
 		id   byte
@@ -137,14 +138,23 @@ func instrument(wasm []byte) ([]byte, error) {
 		case 2:
 			n, err := countImportedGlobals(body)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			importedGlobals = n
+		case 5:
+			sr := &reader{b: body}
+			if sr.u32() > 0 {
+				sr.byte()
+				minPages = sr.u32()
+			}
+			if sr.err != nil {
+				return nil, 0, sr.err
+			}
 		case 6:
 			sr := &reader{b: body}
 			definedGlobals = sr.u32()
 			if sr.err != nil {
-				return nil, sr.err
+				return nil, 0, sr.err
 			}
 		case 0:
 			sr := &reader{b: body}
@@ -155,10 +165,10 @@ func instrument(wasm []byte) ([]byte, error) {
 		secs = append(secs, section{id, body})
 	}
 	if r.err != nil {
-		return nil, r.err
+		return nil, 0, r.err
 	}
 	stop := importedGlobals + definedGlobals
-	out := append([]byte(nil), wasm[:8]...)
+	out = append([]byte(nil), wasm[:8]...)
 	emit := func(id byte, body []byte) {
 		out = append(out, id)
 		out = appendU32(out, uint32(len(body)))
@@ -191,7 +201,7 @@ func instrument(wasm []byte) ([]byte, error) {
 		case 10:
 			body, err := instrumentCode(s.body, stop)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			emit(10, body)
 		default:
@@ -204,7 +214,7 @@ func instrument(wasm []byte) ([]byte, error) {
 	if !doneExport {
 		emit(7, append(appendU32(nil, 1), exportEntry...))
 	}
-	return out, nil
+	return out, minPages, nil
 }
 
 // appendVecItem returns a vector section body with one more item.

@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 const (
 	logBurst   = 100
 	logRate    = 20.0
-	stderrTail = 4096 // bytes of stderr kept for TrapError.Stderr
+	stderrHead = 1024 // bytes of stderr kept from the start of a call
+	stderrTail = 3072 // and from its end, for TrapError.Stderr
 )
 
 // output turns guest output into rate-limited log lines.
@@ -25,7 +27,16 @@ type output struct {
 	last    time.Time
 	dropped uint64
 	partial [3][]byte // unfinished line per fd (1, 2)
-	tail    []byte    // the end of stderr, for trap reports
+	head    []byte    // the start of the current call's stderr
+	tail    []byte    // the end of stderr
+	skipped bool      // bytes between head and tail were dropped
+}
+
+// reset starts a new guest call.
+func (o *output) reset() {
+	if len(o.head) > 0 || len(o.tail) > 0 {
+		o.head, o.tail, o.skipped = o.head[:0], o.tail[:0], false
+	}
 }
 
 func newOutput(l hclog.Logger) *output {
@@ -56,19 +67,10 @@ func (o *output) allow() bool {
 // write accepts bytes written to fd 1 or 2.
 func (o *output) write(fd int, b []byte) {
 	if fd == 2 {
-		o.tail = append(o.tail, b...)
-		if len(o.tail) > 2*stderrTail {
-			o.tail = append(o.tail[:0], o.tail[len(o.tail)-stderrTail:]...)
-		}
+		o.keep(b)
 	}
 	for len(b) > 0 {
-		nl := -1
-		for k, c := range b {
-			if c == '\n' {
-				nl = k
-				break
-			}
-		}
+		nl := bytes.IndexByte(b[:min(len(b), abi.MaxLogSize+1)], '\n')
 		if nl < 0 {
 			room := abi.MaxLogSize - len(o.partial[fd])
 			if len(b) >= room {
@@ -129,13 +131,40 @@ func (o *output) logMessage(level int32, b []byte) {
 	}
 }
 
-// stderrTail returns the end of stderr (and flushes partial lines).
+// keep records stderr bytes for trap reports: the first stderrHead bytes of
+// the call and the last stderrTail.
+func (o *output) keep(b []byte) {
+	if n := min(stderrHead-len(o.head), len(b)); n > 0 {
+		o.head = append(o.head, b[:n]...)
+		b = b[n:]
+	}
+	if len(b) == 0 {
+		return
+	}
+	if len(b) >= stderrTail {
+		o.skipped = o.skipped || len(o.tail) > 0 || len(b) > stderrTail
+		o.tail = append(o.tail[:0], b[len(b)-stderrTail:]...)
+		return
+	}
+	o.tail = append(o.tail, b...)
+	if len(o.tail) > 2*stderrTail {
+		o.skipped = true
+		o.tail = append(o.tail[:0], o.tail[len(o.tail)-stderrTail:]...)
+	}
+}
+
+// stderr returns what the current call wrote to stderr (its start and end)
+// and flushes partial lines to the log.
 func (o *output) stderr() string {
 	o.flush(1)
 	o.flush(2)
 	t := o.tail
 	if len(t) > stderrTail {
 		t = t[len(t)-stderrTail:]
+		o.skipped = true
 	}
-	return string(t)
+	if o.skipped {
+		return string(o.head) + "\n[...]\n" + string(t)
+	}
+	return string(o.head) + string(t)
 }

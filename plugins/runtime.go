@@ -219,15 +219,18 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	size := len(wasm)
 	sum := sha256.Sum256(wasm)
-	wasm, err = instrument(wasm)
+	wasm, minPages, err := instrument(wasm)
 	if err != nil {
 		return nil, errInvalid("decode", err)
+	}
+	if minPages > r.cfg.MaxMemoryPages {
+		return nil, errInvalid(fmt.Sprintf("memory minimum of %d pages is over the cap of %d pages", minPages, r.cfg.MaxMemoryPages), nil)
 	}
 	cm, err := e.r.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, errInvalid("compile", err)
 	}
-	minPages, err := validate(cm, r.cfg.MaxMemoryPages)
+	minPages, err = validate(cm, r.cfg.MaxMemoryPages)
 	if err != nil {
 		_ = cm.Close(ctx)
 		return nil, err

@@ -37,14 +37,14 @@ const (
 
 // Message types.
 const (
-	TypeHello       = "hello"
-	TypePublish     = "publish"
-	TypeAck         = "ack"
-	TypeError       = "error"
-	TypePing        = "ping"
-	TypePong        = "pong"
-	TypeSubscribe   = "subscribe"
-	TypeUnsubscribe = "unsubscribe"
+	TypeHello        = "hello"
+	TypePublish      = "publish"
+	TypeAck          = "ack"
+	TypeError        = "error"
+	TypePing         = "ping"
+	TypePong         = "pong"
+	TypeSubscribe    = "subscribe"
+	TypeUnsubscribe  = "unsubscribe"
 	TypeSnapshot     = "snapshot"
 	TypePatch        = "patch"
 	TypeProgress     = "progress"

@@ -92,8 +92,8 @@ func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 func TestCBORRejectsNonJSONItems(t *testing.T) {
 	for name, payload := range map[string]any{
-		"bytes": []byte{1, 2},
-		"tag":   cbor.Tag{Number: 1, Content: 5},
+		"bytes":  []byte{1, 2},
+		"tag":    cbor.Tag{Number: 1, Content: 5},
 		"intkey": map[int]string{1: "a"},
 	} {
 		item, _ := cbor.Marshal(payload)

@@ -35,6 +35,7 @@ type conn struct {
 	// the server buffer without limit.
 	out     chan *websocket.PreparedMessage
 	lagging atomic.Bool
+	wake    chan struct{}
 	hubsMu  sync.Mutex
 	hubs    map[*hub]struct{}
 }
@@ -50,7 +51,27 @@ func (c *conn) sendView(pm *websocket.PreparedMessage) bool {
 	}
 }
 
-func (c *conn) markLagging() { c.lagging.Store(true) }
+// markLagging notes that a hub skipped this connection; the writer sends
+// fresh snapshots once the queue has drained.
+func (c *conn) markLagging() {
+	c.lagging.Store(true)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// resyncIfDrained sends lagging subscriptions fresh snapshots once the queue
+// is empty.
+func (c *conn) resyncIfDrained() {
+	if len(c.out) == 0 && c.lagging.Swap(false) {
+		c.hubsMu.Lock()
+		for h := range c.hubs {
+			h.resync(c)
+		}
+		c.hubsMu.Unlock()
+	}
+}
 
 // slot is one reply waiting for its turn. It embeds the chronicler request so
 // a publish costs one allocation.
@@ -107,7 +128,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{s: s, ws: ws, format: format, ctx: ctx, cancel: cancel,
 		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{}),
-		out: make(chan *websocket.PreparedMessage, s.cfg.SendQueue), hubs: map[*hub]struct{}{}}
+		out: make(chan *websocket.PreparedMessage, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -304,13 +325,9 @@ func (c *conn) writeLoop() {
 					c.ws.Close()
 				}
 			}
-			if len(c.out) == 0 && c.lagging.Swap(false) {
-				c.hubsMu.Lock()
-				for h := range c.hubs {
-					h.resync(c)
-				}
-				c.hubsMu.Unlock()
-			}
+			c.resyncIfDrained()
+		case <-c.wake:
+			c.resyncIfDrained()
 		case <-ping.C:
 			if !broken {
 				c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second))

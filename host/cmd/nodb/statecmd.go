@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/spf13/cobra"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+)
+
+func stateCmd() *cobra.Command {
+	var addr, path string
+	cmd := &cobra.Command{
+		Use:   "state VIEW",
+		Short: "Print a view's state (or the value at --path) as JSON",
+		Example: `  nodb state todos
+  nodb state todos --path /todos/a1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			base, err := httpURL(addr)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if path != "" {
+				q.Set("path", path)
+			}
+			u := base + "/v1/views/" + url.PathEscape(args[0]) + "/state"
+			if len(q) > 0 {
+				u += "?" + q.Encode()
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("%w (is nodb serve running at %s?)", err, base)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != 200 {
+				var e wire.Error
+				if json.Unmarshal(body, &e) == nil && e.Message != "" {
+					return &e
+				}
+				return fmt.Errorf("%s: %s", resp.Status, body)
+			}
+			fmt.Println(string(body))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
+	cmd.Flags().StringVar(&path, "path", "", "JSON Pointer of the value to print (default: the whole state)")
+	return cmd
+}
+
+func watchCmd() *cobra.Command {
+	var addr string
+	var since int64
+	cmd := &cobra.Command{
+		Use:   "watch VIEW",
+		Short: "Print a view's snapshot, then each patch, as JSON lines",
+		Long: `Subscribe to a view and print every message as one JSON line: the
+snapshot {"type":"snapshot","seq":…,"state":…}, then {"type":"patch","seq":…,"ops":[…]}
+for each change and {"type":"progress","seq":…} markers. Runs until interrupted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			ws, err := dialWS(ctx, addr)
+			if err != nil {
+				return err
+			}
+			defer ws.Close()
+			req := wire.Request{Type: wire.TypeSubscribe, ID: 1, View: args[0]}
+			if since >= 0 {
+				req.Since, req.HasSince = uint64(since), true
+			}
+			msg, _ := wire.EncodeRequest(wire.JSON, &req)
+			if err := ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+				return err
+			}
+			go func() { <-ctx.Done(); ws.Close() }()
+			for {
+				_, data, err := ws.ReadMessage()
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("connection ended: %w", err)
+				}
+				var r wire.Reply
+				if err := wire.DecodeReply(wire.JSON, data, &r); err != nil {
+					return err
+				}
+				switch r.Type {
+				case wire.TypeHello, wire.TypePong:
+					continue
+				case wire.TypeError:
+					return &wire.Error{Code: r.Code, Message: r.Error}
+				}
+				os.Stdout.Write(append(data, '\n'))
+			}
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
+	cmd.Flags().Int64Var(&since, "since", -1, "resume after this seq (missed patches if the host still holds them, else a snapshot flagged reset)")
+	return cmd
+}

@@ -1,0 +1,279 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/eventlog"
+	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/host/view"
+)
+
+// setReducer stores each "kv/set" event's payload {k, v} at /k; other types
+// leave the state alone.
+type setReducer struct{}
+
+func (setReducer) Consumes(t string) bool { return t == "kv/set" }
+func (setReducer) Hash() string           { return "test-kv" }
+func (setReducer) Close() error           { return nil }
+func (setReducer) Reduce(_ context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
+	var p struct {
+		K string          `json:"k"`
+		V json.RawMessage `json:"v"`
+	}
+	if err := json.Unmarshal(rec.Payload, &p); err != nil {
+		return err
+	}
+	v, err := statetree.FromJSON(p.V)
+	if err != nil {
+		return err
+	}
+	return tx.Set(statetree.Path{p.K}, v)
+}
+
+func addKV(t *testing.T, h *testHost) *view.View {
+	t.Helper()
+	v, err := view.New(view.Config{Name: "kv", Reducer: setReducer{}, Log: h.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { v.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.srv.AddView(v)
+	return v
+}
+
+func send(t *testing.T, ws *websocket.Conn, msg string) {
+	t.Helper()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func kvEvent(producer string, pseq uint64, k string, v any) string {
+	b, _ := json.Marshal(map[string]any{"type": "publish", "id": pseq, "event": map[string]any{
+		"producer": producer, "pseq": pseq, "type": "kv/set", "payload": map[string]any{"k": k, "v": v}}})
+	return string(b)
+}
+
+// nextView reads until a view message (snapshot, patch, progress, subscribed).
+func nextView(t *testing.T, ws *websocket.Conn) wire.Reply {
+	t.Helper()
+	for {
+		r := readReply(t, ws, wire.JSON)
+		switch r.Type {
+		case wire.TypeAck, wire.TypePong:
+			continue
+		}
+		return r
+	}
+}
+
+func TestSubscribeSnapshotPatchesProgress(t *testing.T) {
+	h := startHost(t, Config{})
+	addKV(t, h)
+	pub := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, pub, kvEvent("w", 1, "a", 1))
+	readReply(t, pub, wire.JSON)
+
+	sub := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, sub, `{"type":"subscribe","id":5,"view":"kv"}`)
+	snap := nextView(t, sub)
+	if snap.Type != wire.TypeSnapshot || snap.ID != 5 || snap.View != "kv" {
+		t.Fatalf("first message %+v", snap)
+	}
+	// The snapshot reflects seq 1 (or the view is still at 0 and a patch follows).
+	send(t, pub, kvEvent("w", 2, "b", "x"))
+	send(t, pub, `{"type":"publish","id":3,"event":{"producer":"w","pseq":3,"type":"other/thing"}}`)
+	var patches []wire.Reply
+	var progress uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for progress < 3 && time.Now().Before(deadline) {
+		r := nextView(t, sub)
+		if r.Seq <= snap.Seq {
+			continue
+		}
+		switch r.Type {
+		case wire.TypePatch:
+			patches = append(patches, r)
+		case wire.TypeProgress:
+			progress = r.Seq
+		default:
+			t.Fatalf("unexpected %+v", r)
+		}
+	}
+	if progress != 3 {
+		t.Fatalf("no progress marker for seq 3 (an event the view ignores)")
+	}
+	last := patches[len(patches)-1]
+	if last.Seq != 2 || string(last.Ops) != `[{"op":"add","path":"/b","value":"x"}]` {
+		t.Fatalf("patch for seq 2: %+v %s", last, last.Ops)
+	}
+}
+
+func TestSubscribeMissingView(t *testing.T) {
+	h := startHost(t, Config{})
+	ws := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, ws, `{"type":"subscribe","id":8,"view":"nope"}`)
+	r := readReply(t, ws, wire.JSON)
+	if r.Type != wire.TypeError || r.Code != wire.CodeNotFound || r.ID != 8 || !strings.Contains(r.Error, "GET /v1/views") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestResumeSendsMissedPatchesOnce(t *testing.T) {
+	h := startHost(t, Config{})
+	v := addKV(t, h)
+	pub := mustDial(t, h.addr, wire.SubprotocolJSON)
+	for i := uint64(1); i <= 10; i++ {
+		send(t, pub, kvEvent("w", i, fmt.Sprint("k", i), i))
+		readReply(t, pub, wire.JSON)
+	}
+	waitView(t, v, 10)
+	// "Disconnect" at seq 10; five more events happen meanwhile.
+	for i := uint64(11); i <= 15; i++ {
+		send(t, pub, kvEvent("w", i, fmt.Sprint("k", i), i))
+		readReply(t, pub, wire.JSON)
+	}
+	waitView(t, v, 15)
+	ws := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, ws, `{"type":"subscribe","id":2,"view":"kv","since":10}`)
+	if r := nextView(t, ws); r.Type != wire.TypeSubscribed || r.Seq != 10 {
+		t.Fatalf("resume reply %+v", r)
+	}
+	for want := uint64(11); want <= 15; want++ {
+		r := nextView(t, ws)
+		if r.Type != wire.TypePatch || r.Seq != want {
+			t.Fatalf("got %+v, want the patch of seq %d", r, want)
+		}
+	}
+	// A since older than anything held gets a reset snapshot.
+	ws2 := mustDial(t, h.addr, wire.SubprotocolJSON)
+	h.srv.hub("kv").mu.Lock()
+	h.srv.hub("kv").ringFrom = 12 // as if the ring had dropped older changes
+	h.srv.hub("kv").mu.Unlock()
+	send(t, ws2, `{"type":"subscribe","id":3,"view":"kv","since":5}`)
+	if r := nextView(t, ws2); r.Type != wire.TypeSnapshot || !r.Reset || r.Seq != 15 {
+		t.Fatalf("stale resume: %+v", r)
+	}
+}
+
+func waitView(t *testing.T, v *view.View, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlowConsumerDoesNotStallOthers: one subscriber stops reading; another
+// keeps receiving every patch promptly, and the stalled one is resynced or
+// cut off within a bounded time.
+func TestSlowConsumerDoesNotStallOthers(t *testing.T) {
+	h := startHost(t, Config{SendQueue: 256, WriteTimeout: 2 * time.Second})
+	v := addKV(t, h)
+	slow := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, slow, `{"type":"subscribe","id":1,"view":"kv"}`)
+	fast := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, fast, `{"type":"subscribe","id":1,"view":"kv"}`)
+	first := nextView(t, fast)
+	doc, err := statetree.FromJSON(first.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docSeq := first.Seq
+
+	big := strings.Repeat("x", 8000) // fill the slow client's socket buffers quickly
+	pub := mustDial(t, h.addr, wire.SubprotocolJSON)
+	const n = 600
+	go func() {
+		for i := uint64(1); i <= n; i++ {
+			pub.WriteMessage(websocket.TextMessage, []byte(kvEvent("w", i, fmt.Sprint("k", i%50), fmt.Sprint(i, big))))
+		}
+	}()
+	start := time.Now()
+	resets := 0
+	for docSeq < n {
+		r := nextView(t, fast)
+		switch {
+		case r.Type == wire.TypeSnapshot:
+			resets++
+			if doc, err = statetree.FromJSON(r.State); err != nil {
+				t.Fatal(err)
+			}
+			docSeq = r.Seq
+		case r.Seq <= docSeq:
+		case r.Type == wire.TypePatch:
+			var ops []statetree.Op
+			if err := json.Unmarshal(r.Ops, &ops); err != nil {
+				t.Fatal(err)
+			}
+			if doc, err = statetree.Apply(doc, ops); err != nil {
+				t.Fatal(err)
+			}
+			docSeq = r.Seq
+		case r.Type == wire.TypeProgress:
+			docSeq = r.Seq
+		}
+	}
+	took := time.Since(start)
+	waitView(t, v, n)
+	if root, _ := v.State(); root.Hash() != doc.Hash() {
+		t.Fatal("the reading subscriber's document differs from the view's state")
+	}
+	t.Logf("reading subscriber: %d resets during the burst", resets)
+	t.Logf("fast subscriber got all %d events in %v while the other did not read", n, took)
+	if took > 8*time.Second {
+		t.Fatalf("fast subscriber took %v: the slow one stalled it", took)
+	}
+	// The slow subscriber is either cut off or, when it finally reads, is
+	// resynchronised with a reset snapshot and ends equal to the view.
+	slow.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var sdoc statetree.Value
+	var sseq uint64
+	resynced := false
+	for sseq < n {
+		_, data, err := slow.ReadMessage()
+		if err != nil {
+			t.Logf("slow subscriber was disconnected: %v", err)
+			return
+		}
+		var r wire.Reply
+		wire.DecodeReply(wire.JSON, data, &r)
+		switch {
+		case r.Type == wire.TypeSnapshot:
+			resynced = resynced || r.Reset
+			if sdoc, err = statetree.FromJSON(r.State); err != nil {
+				t.Fatal(err)
+			}
+			sseq = r.Seq
+		case r.Seq <= sseq:
+		case r.Type == wire.TypePatch:
+			var ops []statetree.Op
+			json.Unmarshal(r.Ops, &ops)
+			if sdoc, err = statetree.Apply(sdoc, ops); err != nil {
+				t.Fatalf("slow subscriber: patch %d does not apply: %v", r.Seq, err)
+			}
+			sseq = r.Seq
+		case r.Type == wire.TypeProgress:
+			sseq = r.Seq
+		}
+	}
+	if !resynced {
+		t.Fatal("the slow subscriber was neither resynchronised nor disconnected")
+	}
+	if root, _ := v.State(); root.Hash() != sdoc.Hash() {
+		t.Fatal("the slow subscriber's document differs from the view's state")
+	}
+	t.Log("slow subscriber was resynchronised with a reset snapshot and ends equal to the view")
+}

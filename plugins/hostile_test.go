@@ -1,0 +1,240 @@
+package plugins_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/nodb-dev/nodb/abi"
+	"github.com/nodb-dev/nodb/plugins"
+	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
+)
+
+// TestRefusedAtLoad: modules that break the ABI never reduce an event.
+func TestRefusedAtLoad(t *testing.T) {
+	r := newRuntime(t, plugins.Config{MaxMemoryPages: 4096})
+	for _, c := range []struct {
+		fixture, want string
+		abiVersion    bool
+	}{
+		{"pathopen", "forbidden WASI import wasi_snapshot_preview1.path_open (plugins have no file system)", false},
+		{"sockaccept", "forbidden WASI import wasi_snapshot_preview1.sock_accept (plugins have no network)", false},
+		{"unknownhost", "unknown host function nodb_v1.launch_missiles", false},
+		{"noexports", `missing export "nodb_reduce"`, false},
+		{"abiv2", "built for another ABI version", true},
+		{"noversion", "does not import nodb_v1.abi_version_1", true},
+		{"bigmem", "memory minimum of 5000 pages is over the cap of 4096 pages", false},
+		{"initpanic", "initialization failed", false},
+	} {
+		t.Run(c.fixture, func(t *testing.T) {
+			m, err := r.Compile(context.Background(), fixture(t, c.fixture))
+			if err == nil {
+				_ = m.Close(context.Background())
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, plugins.ErrInvalidModule) {
+				t.Errorf("not ErrInvalidModule: %v", err)
+			}
+			if errors.Is(err, plugins.ErrABIVersion) != c.abiVersion {
+				t.Errorf("ErrABIVersion = %v: %v", !c.abiVersion, err)
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "plugins: ") {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+	if _, err := r.Compile(context.Background(), []byte("not wasm")); !errors.Is(err, plugins.ErrInvalidModule) {
+		t.Errorf("garbage: %v", err)
+	}
+}
+
+// TestMemoryCapPerInstance: a module whose minimum fits the runtime cap but
+// not an instance's lower cap is refused at NewInstance.
+func TestMemoryCapPerInstance(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	m := compile(t, r, "huge") // 300 pages
+	_, err := m.NewInstance(context.Background(), plugins.InstanceConfig{MemoryLimitPages: 100})
+	if !errors.Is(err, plugins.ErrInvalidModule) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// trapAt reduces one event and expects a TrapError.
+func trapAt(t *testing.T, i *plugins.Instance, e *plugins.Event) *plugins.TrapError {
+	t.Helper()
+	err := i.Reduce(context.Background(), e, nodb.NewMemStore())
+	var te *plugins.TrapError
+	if !errors.As(err, &te) {
+		t.Fatalf("want TrapError, got %v", err)
+	}
+	if te.Seq != e.Seq {
+		t.Errorf("TrapError.Seq = %d, want %d", te.Seq, e.Seq)
+	}
+	// The instance is unusable afterwards.
+	if err := i.Reduce(context.Background(), ev(e.Seq+1, e.Type, "{}"), nodb.NewMemStore()); !errors.Is(err, plugins.ErrUnusable) {
+		t.Errorf("after trap: %v", err)
+	}
+	return te
+}
+
+func TestInfiniteLoopTimesOut(t *testing.T) {
+	r := newRuntime(t, plugins.Config{EventTimeout: 50 * time.Millisecond})
+	i := instance(t, compile(t, r, "loop"), plugins.InstanceConfig{})
+	t0 := time.Now()
+	te := trapAt(t, i, ev(1, "x", "{}"))
+	if !errors.Is(te, plugins.ErrTimeout) {
+		t.Fatalf("not a timeout: %v", te)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestGoReducerHogTimesOutOrTraps(t *testing.T) {
+	r := newRuntime(t, plugins.Config{EventTimeout: 200 * time.Millisecond, MaxMemoryPages: 1024})
+	i := instance(t, compile(t, r, "panic"), plugins.InstanceConfig{})
+	te := trapAt(t, i, ev(1, "hog", "{}"))
+	// Either the memory cap (Go: out of memory, exit 2) or the clock stops it.
+	if !errors.Is(te, plugins.ErrTimeout) && !strings.Contains(te.Stderr, "out of memory") {
+		t.Fatalf("unexpected: %v", te)
+	}
+}
+
+func TestDeepRecursionTraps(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	te := trapAt(t, instance(t, compile(t, r, "recurse"), plugins.InstanceConfig{}), ev(1, "x", "{}"))
+	if !strings.Contains(te.Error(), "stack overflow") {
+		t.Errorf("unexpected: %v", te)
+	}
+}
+
+func TestGoDeepRecursionTraps(t *testing.T) {
+	r := newRuntime(t, plugins.Config{EventTimeout: 10 * time.Second})
+	te := trapAt(t, instance(t, compile(t, r, "panic"), plugins.InstanceConfig{}), ev(1, "overflow", "{}"))
+	if !strings.Contains(te.Stderr, "fatal error") {
+		t.Errorf("stderr does not mention the stack: %v", te)
+	}
+}
+
+func TestMemoryGrowBomb(t *testing.T) {
+	r := newRuntime(t, plugins.Config{MaxMemoryPages: 256})
+	te := trapAt(t, instance(t, compile(t, r, "growbomb"), plugins.InstanceConfig{MemoryLimitPages: 64}), ev(1, "x", "{}"))
+	if !strings.Contains(te.Error(), "unreachable") {
+		t.Errorf("unexpected: %v", te)
+	}
+}
+
+func TestTrapOn1000thEvent(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "trap1000"), plugins.InstanceConfig{})
+	st := nodb.NewMemStore()
+	for seq := uint64(1); seq < 1000; seq++ {
+		if err := i.Reduce(context.Background(), ev(seq, "x", "{}"), st); err != nil {
+			t.Fatal(seq, err)
+		}
+	}
+	trapAt(t, i, ev(1000, "x", "{}"))
+}
+
+func TestGoPanic(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "panic"), plugins.InstanceConfig{})
+	st := nodb.NewMemStore()
+	if err := i.Reduce(context.Background(), ev(1, "ok", "{}"), st); err != nil {
+		t.Fatal(err)
+	}
+	te := trapAt(t, i, ev(2, "boom", "{}"))
+	if !strings.Contains(te.Stderr, "panic: assignment to entry in nil map") {
+		t.Errorf("unexpected: %v", te)
+	}
+}
+
+// TestOutOfRangePointers: every host function given a bad pointer or length
+// traps cleanly (nodb_v1) or returns EFAULT (WASI); the host never panics.
+func TestOutOfRangePointers(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	m := compile(t, r, "badptr")
+	for seq, fn := range map[uint64]string{1: "state_get", 2: "state_get", 3: "state_set", 4: "state_set", 5: "state_delete", 6: "log", 7: "set_error", 8: "consume"} {
+		te := trapAt(t, instance(t, m, plugins.InstanceConfig{}), ev(seq, "x", "{}"))
+		if !strings.Contains(te.Error(), "ABI violation") || !strings.Contains(te.Error(), fn+": out-of-range memory access") {
+			t.Errorf("seq %d: %v", seq, te)
+		}
+	}
+	for seq := uint64(9); seq <= 11; seq++ { // WASI: EFAULT, no trap
+		if err := instance(t, m, plugins.InstanceConfig{}).Reduce(context.Background(), ev(seq, "x", "{}"), nodb.NewMemStore()); err != nil {
+			t.Errorf("seq %d: %v", seq, err)
+		}
+	}
+	err := instance(t, m, plugins.InstanceConfig{}).Reduce(context.Background(), ev(12, "x", "{}"), nodb.NewMemStore())
+	var re *plugins.ReducerError
+	if !errors.As(err, &re) || re.Status != int32(abi.StatusTooLarge) {
+		t.Errorf("long path: %v", err)
+	}
+	te := trapAt(t, instance(t, compile(t, r, "badbuf"), plugins.InstanceConfig{}), ev(1, "x", "{}"))
+	if !strings.Contains(te.Error(), "out-of-range buffer") {
+		t.Errorf("badbuf: %v", te)
+	}
+}
+
+type countingLogger struct {
+	hclog.Logger
+	lines *int
+	long  *int
+}
+
+func (l countingLogger) Info(msg string, args ...any) {
+	*l.lines++
+	if len(msg) > *l.long {
+		*l.long = len(msg)
+	}
+}
+
+func (l countingLogger) Named(string) hclog.Logger     { return l }
+func (l countingLogger) With(...any) hclog.Logger      { return l }
+func (l countingLogger) Warn(msg string, args ...any)  { *l.lines++ }
+func (l countingLogger) Debug(msg string, args ...any) {}
+
+func TestHugeOutputs(t *testing.T) {
+	var lines, long int
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "huge"), plugins.InstanceConfig{Logger: countingLogger{Logger: hclog.NewNullLogger(), lines: &lines, long: &long}})
+	st := nodb.NewMemStore()
+	if err := i.Reduce(context.Background(), ev(1, "x", "{}"), st); err != nil {
+		t.Fatal(err)
+	}
+	if long > abi.MaxLogSize {
+		t.Errorf("log line of %d bytes", long)
+	}
+	err := i.Reduce(context.Background(), ev(2, "x", "{}"), st)
+	var re *plugins.ReducerError
+	if !errors.As(err, &re) || re.Status != int32(abi.StatusTooLarge) {
+		t.Errorf("giant state_set: %v", err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := lines
+	if err := i.Reduce(context.Background(), ev(3, "x", "{}"), st); err != nil {
+		t.Fatal(err)
+	}
+	if n := lines - before; n > 200 {
+		t.Errorf("10 MB of stderr gave %d log lines; want rate limiting", n)
+	}
+}
+
+// TestHostSurvives: after all of the above in one process, a good module
+// still works in the same runtime.
+func TestHostSurvives(t *testing.T) {
+	r := newRuntime(t, plugins.Config{EventTimeout: 50 * time.Millisecond})
+	_ = trapAt(t, instance(t, compile(t, r, "loop"), plugins.InstanceConfig{}), ev(1, "x", "{}"))
+	_ = trapAt(t, instance(t, compile(t, r, "panic"), plugins.InstanceConfig{}), ev(1, "boom", "{}"))
+	i := instance(t, compile(t, r, "todos"), plugins.InstanceConfig{})
+	st := nodb.NewMemStore()
+	if err := i.Reduce(context.Background(), ev(1, "todo/add", `{"id":"a","text":"t"}`), st); err != nil {
+		t.Fatal(err)
+	}
+}

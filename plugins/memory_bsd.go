@@ -1,0 +1,5 @@
+//go:build darwin || freebsd
+
+package plugins
+
+const mapNoReserve = 0

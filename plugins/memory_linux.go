@@ -1,0 +1,5 @@
+package plugins
+
+import "syscall"
+
+const mapNoReserve = syscall.MAP_NORESERVE

@@ -1,0 +1,322 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { createStore, combineReducers } from 'redux';
+import { createClient, memoryStorage, NodbError } from '../index.js';
+import { nodbReducer, viewReducer, syncView, syncConnection, connectionReducer } from '../redux.js';
+import { startFakeServer } from './fake-server.js';
+
+const fast = { backoff: { min: 5, max: 50 } };
+
+function until(cond, ms = 5000, what = 'condition') {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      let v;
+      try {
+        v = cond();
+      } catch (e) {
+        return reject(e);
+      }
+      if (v) return resolve(v);
+      if (Date.now() - t0 > ms) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 5);
+    };
+    tick();
+  });
+}
+
+async function withServer(fn) {
+  const srv = await startFakeServer();
+  const clients = [];
+  const mk = (o = {}) => {
+    const c = createClient({ url: srv.url, WebSocket, ...fast, ...o });
+    clients.push(c);
+    return c;
+  };
+  try {
+    await fn(srv, mk);
+  } finally {
+    for (const c of clients) c.close();
+    await srv.stop();
+  }
+}
+
+test('Node without a WebSocket implementation gets a clear error', () => {
+  assert.throws(() => createClient({ url: 'ws://127.0.0.1:1/v1/ws' }), /WebSocket implementation/);
+});
+
+test('publish is acked, pipelined, in pseq order; state events', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk({ autoConnect: false });
+    const states = [];
+    c.on('state', (s) => states.push(s));
+    c.connect();
+    const acks = await Promise.all(Array.from({ length: 200 }, (_, i) => c.publish('set', { key: `k${i}`, value: i })));
+    assert.deepEqual(acks.map((a) => a.seq), Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.ok(acks.every((a) => a.duplicate === false));
+    assert.deepEqual(srv.log.map((e) => e.pseq), Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.match(c.producer, /^js-[0-9a-f]{16}$/);
+    assert.deepEqual(states.slice(0, 2), ['connecting', 'open']);
+    c.close();
+    assert.equal(states.at(-1), 'closed');
+  });
+});
+
+test('pseq and the event are persisted before the event is sent', async () => {
+  await withServer(async (srv, mk) => {
+    const storage = memoryStorage();
+    const c = mk({ storage });
+    await until(() => c.state === 'open');
+    const seen = [];
+    srv.onMessage = (conn, m) => {
+      if (m.type !== 'publish') return;
+      const ns = `nodb:${srv.url}:p:${m.event.producer}`;
+      seen.push({ next: Number(storage.getItem(`${ns}:next`)), ev: JSON.parse(storage.getItem(`${ns}:e:${m.event.pseq}`) ?? 'null'), pseq: m.event.pseq });
+    };
+    await Promise.all([c.publish('set', { key: 'a', value: 1 }), c.publish('set', { key: 'b', value: 2 })]);
+    assert.deepEqual(seen, [
+      { next: 2, ev: { type: 'set', payload: { key: 'a', value: 1 } }, pseq: 1 },
+      { next: 3, ev: { type: 'set', payload: { key: 'b', value: 2 } }, pseq: 2 },
+    ]);
+    // acked events are removed from storage; the counter stays
+    assert.equal(storage.getItem(`nodb:${srv.url}:p:${c.producer}:e:1`), null);
+    assert.equal(storage.getItem(`nodb:${srv.url}:p:${c.producer}:next`), '3');
+  });
+});
+
+test('a new client on the same storage continues the producer and re-sends unacked events', async () => {
+  await withServer(async (srv, mk) => {
+    const storage = memoryStorage();
+    const a = mk({ storage });
+    await a.publish('set', { key: 'x', value: 1 });
+    const producer = a.producer;
+    // The host never answers the next publish, and the page goes away.
+    srv.onMessage = (conn, m) => (m.type === 'publish' ? false : undefined);
+    const p = a.publish('set', { key: 'y', value: 2 });
+    await until(() => srv.received.filter((m) => m.type === 'publish').length === 2);
+    a.close();
+    await assert.rejects(p, (e) => e.code === 'closed');
+    srv.onMessage = null;
+    const b = mk({ storage });
+    const ack = await b.publish('set', { key: 'z', value: 3 });
+    assert.equal(b.producer, producer, 'same producer id');
+    assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'x'], [2, 'y'], [3, 'z']]);
+    assert.equal(ack.seq, 3);
+  });
+});
+
+test('two clients on one storage without locks share nothing when one is given a producer', async () => {
+  await withServer(async (srv, mk) => {
+    // Web Locks: a second client sharing the storage must not take a producer in use.
+    const held = new Set();
+    const locks = {
+      request(name, opts, cb) {
+        if (held.has(name)) return Promise.resolve(cb(null));
+        held.add(name);
+        return Promise.resolve(cb({ name })).finally(() => held.delete(name));
+      },
+    };
+    const storage = memoryStorage();
+    const a = mk({ storage, locks });
+    const b = mk({ storage, locks });
+    await Promise.all([a.publish('set', { key: 'a', value: 1 }), b.publish('set', { key: 'b', value: 1 })]);
+    assert.notEqual(a.producer, b.producer);
+    a.close();
+    const c = mk({ storage, locks });
+    await c.publish('set', { key: 'c', value: 1 });
+    assert.equal(c.producer, a.producer, 'a released producer is reused');
+    assert.deepEqual(srv.log.filter((e) => e.producer === a.producer).map((e) => e.pseq), [1, 2]);
+  });
+});
+
+test('lost acks are retried with the same pseq and deduplicated (exactly once)', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    await until(() => c.state === 'open');
+    srv.loseAcks = 3; // three times: stored, then the connection is cut
+    const acks = await Promise.all(Array.from({ length: 50 }, (_, i) => c.publish('set', { key: `k${i}`, value: i })));
+    assert.equal(srv.log.length, 50, 'each event stored once');
+    assert.deepEqual(srv.log.map((e) => e.payload.key), Array.from({ length: 50 }, (_, i) => `k${i}`));
+    assert.deepEqual(acks.map((a) => a.seq), Array.from({ length: 50 }, (_, i) => i + 1), 'duplicate acks carry the original seq');
+    assert.ok(acks.some((a) => a.duplicate), 'some acks were duplicates');
+    assert.ok(c.stats.connects >= 4);
+    assert.ok(c.stats.resent > 0);
+  });
+});
+
+test('unavailable is retried later with the same pseq', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    srv.refuse = 2;
+    const acks = await Promise.all([c.publish('set', { key: 'a', value: 1 }), c.publish('set', { key: 'b', value: 2 }), c.publish('set', { key: 'c', value: 3 })]);
+    assert.deepEqual(acks.map((a) => a.seq), [1, 2, 3]);
+    assert.deepEqual(srv.log.map((e) => e.pseq), [1, 2, 3]);
+  });
+});
+
+test('a refused event fails alone; later events are renumbered so nothing is lost', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    await until(() => c.state === 'open');
+    const p1 = c.publish('set', { key: 'a', value: 1 });
+    const bad = c.publish('bad', {});
+    const p3 = c.publish('set', { key: 'c', value: 3 });
+    const p4 = c.publish('set', { key: 'd', value: 4 });
+    await assert.rejects(bad, (e) => e instanceof NodbError && e.code === 'bad_request');
+    const acks = await Promise.all([p1, p3, p4]);
+    assert.deepEqual(acks.map((a) => a.seq), [1, 2, 3]);
+    assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'a'], [2, 'c'], [3, 'd']]);
+  });
+});
+
+test('producer storage lost: the host expects an older pseq; events are renumbered', async () => {
+  await withServer(async (srv, mk) => {
+    const storage = memoryStorage();
+    const a = mk({ storage, producer: 'fixed-1' });
+    await a.publish('set', { key: 'a', value: 1 });
+    a.close();
+    // Storage says next=5 (say, two events persisted then wiped).
+    storage.setItem(`nodb:${srv.url}:p:fixed-1:next`, '5');
+    storage.setItem(`nodb:${srv.url}:p:fixed-1:low`, '5');
+    const b = mk({ storage, producer: 'fixed-1' });
+    const ack = await b.publish('set', { key: 'b', value: 2 });
+    assert.equal(ack.seq, 2);
+    assert.deepEqual(srv.log.map((e) => e.pseq), [1, 2]);
+  });
+});
+
+test('client-side validation: bad type, too large, non-JSON payload', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    await until(() => c.state === 'open');
+    await assert.rejects(c.publish('', {}), /event type/);
+    await assert.rejects(c.publish('a\nb', {}), /control character/);
+    await assert.rejects(c.publish('t', { big: 'x'.repeat(2 << 20) }), (e) => e.code === 'too_large');
+    await assert.rejects(c.publish('t', { n: NaN }), /non-finite/);
+    await assert.rejects(c.publish('t', JSON.parse('{"__proto__":{"x":1}}')), /prototype pollution/);
+    const ok = await c.publish('set', { key: 'a', value: 1 });
+    assert.equal(ok.seq, 1, 'failed publishes consumed no pseq');
+  });
+});
+
+test('subscribe: snapshot, patches, progress, read-your-writes, immutability', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    await c.publish('set', { key: 'pre', value: { deep: 1 } });
+    const seen = [];
+    const off = c.subscribe('kv', (state, change) => seen.push({ state, change }));
+    await until(() => seen.length === 1);
+    assert.deepEqual(seen[0].state, { pre: { deep: 1 } });
+    assert.equal(seen[0].change.type, 'snapshot');
+    assert.equal(seen[0].change.seq, 1);
+    const ack = await c.publish('set', { key: 'a', value: 1 }).applied('kv');
+    assert.equal(ack.seq, 2);
+    assert.equal(c.getSeq('kv'), 2);
+    assert.deepEqual(c.getState('kv'), { pre: { deep: 1 }, a: 1 });
+    assert.equal(seen[1].state.pre, seen[0].state.pre, 'untouched subtree keeps identity');
+    assert.deepEqual(seen[0].state, { pre: { deep: 1 } }, 'old state not mutated');
+    // an event that does not change the view: progress resolves applied()
+    const noop = await c.publish('other', {}).applied('kv');
+    assert.equal(c.getSeq('kv'), noop.seq);
+    assert.equal(seen.length, 2, 'progress does not call onState');
+    off();
+    await until(() => srv.received.some((m) => m.type === 'unsubscribe'));
+  });
+});
+
+test('applied() on a view not subscribed subscribes for the while', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const ack = await c.publish('set', { key: 'a', value: 1 }).applied('kv');
+    assert.equal(ack.seq, 1);
+    await until(() => srv.received.some((m) => m.type === 'unsubscribe'));
+  });
+});
+
+test('missing view: clear error to the subscriber and to applied()', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const errs = [];
+    c.on('error', (e) => errs.push(e));
+    let subErr;
+    c.subscribe('nope', () => {}, { onError: (e) => (subErr = e) });
+    await until(() => subErr);
+    assert.equal(subErr.code, 'not_found');
+    assert.match(subErr.message, /no view named "nope"/);
+    await assert.rejects(c.publish('set', { key: 'a', value: 1 }).applied('nope2'), (e) => e.code === 'not_found');
+  });
+});
+
+test('resume: after a reconnect, missed patches arrive exactly once, in order', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const other = mk();
+    const changes = [];
+    c.subscribe('kv', (state, ch) => changes.push(ch));
+    await c.publish('set', { key: 'a', value: 0 }).applied('kv');
+    srv.kill(); // both clients drop; c reconnects with since
+    for (let i = 1; i <= 20; i++) other.publish('set', { key: 'a', value: i });
+    await other.flush();
+    await until(() => c.getSeq('kv') === 21);
+    const sub = srv.received.filter((m) => m.type === 'subscribe');
+    assert.equal(sub.at(-1).since, 1, 'resubscribed with since = last applied seq');
+    const patches = changes.filter((ch) => ch.type === 'patch').map((ch) => ch.seq);
+    assert.deepEqual(patches, Array.from({ length: 21 }, (_, i) => i + 1));
+    assert.equal(changes.filter((ch) => ch.type === 'snapshot').length, 1, 'no second snapshot');
+    assert.equal(c.getState('kv').a, 20);
+  });
+});
+
+test('resume too old: reset snapshot replaces the state', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const changes = [];
+    c.subscribe('kv', (state, ch) => changes.push(ch));
+    await c.publish('set', { key: 'a', value: 1 }).applied('kv');
+    srv.kill();
+    await until(() => c.state !== 'open');
+    srv.compact();
+    await until(() => changes.some((ch) => ch.reset));
+    assert.deepEqual(c.getState('kv'), { a: 1 });
+  });
+});
+
+test('app-level ping detects a dead peer and reconnects', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk({ pingInterval: 20, deadPeerTimeout: 100 });
+    await until(() => c.state === 'open');
+    await until(() => srv.received.some((m) => m.type === 'ping'));
+    srv.onMessage = () => false; // the host stops answering
+    await until(() => c.stats.connects >= 2, 3000, 'reconnect');
+  });
+});
+
+test('redux: syncView keeps a slice in sync through SET_STATE and APPLY_PATCH', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const actions = [];
+    const logger = () => (next) => (action) => (actions.push(action.type), next(action));
+    const { applyMiddleware } = await import('redux');
+    const store = createStore(
+      combineReducers({ nodb: nodbReducer, kv: viewReducer('kv'), conn: connectionReducer() }),
+      applyMiddleware(logger),
+    );
+    syncConnection(store, c);
+    const stop = syncView(store, c, 'kv');
+    await c.publish('set', { key: 'a', value: { n: 1 } }).applied('kv');
+    await c.publish('set', { key: 'b', value: 2 }).applied('kv');
+    await until(() => store.getState().kv?.b === 2);
+    const s = store.getState();
+    assert.deepEqual(s.kv, { a: { n: 1 }, b: 2 });
+    assert.deepEqual(s.nodb.kv, { a: { n: 1 }, b: 2 });
+    assert.equal(s.conn, 'open');
+    assert.ok(actions.includes('nodb/SET_STATE'));
+    assert.equal(actions.filter((t) => t === 'nodb/APPLY_PATCH').length, 2);
+    const before = store.getState().kv;
+    await c.publish('set', { key: 'b', value: 3 }).applied('kv');
+    await until(() => store.getState().kv.b === 3);
+    assert.equal(store.getState().kv.a, before.a, 'structural sharing in the store');
+    stop();
+  });
+});
