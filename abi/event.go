@@ -29,12 +29,12 @@ var ErrFrame = errors.New("abi: malformed event frame")
 // Frame is a decoded event frame. Producer, Type and Payload alias the frame's
 // bytes.
 type Frame struct {
-	Seq      uint64
-	Time     int64
-	PSeq     uint64
-	Producer []byte
-	Type     []byte
-	Payload  []byte // CBOR
+	Seq      uint64 // global sequence number
+	Time     int64  // Unix nanoseconds
+	PSeq     uint64 // producer sequence number
+	Producer []byte // UTF-8
+	Type     []byte // UTF-8
+	Payload  []byte // one CBOR data item
 }
 
 // AppendFrame appends the frame of one event to dst. payloadJSON is the event's

@@ -66,11 +66,11 @@ func (e *TrapError) Unwrap() error { return e.Err }
 // stays usable; the caller decides what a rejected event means for the view.
 // State changes made during the event must be discarded.
 type ReducerError struct {
-	View    string
-	Seq     uint64
-	Type    string
-	Status  int32
-	Message string
+	View    string // the instance's view
+	Seq     uint64 // the rejected event
+	Type    string // its type
+	Status  int32  // what nodb_reduce returned (abi.StatusError from the SDKs)
+	Message string // set with set_error; may be empty
 }
 
 // Error implements error.
@@ -87,9 +87,9 @@ func (e *ReducerError) Error() string {
 // status (I/O, an internal error). The guest saw StatusHost; the event fails
 // whatever the guest did next. The Instance stays usable.
 type StateError struct {
-	View string
-	Seq  uint64
-	Err  error
+	View string // the instance's view
+	Seq  uint64 // the failed event
+	Err  error  // what the State returned
 }
 
 // Error implements error.

@@ -13,7 +13,7 @@ import (
 // are zero without a memclr, and closing an instance returns the memory to
 // the OS at once instead of leaving it to Go's collector. A Go guest grows its
 // memory many times while it warms up after each epoch re-instantiation, so
-// this matters (see RATIONALE in ABI.md).
+// this matters (see RATIONALE.md).
 var memoryAllocator experimental.MemoryAllocator = experimental.MemoryAllocatorFunc(mmapAllocate)
 
 type mmapMemory struct{ buf []byte }

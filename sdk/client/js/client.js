@@ -113,7 +113,11 @@ export class NodbClient {
 
   // ---------------------------------------------------------------- events
 
-  /** Registers a listener: "state" (connecting|open|closed), "error" (Error), "hello" (hello message). Returns an off function. */
+  /**
+   * Registers a listener. Events: "state" (connecting|open|closed), "error"
+   * (Error), "hello" (the host's hello), "outbox" (number of events not yet
+   * acked). Returns an off function.
+   */
   on(event, fn) {
     let s = this._listeners.get(event);
     if (!s) this._listeners.set(event, (s = new Set()));
@@ -150,13 +154,15 @@ export class NodbClient {
     let id = fixed;
     if (id === undefined) {
       const listKey = this._key('producers');
-      let list = [];
-      try {
-        list = JSON.parse(this._storage.getItem(listKey) || '[]');
-        if (!Array.isArray(list)) list = [];
-      } catch {
-        list = [];
-      }
+      const readList = () => {
+        try {
+          const l = JSON.parse(this._storage.getItem(listKey) || '[]');
+          return Array.isArray(l) ? l.filter((x) => typeof x === 'string') : [];
+        } catch {
+          return [];
+        }
+      };
+      const list = readList();
       if (this._locks) {
         for (const cand of list) {
           if (await this._tryLock(cand)) {
@@ -171,8 +177,9 @@ export class NodbClient {
       if (id === undefined) {
         id = `js-${randomId()}`;
         if (this._locks) await this._tryLock(id);
-        list.push(id);
-        this._storage.setItem(listKey, JSON.stringify(list));
+        const now = readList(); // re-read: another client may have added one meanwhile
+        now.push(id);
+        this._storage.setItem(listKey, JSON.stringify(now));
       }
     }
     checkName('producer', id);
@@ -234,12 +241,14 @@ export class NodbClient {
     this._next = p + 1;
     e.pseq = p;
     this._outbox.push(e);
+    this._emit('outbox', this._outbox.length);
     if (this._conn?.open) this._send(this._conn, e);
   }
 
   _forget(e) {
     const i = this._outbox.indexOf(e);
     if (i >= 0) this._outbox.splice(i, 1);
+    this._emit('outbox', this._outbox.length);
     try {
       this._storage.removeItem(this._key('p', this.producer, 'e', e.pseq));
       this._storage.setItem(this._key('p', this.producer, 'low'), String(this._outbox.length ? this._outbox[0].pseq : this._next));
@@ -279,6 +288,11 @@ export class NodbClient {
     p.catch(() => {}); // failures also reach whoever awaits p or p.applied()
     p.applied = (view) => p.then((ack) => this._waitApplied(view, ack.seq).then(() => ack));
     return p;
+  }
+
+  /** Number of published events not acked yet. */
+  get unacked() {
+    return this._outbox.length + (this._pending?.length ?? 0);
   }
 
   /** Resolves when every event published so far is acked. */

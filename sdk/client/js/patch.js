@@ -47,25 +47,30 @@ export function escapePointerToken(key) {
 }
 
 /** Throws if a JSON value holds a key that could pollute a prototype. */
+function checkScalar(v, where) {
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new PatchError(`${where}: non-finite number`);
+  if (v === undefined || typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint')
+    throw new PatchError(`${where}: not a JSON value (${typeof v})`);
+}
+
 export function checkValue(v, where = 'value') {
-  if (v === null || typeof v !== 'object') {
-    if (typeof v === 'number' && !Number.isFinite(v)) throw new PatchError(`${where}: non-finite number`);
-    if (v === undefined || typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint')
-      throw new PatchError(`${where}: not a JSON value (${typeof v})`);
-    return;
-  }
+  if (v === null || typeof v !== 'object') return checkScalar(v, where);
   // Iterative walk: deep values must not blow the stack.
   const stack = [v];
   while (stack.length) {
     const x = stack.pop();
     if (Array.isArray(x)) {
-      for (const e of x) if (e !== null && typeof e === 'object') stack.push(e);
+      for (const e of x) {
+        if (e !== null && typeof e === 'object') stack.push(e);
+        else if (typeof e !== 'string' && typeof e !== 'boolean' && e !== null) checkScalar(e, where);
+      }
       continue;
     }
     for (const k of Object.keys(x)) {
       if (FORBIDDEN.has(k)) throw new PatchError(`${where}: key ${JSON.stringify(k)} is refused (prototype pollution)`);
       const e = x[k];
       if (e !== null && typeof e === 'object') stack.push(e);
+      else if (typeof e !== 'string' && typeof e !== 'boolean' && e !== null) checkScalar(e, where);
     }
     // A JSON.parse'd "__proto__" key is an own property; Object.keys sees it.
     if (Object.getPrototypeOf(x) !== Object.prototype && Object.getPrototypeOf(x) !== null)

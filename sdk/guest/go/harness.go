@@ -86,9 +86,9 @@ func (h *Harness) ReduceEvent(seq uint64, time int64, producer string, pseq uint
 // RejectedError is returned by Harness.Reduce when a handler returned an
 // error (the host reports it as a plugins.ReducerError).
 type RejectedError struct {
-	Seq     uint64
-	Type    string
-	Message string
+	Seq     uint64 // the rejected event
+	Type    string // its type
+	Message string // the handler's error text
 }
 
 // Error implements error.

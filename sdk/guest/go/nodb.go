@@ -138,9 +138,9 @@ func (e Event) Bool(key string) bool { return e.payload.Key(key).Bool() }
 // Error is returned by State methods when the host refuses a call. It wraps
 // the abi.Status, so errors.Is(err, abi.StatusTypeMismatch) works.
 type Error struct {
-	Op     string
-	Path   string
-	Status abi.Status
+	Op     string     // "set", "delete" or "encode"
+	Path   string     // the path of the call
+	Status abi.Status // what the host answered
 }
 
 // Error implements error.

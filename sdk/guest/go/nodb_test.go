@@ -1,0 +1,246 @@
+//go:build !wasip1
+
+package nodb_test
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nodb-dev/nodb/abi"
+	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
+)
+
+// vectors is the part of abi/testdata/vectors.json the SDK checks.
+type vectors struct {
+	Events []struct {
+		Name, Seq, Time, PSeq, Producer, Type, Payload, Frame string
+	} `json:"events"`
+	Values []struct {
+		Name, JSON, CBOR string
+	} `json:"values"`
+}
+
+func load(t *testing.T) *vectors {
+	b, err := os.ReadFile("../../../abi/testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v vectors
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return &v
+}
+
+// TestVectorsSDK: the SDK's encoder produces the vectors' CBOR from Go
+// values, and its reader turns the vectors' CBOR back into the same JSON.
+func TestVectorsSDK(t *testing.T) {
+	v := load(t)
+	for _, x := range v.Values {
+		want, _ := hex.DecodeString(x.CBOR)
+		val := nodb.ValueOf(want)
+		// Reader: CBOR -> JSON equals the vector's JSON semantically.
+		var a, b any
+		if err := json.Unmarshal([]byte(x.JSON), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(val.JSON()), &b); err != nil {
+			t.Fatalf("%s: %q: %v", x.Name, val.JSON(), err)
+		}
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if string(ja) != string(jb) {
+			t.Errorf("%s: reader gives %s want %s", x.Name, jb, ja)
+		}
+		// Writer: the Go value (in source order) encodes to the same bytes.
+		got, err := nodb.AppendCBOR(nil, goValue(t, x.JSON))
+		if err != nil {
+			t.Fatalf("%s: %v", x.Name, err)
+		}
+		if hex.EncodeToString(got) != x.CBOR {
+			t.Errorf("%s: writer gives %x want %s", x.Name, got, x.CBOR)
+		}
+	}
+}
+
+// goValue turns JSON into SDK values that keep key order (Map) and the
+// int/float distinction of ABI.md.
+func goValue(t *testing.T, js string) any {
+	d := json.NewDecoder(strings.NewReader(js))
+	d.UseNumber()
+	var walk func() any
+	walk = func() any {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch x := tok.(type) {
+		case json.Delim:
+			if x == '[' {
+				var l nodb.ListValue
+				for d.More() {
+					l = append(l, walk())
+				}
+				d.Token()
+				return l
+			}
+			m := nodb.Map()
+			for d.More() {
+				k, _ := d.Token()
+				m = append(m, k.(string), walk())
+			}
+			d.Token()
+			return m
+		case json.Number:
+			s := string(x)
+			if i, err := strconv.ParseInt(s, 10, 64); err == nil && !containsAny(s, ".eE") {
+				return i
+			}
+			f, _ := strconv.ParseFloat(s, 64)
+			return f
+		}
+		return tok
+	}
+	return walk()
+}
+
+func containsAny(s, chars string) bool {
+	for _, c := range chars {
+		for _, d := range s {
+			if c == d {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestVectorsEventsSDK: the frames of the vectors decode into the Event
+// fields handlers see.
+func TestVectorsEventsSDK(t *testing.T) {
+	v := load(t)
+	var seen []string
+	nodb.On("vectors/probe", func(s *nodb.State, e nodb.Event) error { return nil })
+	for _, x := range v.Events {
+		typ := x.Type
+		nodb.On(typ, func(s *nodb.State, e nodb.Event) error {
+			seen = append(seen, e.Type())
+			if strconv.FormatUint(e.Seq(), 10) != x.Seq || strconv.FormatInt(e.Time(), 10) != x.Time ||
+				strconv.FormatUint(e.PSeq(), 10) != x.PSeq || e.Producer() != x.Producer {
+				t.Errorf("%s: event fields %d %d %d %q", x.Name, e.Seq(), e.Time(), e.PSeq(), e.Producer())
+			}
+			want, _ := abi.AppendJSONAsCBOR(nil, []byte(x.Payload))
+			if x.Payload == "" {
+				want = []byte{0xf6}
+			}
+			if hex.EncodeToString(e.Payload().Raw()) != hex.EncodeToString(want) {
+				t.Errorf("%s: payload %x", x.Name, e.Payload().Raw())
+			}
+			return nil
+		})
+		seq, _ := strconv.ParseUint(x.Seq, 10, 64)
+		tm, _ := strconv.ParseInt(x.Time, 10, 64)
+		pseq, _ := strconv.ParseUint(x.PSeq, 10, 64)
+		if err := nodb.NewHarness().ReduceEvent(seq, tm, x.Producer, pseq, x.Type, []byte(x.Payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != len(v.Events) {
+		t.Errorf("handlers ran %d times", len(seen))
+	}
+}
+
+func TestValueAccess(t *testing.T) {
+	cb, _ := abi.AppendJSONAsCBOR(nil, []byte(`{"a":{"b":[10,{"c":"x"}],"f":2.0,"h":1.5},"t":true,"n":null,"s":"str","k~/":1}`))
+	v := nodb.ValueOf(cb)
+	checks := []struct {
+		got, want any
+	}{
+		{v.Get("/a/b/0").Int(), int64(10)},
+		{v.Get("/a/b/1/c").Str(), "x"},
+		{v.Get("/a/f").Int(), int64(2)},
+		{v.Get("/a/h").Float(), 1.5},
+		{v.Get("/a/h").Int(), int64(0)},
+		{v.Key("t").Bool(), true},
+		{v.Key("n").IsNull(), true},
+		{v.Key("missing").Exists(), false},
+		{v.Get("/s/x").Exists(), false},
+		{v.Get("/a/b/9").Exists(), false},
+		{v.Get("/k~0~1").Int(), int64(1)},
+		{v.Len(), 5},
+		{v.Get("/a").Kind(), nodb.KindMap},
+		{len(v.Keys()), 5},
+	}
+	for n, c := range checks {
+		if c.got != c.want {
+			t.Errorf("check %d: got %v want %v", n, c.got, c.want)
+		}
+	}
+}
+
+func TestStateErrors(t *testing.T) {
+	h := nodb.NewHarness()
+	nodb.On("state/errors", func(s *nodb.State, e nodb.Event) error {
+		if err := s.Set("/x", "scalar"); err != nil {
+			return err
+		}
+		err := s.Set("/x/y", 1)
+		if !errors.Is(err, abi.StatusTypeMismatch) {
+			t.Errorf("set through scalar: %v", err)
+		}
+		if err := s.Set("/__proto__/x", 1); !errors.Is(err, abi.StatusInvalidPath) {
+			t.Errorf("forbidden key: %v", err)
+		}
+		if err := s.Set("/f", func() {}); !errors.Is(err, nodb.ErrUnsupported) {
+			t.Errorf("func value: %v", err)
+		}
+		if err := s.Delete("/nothing/here"); err != nil {
+			t.Errorf("delete missing: %v", err)
+		}
+		return s.Set("/m", map[string]any{"b": 1, "a": []string{"x"}, "cc": nodb.JSON(`{"z":null}`)})
+	})
+	if err := h.Reduce("state/errors", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.JSON("/m"), `{"a":["x"],"b":1,"cc":{"z":null}}`; got != want {
+		t.Errorf("got %s want %s", got, want)
+	}
+}
+
+func TestMemStoreArrays(t *testing.T) {
+	st := nodb.NewMemStore()
+	l, _ := nodb.AppendCBOR(nil, nodb.List(1, 2))
+	for _, step := range []struct {
+		op, path string
+		val      []byte
+		want     string
+	}{
+		{"set", "/l", l, `{"l":[1,2]}`},
+		{"set", "/l/-", []byte{0x03}, `{"l":[1,2,3]}`},
+		{"set", "/l/0", []byte{0x09}, `{"l":[9,2,3]}`},
+		{"set", "/l/3", []byte{0x04}, `{"l":[9,2,3,4]}`},
+		{"del", "/l/1", nil, `{"l":[9,3,4]}`},
+		{"set", "/a/b/c", []byte{0xf5}, `{"a":{"b":{"c":true}},"l":[9,3,4]}`},
+	} {
+		var err error
+		if step.op == "set" {
+			err = st.Set(step.path, step.val)
+		} else {
+			err = st.Delete(step.path)
+		}
+		if err != nil || st.JSON() != step.want {
+			t.Fatalf("%s %s: %v %s", step.op, step.path, err, st.JSON())
+		}
+	}
+	if err := st.Set("/l/9", []byte{1}); !errors.Is(err, abi.StatusInvalidPath) {
+		t.Errorf("index past end: %v", err)
+	}
+	if err := st.Delete("/zz"); !errors.Is(err, abi.StatusNotFound) {
+		t.Errorf("delete missing: %v", err)
+	}
+}
