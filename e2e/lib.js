@@ -26,6 +26,12 @@ export function freePort() {
   });
 }
 
+// Never leave a nodb behind, even when a test crashes.
+const running = new Set();
+process.on('exit', () => {
+  for (const p of running) if (p.exitCode === null && !p.signalCode) p.kill('SIGKILL');
+});
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export async function until(cond, ms = 10000, what = 'condition') {
@@ -52,6 +58,8 @@ export async function startNodb({ port, dataDir, extraArgs = [], web = true } = 
   node.start = async () => {
     const proc = spawn(NODB, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     node.proc = proc;
+    running.add(proc);
+    proc.on('exit', () => running.delete(proc));
     proc.stdout.on('data', (d) => (node.output += d));
     proc.stderr.on('data', (d) => (node.output += d));
     proc.exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));

@@ -20,8 +20,9 @@ import (
 // messages are kept in a ring so a client that reconnects with `since` gets
 // exactly the patches it missed.
 type hub struct {
-	s *Server
-	v *view.View
+	s  *Server
+	v  *view.View
+	vs *view.Subscription
 
 	mu       sync.Mutex
 	subs     map[*conn]*hubSub
@@ -56,13 +57,18 @@ const (
 	ringMaxBytes   = 16 << 20
 )
 
+// newHub creates the hub of v, subscribed to it and holding its current
+// state, so subscribers can join before run starts.
 func newHub(s *Server, v *view.View) *hub {
-	return &hub{s: s, v: v, subs: map[*conn]*hubSub{}}
+	h := &hub{s: s, v: v, subs: map[*conn]*hubSub{}}
+	h.vs = v.Subscribe(1 << 16)
+	h.lastRoot, h.lastSeq = v.State()
+	h.sentSeq, h.ringFrom = h.lastSeq, h.lastSeq
+	return h
 }
 
 func (h *hub) run(ctx context.Context) {
-	vs := h.v.Subscribe(1 << 16)
-	h.reset()
+	vs := h.vs
 	batch := make([]view.Update, 0, 1024)
 	for {
 		var u view.Update

@@ -67,6 +67,8 @@ type ingestProducer interface {
 }
 
 var ingestSystemList = []*ingestSystem{
+	{key: "floor", label: "floor: bare WebSocket acks", pipelined: true, start: startFloorIngest,
+		note: "bench/cmd/ackfloor: gorilla echo of acks, no decoding, storage or fsync (the cost of the round trips alone)"},
 	{key: "nodb", label: "nodb", pipelined: true, start: startNodbIngest,
 		note: "nodb serve (child process, fdatasync group commit); Go SDK client, one connection + producer id per producer"},
 	{key: "jetstream_sync", label: "JetStream sync_always", pipelined: true, start: startJetStreamIngest(true),
@@ -204,7 +206,7 @@ func runIngest(ctx context.Context, env *Env) (Results, error) {
 
 	// Ratios from this run only: numbers from different runs on a shared
 	// machine do not compare.
-	for _, base := range []string{"jetstream_sync", "jetstream_default", "postgres"} {
+	for _, base := range []string{"floor", "jetstream_sync", "jetstream_default", "postgres"} {
 		for _, c := range levels {
 			n, ok1 := res[fmt.Sprintf("ingest.nodb.c%d.acked_per_s", c)]
 			b, ok2 := res[fmt.Sprintf("ingest.%s.c%d.acked_per_s", base, c)]
@@ -245,7 +247,7 @@ func runIngest(ctx context.Context, env *Env) (Results, error) {
 	fmt.Printf("  for JetStream it includes the in-process server), server = the server process tree\n")
 	top := levels[len(levels)-1]
 	fmt.Println()
-	for _, base := range []string{"jetstream_sync", "jetstream_default", "postgres"} {
+	for _, base := range []string{"floor", "jetstream_sync", "jetstream_default", "postgres"} {
 		if v, ok := res[fmt.Sprintf("ingest.ratio.nodb_over_%s.c%d", base, top)]; ok {
 			fmt.Printf("ratio nodb / %-18s at c%d: %.2fx acked/s\n", base, top, v)
 		}

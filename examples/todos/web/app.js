@@ -40,7 +40,10 @@ const client = createClient(); // same host as the page: ws(s)://HOST/v1/ws
 syncConnection(store, client);
 syncView(store, client, VIEW);
 client.on('outbox', (n) => store.dispatch({ type: 'ui/unsaved', n }));
-client.on('error', (e) => console.warn('nodb:', e.message));
+client.on('error', (e) => {
+  if (e.code === 'not_found' && e.view === STATS_VIEW) return; // optional view
+  console.warn('nodb:', e.message);
+});
 // The todo-stats panel: shown only if the host has that view.
 client.subscribe(STATS_VIEW, (state) => store.dispatch({ type: 'nodb/SET_STATE', view: STATS_VIEW, state }), {
   onError: () => { /* no such view on this host: keep the panel hidden */ },

@@ -484,7 +484,9 @@ export class NodbClient {
       case 'subscribed':
       case 'patch':
       case 'progress':
-        if (req?.kind === 'sub') this._onSubMessage(conn, req.view, m);
+        // Patches and progress carry no id (the host encodes them once for
+        // every subscriber): they are routed by view.
+        if (typeof m.view === 'string') this._onSubMessage(conn, m.view, m);
         return;
       case 'unsubscribed':
         conn.byId.delete(m.id);
@@ -553,7 +555,7 @@ export class NodbClient {
   }
 
   _openView(view) {
-    const v = { listeners: new Set(), state: undefined, seq: 0, has: false, subId: 0, waiters: [], error: null };
+    const v = { listeners: new Set(), state: undefined, seq: 0, has: false, subId: 0, conn: null, waiters: [], error: null };
     this._views.set(view, v);
     if (this._conn?.open) this._sendSubscribe(this._conn, view, v);
     return v;
@@ -585,6 +587,7 @@ export class NodbClient {
     if (v.subId) conn.byId.delete(v.subId);
     const id = this._nextId++;
     v.subId = id;
+    v.conn = conn;
     conn.byId.set(id, { kind: 'sub', view });
     const msg = { type: 'subscribe', id, view };
     if (v.has && !fresh) msg.since = v.seq;
@@ -604,7 +607,7 @@ export class NodbClient {
 
   _onSubMessage(conn, view, m) {
     const v = this._views.get(view);
-    if (!v || v.subId !== m.id) return;
+    if (!v || v.conn !== conn) return;
     switch (m.type) {
       case 'snapshot': {
         try {
@@ -630,8 +633,10 @@ export class NodbClient {
         try {
           next = applyPatch(v.state, m.ops);
         } catch (err) {
-          // Cannot happen with a correct host; recover with a fresh snapshot.
+          // Cannot happen with a correct host; recover with a fresh snapshot
+          // (patches are ignored until it arrives).
           this._emit('error', err);
+          v.has = false;
           this._sendSubscribe(conn, view, v, true);
           return;
         }

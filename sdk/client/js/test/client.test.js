@@ -321,3 +321,61 @@ test('redux: syncView keeps a slice in sync through SET_STATE and APPLY_PATCH', 
     stop();
   });
 });
+
+test('a reset snapshot without an id (slow-consumer resync) replaces the state', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const changes = [];
+    c.subscribe('kv', (state, ch) => changes.push([state, ch]));
+    await c.publish('set', { key: 'a', value: 1 }).applied('kv');
+    srv.state = { replaced: true }; // pretend the client missed changes
+    srv.resync();
+    await until(() => changes.some(([, ch]) => ch.reset));
+    assert.deepEqual(c.getState('kv'), { replaced: true });
+    assert.equal(changes.at(-1)[1].type, 'snapshot');
+  });
+});
+
+test('several listeners share one subscription; the last one to leave unsubscribes; resubscribe works', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const a = [];
+    const b = [];
+    const offA = c.subscribe('kv', (s) => a.push(s));
+    await c.publish('set', { key: 'x', value: 1 }).applied('kv');
+    const offB = c.subscribe('kv', (s) => b.push(s));
+    await until(() => b.length === 1);
+    assert.equal(b[0], a.at(-1), 'the second listener gets the current state at once');
+    assert.equal(srv.received.filter((m) => m.type === 'subscribe').length, 1);
+    offA();
+    await c.publish('set', { key: 'y', value: 2 }).applied('kv');
+    assert.equal(srv.received.filter((m) => m.type === 'unsubscribe').length, 0);
+    offB();
+    await until(() => srv.received.some((m) => m.type === 'unsubscribe'));
+    assert.equal(c.getState('kv'), undefined);
+    const again = [];
+    c.subscribe('kv', (s) => again.push(s));
+    await until(() => again.length === 1);
+    assert.deepEqual(again[0], { x: 1, y: 2 });
+  });
+});
+
+test('redux reducers without a client', () => {
+  const r = viewReducer('todos');
+  let s = r(undefined, { type: '@@INIT' });
+  assert.equal(s, null);
+  s = r(s, { type: 'nodb/SET_STATE', view: 'todos', state: { todos: { a: { done: false } }, other: {} } });
+  const s2 = r(s, { type: 'nodb/APPLY_PATCH', view: 'todos', ops: [{ op: 'replace', path: '/todos/a/done', value: true }] });
+  assert.equal(s2.todos.a.done, true);
+  assert.equal(s.todos.a.done, false);
+  assert.equal(s2.other, s.other);
+  assert.equal(r(s2, { type: 'nodb/APPLY_PATCH', view: 'else', ops: [] }), s2, 'other views ignored');
+  const custom = viewReducer('todos', { prefix: 'app' });
+  assert.equal(custom(s, { type: 'nodb/SET_STATE', view: 'todos', state: 1 }), s, 'other prefix ignored');
+  assert.equal(custom(s, { type: 'app/SET_STATE', view: 'todos', state: 1 }), 1);
+  let m = nodbReducer(undefined, { type: '@@INIT' });
+  m = nodbReducer(m, { type: 'nodb/SET_STATE', view: 'v', state: { a: [] } });
+  m = nodbReducer(m, { type: 'nodb/APPLY_PATCH', view: 'v', ops: [{ op: 'add', path: '/a/-', value: 1 }] });
+  assert.deepEqual(m, { v: { a: [1] } });
+  assert.throws(() => nodbReducer(m, { type: 'nodb/APPLY_PATCH', view: 'v', ops: [{ op: 'add', path: '/__proto__/x', value: 1 }] }), /pollution/);
+});

@@ -1,6 +1,7 @@
 // A small in-process nodb host for unit tests, speaking abi/PROTOCOL.md
 // (nodb.v1.json): hello, publish/ack with exactly-once dedupe, ping/pong,
-// subscribe/snapshot/patch/progress/subscribed/unsubscribe. It has one view,
+// subscribe/snapshot/patch/progress/subscribed/unsubscribe (patch and progress
+// carry no id: they name their view). It has one view,
 // "kv": event "set" {key, value} adds/replaces /key, "del" {key} removes it,
 // anything else leaves the view unchanged (progress only). Knobs let tests
 // lose acks, refuse writes and cut connections.
@@ -57,9 +58,10 @@ export async function startFakeServer(opts = {}) {
     }
     if (ops.length) srv.history.push({ seq: ev.seq, ops });
     for (const c of srv.conns) {
-      for (const [id, sub] of c.subs) {
-        if (ops.length) send(c, { type: 'patch', id, view: sub.view, seq: ev.seq, ops });
-        else send(c, { type: 'progress', id, view: sub.view, seq: ev.seq });
+      for (const view of c.subs.keys()) {
+        // like the real host: no id, the same bytes for every subscriber
+        if (ops.length) send(c, { type: 'patch', view, seq: ev.seq, ops });
+        else send(c, { type: 'progress', view, seq: ev.seq });
       }
     }
   }
@@ -98,12 +100,12 @@ export async function startFakeServer(opts = {}) {
   function subscribe(c, m) {
     if (!srv.views.has(m.view))
       return send(c, { type: 'error', id: m.id, code: 'not_found', error: `no view named ${JSON.stringify(m.view)}` });
-    c.subs.set(m.id, { view: m.view });
+    c.subs.set(m.view, { id: m.id }); // subscribing again replaces
     if (typeof m.since === 'number' && m.since >= srv.historyFrom && m.since <= head()) {
       send(c, { type: 'subscribed', id: m.id, view: m.view, seq: m.since });
       let last = m.since;
-      for (const h of srv.history) if (h.seq > m.since) send(c, { type: 'patch', id: m.id, view: m.view, seq: (last = h.seq), ops: h.ops });
-      if (head() > last) send(c, { type: 'progress', id: m.id, view: m.view, seq: head() });
+      for (const h of srv.history) if (h.seq > m.since) send(c, { type: 'patch', view: m.view, seq: (last = h.seq), ops: h.ops });
+      if (head() > last) send(c, { type: 'progress', view: m.view, seq: head() });
       return;
     }
     send(c, { type: 'snapshot', id: m.id, view: m.view, seq: head(), state: srv.state, ...(m.since !== undefined ? { reset: true } : {}) });
@@ -129,7 +131,7 @@ export async function startFakeServer(opts = {}) {
         case 'ping': return send(c, { type: 'pong', id: m.id });
         case 'subscribe': return subscribe(c, m);
         case 'unsubscribe':
-          for (const [id, s] of c.subs) if (s.view === m.view) c.subs.delete(id);
+          c.subs.delete(m.view);
           return send(c, { type: 'unsubscribed', id: m.id, view: m.view });
         default:
           return send(c, { type: 'error', id: m.id, code: 'unknown_type', error: `unknown message type ${JSON.stringify(m.type)}` });
@@ -144,6 +146,10 @@ export async function startFakeServer(opts = {}) {
     srv.kill();
     await new Promise((r) => wss.close(r));
     await new Promise((r) => httpServer.close(r));
+  };
+  // Like a slow-consumer resync: a reset snapshot without an id.
+  srv.resync = () => {
+    for (const c of srv.conns) for (const view of c.subs.keys()) send(c, { type: 'snapshot', view, seq: head(), state: srv.state, reset: true });
   };
   // Forget history before seq: resumes from earlier get a reset snapshot.
   srv.compact = () => {
