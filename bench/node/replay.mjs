@@ -65,9 +65,11 @@ while (start < text.length) {
 const t1 = performance.now();
 
 const store = createStore(todos);
+const cpu0 = process.cpuUsage();
 const t2 = performance.now();
 for (let i = 0; i < actions.length; i++) store.dispatch(actions[i]);
 const t3 = performance.now();
+const cpu = process.cpuUsage(cpu0);
 
 const state = store.getState();
 if (stateOut) writeFileSync(stateOut, JSON.stringify(state.toJS()));
@@ -79,6 +81,7 @@ console.log(
     live_todos: state.get("todos").size,
     parse_ms: t1 - t0,
     reduce_ms: reduceMs,
+    reduce_cpu_ms: (cpu.user + cpu.system) / 1000,
     events_per_s: actions.length / (reduceMs / 1000),
     events_per_s_with_parse: actions.length / ((reduceMs + (t1 - t0)) / 1000),
     node: process.version,

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -51,13 +52,14 @@ func (f failFile) Sync() error {
 }
 
 type testHost struct {
-	srv    *Server
-	addr   string
-	log    *filelog.Log
-	chron  *chronicler.Chronicler
-	fs     *failFS
-	cancel context.CancelFunc
-	done   chan error
+	srv      *Server
+	addr     string
+	log      *filelog.Log
+	chron    *chronicler.Chronicler
+	fs       *failFS
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
 }
 
 func startHost(t *testing.T, cfg Config) *testHost {
@@ -89,14 +91,12 @@ func startHost(t *testing.T, cfg Config) *testHost {
 }
 
 func (h *testHost) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	<-h.done
-	h.chron.Close()
-	h.log.Close()
-	h.cancel = nil
+	h.stopOnce.Do(func() {
+		h.cancel()
+		<-h.done
+		h.chron.Close()
+		h.log.Close()
+	})
 }
 
 func dial(t *testing.T, addr string, proto string, hdr http.Header) (*websocket.Conn, *http.Response, error) {

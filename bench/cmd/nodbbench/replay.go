@@ -36,6 +36,8 @@ var (
 	replaySystems = flag.String("replay.systems", "", "replay: systems to run (empty: all): wasm,native,native_statetree_direct,node_redux")
 	replayRuns    = flag.Int("replay.runs", 1, "replay: passes per system; the best is reported")
 	replayNode    = flag.String("replay.node", "node", "replay: the Node.js binary")
+	replayClear   = flag.Int("replay.clear-every", 10000, "replay: one todo/clear-completed per this many events on average (0: none)")
+	replayBreak   = flag.Bool("replay.breakdown", false, "replay: one more pass per Go system timing each Reduce call, reported per event type")
 )
 
 func init() {
@@ -47,11 +49,13 @@ var replaySystemNames = []string{"wasm", "native", "native_statetree_direct", "n
 // replayOutcome is one system's result.
 type replayOutcome struct {
 	eventsPerS float64
+	cpuPerS    float64 // events per CPU second of the process (all threads, GC included)
 	dur        time.Duration
 	root       statetree.Value // Go systems
 	stateJSON  []byte          // node_redux: its final state as JSON
 	note       string
 	skipped    string
+	byType     map[string]*typeTime // -replay.breakdown pass
 }
 
 func runReplay(ctx context.Context, env *Env) (Results, error) {
@@ -73,7 +77,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 	runs := max(*replayRuns, 1)
 
 	start := time.Now()
-	recs := genTodoRecords(n)
+	recs := genTodoRecords(n, *replayClear)
 	stats := todoStreamStats(recs)
 	env.Logf("replay: generated %d events in %s: %v", n, time.Since(start).Round(time.Millisecond), stats)
 	log := memlog.New()
@@ -94,7 +98,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		var best *replayOutcome
 		for run := 0; run < runs; run++ {
 			runtime.GC()
-			o, err := replayOne(ctx, env, sys, log, recs, last)
+			o, err := replayOne(ctx, env, sys, log, recs, last, false)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", sys, err))
 				break
@@ -114,6 +118,25 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		out[sys] = best
 		if best.skipped == "" {
 			res["replay."+sys+".events_per_s"] = best.eventsPerS
+			res["replay."+sys+".events_per_cpu_s"] = best.cpuPerS
+		}
+	}
+
+	if *replayBreak {
+		for _, sys := range systems {
+			if sys == "node_redux" || out[sys] == nil || ctx.Err() != nil {
+				continue
+			}
+			runtime.GC()
+			o, err := replayOne(ctx, env, sys, log, recs, last, true)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s breakdown: %w", sys, err))
+				continue
+			}
+			out[sys].byType = o.byType
+			for t, tt := range o.byType {
+				res["replay."+sys+".us_per_event."+strings.TrimPrefix(t, "todo/")] = tt.dur.Seconds() * 1e6 / float64(tt.n)
+			}
 		}
 	}
 
@@ -176,7 +199,18 @@ func flagSet(name string) bool {
 	return set
 }
 
-func replayOne(ctx context.Context, env *Env, sys string, log eventlog.Log, recs []eventlog.Record, last uint64) (*replayOutcome, error) {
+func replayOne(ctx context.Context, env *Env, sys string, log eventlog.Log, recs []eventlog.Record, last uint64, timed bool) (*replayOutcome, error) {
+	replayView := func(ctx context.Context, log eventlog.Log, red view.Reducer, last uint64) (*replayOutcome, error) {
+		if !timed {
+			return replayView(ctx, log, red, last)
+		}
+		tr := newTimedReducer(red)
+		o, err := replayView(ctx, log, tr, last)
+		if o != nil {
+			o.byType = tr.byType
+		}
+		return o, err
+	}
 	switch sys {
 	case "wasm":
 		wasm, err := todosWasm(ctx, env)
@@ -223,10 +257,12 @@ func replayView(ctx context.Context, log eventlog.Log, red view.Reducer, last ui
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	cpu0 := cpuSelf()
 	start := time.Now()
 	go func() { done <- v.Run(rctx) }()
 	err = v.WaitFor(ctx, last)
 	dur := time.Since(start)
+	cpu := cpuSelf() - cpu0
 	root, _ := v.State()
 	cancel()
 	if rerr := <-done; err == nil {
@@ -235,7 +271,7 @@ func replayView(ctx context.Context, log eventlog.Log, red view.Reducer, last ui
 	if err != nil {
 		return nil, err
 	}
-	return &replayOutcome{eventsPerS: float64(last) / dur.Seconds(), dur: dur, root: root}, nil
+	return &replayOutcome{eventsPerS: float64(last) / dur.Seconds(), cpuPerS: float64(last) / cpu.Seconds(), dur: dur, root: root}, nil
 }
 
 // todosWasm returns examples/todos/todos.wasm, building it if missing.
@@ -300,6 +336,7 @@ func replayNodeRedux(ctx context.Context, env *Env, recs []eventlog.Record) (*re
 		ReduceMs      float64 `json:"reduce_ms"`
 		EventsPerS    float64 `json:"events_per_s"`
 		WithParsePerS float64 `json:"events_per_s_with_parse"`
+		CPUMs         float64 `json:"reduce_cpu_ms"`
 		Node          string  `json:"node"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(outb), &r); err != nil {
@@ -314,6 +351,7 @@ func replayNodeRedux(ctx context.Context, env *Env, recs []eventlog.Record) (*re
 	}
 	return &replayOutcome{
 		eventsPerS: r.EventsPerS,
+		cpuPerS:    float64(r.Events) / (r.CPUMs / 1000),
 		dur:        time.Duration(r.ReduceMs * float64(time.Millisecond)),
 		stateJSON:  state,
 		note:       fmt.Sprintf("node %s, JSON.parse of the lines %.0f ms not timed; ", r.Node, r.ParseMs),
@@ -348,7 +386,7 @@ func todoCount(root statetree.Value) int {
 // checkGenerated checks the final state against the generator's own model
 // of the working set (the number of live todos).
 func checkGenerated(root statetree.Value, recs []eventlog.Record) error {
-	g := newTodoGen(replaySeed)
+	g := newTodoGen(replaySeed, *replayClear)
 	for k := range recs {
 		g.next(k)
 		g.rng.IntN(replayProducers) // keep the stream in step with genTodoRecords
@@ -362,25 +400,55 @@ func checkGenerated(root statetree.Value, recs []eventlog.Record) error {
 func printReplay(env *Env, n int, systems []string, out map[string]*replayOutcome, res Results) {
 	fmt.Printf("\nreplay: %d todo events (%.0f live todos at the end), one pass each from an in-memory log\n\n", n, res["replay.live_todos"])
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "system\tevents/s\ttime\tvs wasm\tnotes")
+	fmt.Fprintln(tw, "system\tevents/s\ttime\tvs wasm\tevents/CPU-s\tnotes")
 	w := res["replay.wasm.events_per_s"]
 	for _, sys := range systems {
 		o := out[sys]
 		if o == nil {
-			fmt.Fprintf(tw, "%s\tFAILED\t\t\t\n", sys)
+			fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\n", sys)
 			continue
 		}
 		if o.skipped != "" {
-			fmt.Fprintf(tw, "%s\tskipped\t\t\t%s\n", sys, o.skipped)
+			fmt.Fprintf(tw, "%s\tskipped\t\t\t\t%s\n", sys, o.skipped)
 			continue
 		}
 		rel := ""
 		if w > 0 {
 			rel = fmt.Sprintf("%.2fx", o.eventsPerS/w)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", sys, o.eventsPerS, o.dur.Round(time.Millisecond), rel, o.note)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.0f\t%s\n", sys, o.eventsPerS, o.dur.Round(time.Millisecond), rel, o.cpuPerS, o.note)
 	}
 	tw.Flush()
+	if *replayBreak {
+		fmt.Println("\nper event type (-replay.breakdown pass): µs per event, and share of the reduce time")
+		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		types := []string{"todo/add", "todo/toggle", "todo/rename", "todo/delete", "todo/clear-completed"}
+		fmt.Fprint(tw, "system")
+		for _, t := range types {
+			fmt.Fprintf(tw, "\t%s", strings.TrimPrefix(t, "todo/"))
+		}
+		fmt.Fprintln(tw)
+		for _, sys := range systems {
+			o := out[sys]
+			if o == nil || o.byType == nil {
+				continue
+			}
+			var total time.Duration
+			for _, tt := range o.byType {
+				total += tt.dur
+			}
+			fmt.Fprint(tw, sys)
+			for _, t := range types {
+				if tt := o.byType[t]; tt != nil {
+					fmt.Fprintf(tw, "\t%.2f (%.0f%%)", tt.dur.Seconds()*1e6/float64(tt.n), 100*tt.dur.Seconds()/total.Seconds())
+				} else {
+					fmt.Fprint(tw, "\t-")
+				}
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+	}
 	fmt.Println()
 	for _, k := range []string{"wasm_over_native", "wasm_over_native_statetree_direct", "native_over_native_statetree_direct", "wasm_over_node_redux", "native_over_node_redux"} {
 		if v, ok := res["replay.ratio."+k]; ok {

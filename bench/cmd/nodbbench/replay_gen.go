@@ -52,6 +52,9 @@ type todoGen struct {
 	delNext  int
 	buf      []byte
 	producer [replayProducers]uint64
+	// clearEvery: on average one todo/clear-completed in this many events
+	// (0: none).
+	clearEvery int
 }
 
 type genTodo struct {
@@ -59,12 +62,13 @@ type genTodo struct {
 	done bool
 }
 
-func newTodoGen(seed uint64) *todoGen {
+func newTodoGen(seed uint64, clearEvery int) *todoGen {
 	return &todoGen{
-		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		index:   map[string]int{},
-		used:    map[string]bool{},
-		deleted: make([]string, 0, 256),
+		clearEvery: clearEvery,
+		rng:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		index:      map[string]int{},
+		used:       map[string]bool{},
+		deleted:    make([]string, 0, 256),
 	}
 }
 
@@ -139,9 +143,7 @@ func (g *todoGen) next(k int) todoEvent {
 	if k < replayLive || len(g.live) == 0 {
 		return g.add()
 	}
-	r := g.rng.Float64()
-	switch {
-	case r < 0.0005:
+	if g.clearEvery > 0 && g.rng.IntN(g.clearEvery) == 0 {
 		for i := 0; i < len(g.live); {
 			if g.live[i].done {
 				g.remove(i)
@@ -150,6 +152,9 @@ func (g *todoGen) next(k int) todoEvent {
 			}
 		}
 		return todoEvent{Type: "todo/clear-completed", Payload: []byte(`{}`)}
+	}
+	r := g.rng.Float64()
+	switch {
 	case r < 0.35:
 		id, i := g.pick()
 		if i >= 0 {
@@ -180,8 +185,8 @@ func (g *todoGen) add() todoEvent {
 }
 
 // genTodoRecords returns n log records (seq 1..n) of the todo stream.
-func genTodoRecords(n int) []eventlog.Record {
-	g := newTodoGen(replaySeed)
+func genTodoRecords(n, clearEvery int) []eventlog.Record {
+	g := newTodoGen(replaySeed, clearEvery)
 	recs := make([]eventlog.Record, n)
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	var producers [replayProducers]string

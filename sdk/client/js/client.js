@@ -209,7 +209,7 @@ export class NodbClient {
     return new Promise((resolve) => {
       this._locks
         .request(`nodb-producer:${this._ns}:${id}`, { ifAvailable: true }, (lock) => {
-          if (!lock) return resolve(false);
+          if (!lock || this._closed) return resolve(false);
           resolve(true);
           return new Promise((release) => (this._release = release));
         })
