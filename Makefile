@@ -36,7 +36,7 @@ test-go:
 	$(GO) test $(GOTESTFLAGS) -timeout 15m ./...
 
 run: build
-	$(BIN) serve --data $(DATA) --addr $(ADDR) $(if $(wildcard examples/todos/todos.wasm),--plugin todos=examples/todos/todos.wasm)
+	$(BIN) serve --data $(DATA) --addr $(ADDR) --plugin todos=examples/todos/todos.wasm $(if $(wildcard examples/todos/web/index.html),--web examples/todos/web)
 
 bench: build
 	$(GO) run ./bench/cmd/nodbbench -bench "$(BENCH)" -out bench/out/results.json
