@@ -51,6 +51,12 @@ type Reducer interface {
 	Close() error
 }
 
+// ErrRejected marks a Reduce error as the reducer's decision that an event
+// has no effect (for example "todo/add" of an id that exists): events are
+// intentions, and a reducer may refuse one. The view records an empty update,
+// counts the rejection and goes on. Any other error halts the view.
+var ErrRejected = errors.New("view: the reducer rejected the event")
+
 // Update is the change one event made to a view: the ops the reducer
 // recorded (none for events that left the state alone) and the seq of the
 // event. Root is the state after the event.
@@ -84,6 +90,10 @@ type Status struct {
 	RootHash string `json:"root_hash"`
 	// SnapshotSeq is the seq of the newest snapshot written or loaded.
 	SnapshotSeq uint64 `json:"snapshot_seq"`
+	// Rejected counts events the reducer rejected (no effect); LastRejection
+	// says why the newest one was.
+	Rejected      uint64 `json:"rejected"`
+	LastRejection string `json:"last_rejection,omitempty"`
 }
 
 // Config configures a View.
@@ -132,6 +142,9 @@ type View struct {
 
 	subMu sync.Mutex
 	subs  map[*Subscription]struct{}
+
+	rejected      atomic.Uint64
+	lastRejection atomic.Value // string
 }
 
 type current struct {
@@ -200,6 +213,10 @@ func (v *View) Status() Status {
 	s.Head = v.cfg.Log.LastSeq()
 	s.RootHash = c.root.Hash().String()
 	s.SnapshotSeq = v.snapSeq.Load()
+	s.Rejected = v.rejected.Load()
+	if r, ok := v.lastRejection.Load().(string); ok {
+		s.LastRejection = r
+	}
 	return s
 }
 
@@ -285,10 +302,16 @@ func (v *View) Run(ctx context.Context) error {
 					if ctx.Err() != nil {
 						return nil
 					}
-					failed, failedAt = err, rec.Seq
-					break
+					if !errors.Is(err, ErrRejected) {
+						failed, failedAt = err, rec.Seq
+						break
+					}
+					v.rejected.Add(1)
+					v.lastRejection.Store(fmt.Sprintf("seq %d (%s): %v", rec.Seq, rec.Type, err))
+					v.logger.Debug("event rejected by the reducer", "seq", rec.Seq, "type", rec.Type, "reason", err)
+				} else {
+					v.root, u.Ops = tx.Commit()
 				}
-				v.root, u.Ops = tx.Commit()
 			}
 			v.seq = rec.Seq
 			u.Root = v.root

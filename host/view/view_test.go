@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // todoReducer is a native reducer over the state tree (the todos example's
 // logic), with an optional failure at one seq.
 type todoReducer struct {
-	failAt uint64
+	failAt   uint64
+	rejectAt uint64
 }
 
 func (r *todoReducer) Consumes(t string) bool { return len(t) > 5 && t[:5] == "todo/" }
@@ -26,6 +28,10 @@ func (r *todoReducer) Close() error           { return nil }
 func (r *todoReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
 	if rec.Seq == r.failAt {
 		return errors.New("boom")
+	}
+	if rec.Seq == r.rejectAt {
+		tx.Set(statetree.MustPath("/rejected"), statetree.Bool(true)) // must be discarded
+		return fmt.Errorf("%w: no such thing", ErrRejected)
 	}
 	var p struct {
 		ID   string `json:"id"`
@@ -207,4 +213,19 @@ func BenchmarkReplayNative(b *testing.B) {
 	b.ResetTimer()
 	go v.Run(ctx)
 	v.WaitFor(ctx, uint64(b.N))
+}
+
+func TestRejectedEventHasNoEffectAndViewGoesOn(t *testing.T) {
+	l := memlog.New()
+	fill(t, l, 1, 100)
+	v, _, _ := runView(t, Config{Name: "todos", Reducer: &todoReducer{rejectAt: 50}, Log: l})
+	waitSeq(t, v, 100)
+	st := v.Status()
+	if st.Phase == PhaseHalted || st.Rejected != 1 || !strings.Contains(st.LastRejection, "seq 50") {
+		t.Fatalf("status %+v", st)
+	}
+	root, _ := v.State()
+	if _, ok := root.Get(statetree.MustPath("/rejected")); ok {
+		t.Fatal("a rejected event's changes were kept")
+	}
 }

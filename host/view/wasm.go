@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/host/eventlog"
@@ -59,6 +60,10 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 	r.st.tx = tx
 	err := r.inst.Reduce(ctx, &r.ev, &r.st)
 	r.st.tx = nil
+	var re *plugins.ReducerError
+	if errors.As(err, &re) {
+		return fmt.Errorf("%w: %v", ErrRejected, err)
+	}
 	return err
 }
 
