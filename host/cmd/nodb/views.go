@@ -110,7 +110,10 @@ func (rv *runningViews) stop() {
 	rv.cancel()
 	rv.wg.Wait()
 	for _, v := range rv.views {
-		v.FlushSnapshots()
+		// Leave the newest epoch-aligned state on disk for a fast restart.
+		if _, err := v.Snapshot(); err != nil {
+			v.FlushSnapshots()
+		}
 	}
 	if rv.rt != nil {
 		rv.rt.Close(context.Background())
