@@ -99,6 +99,15 @@ func DecodeRequest(f Format, data []byte, r *Request) error {
 }
 
 func decodeJSONRequest(data []byte, r *Request) error {
+	if decodePublishFast(data, r) {
+		return nil
+	}
+	return decodeJSONRequestFull(data, r)
+}
+
+// decodeJSONRequestFull is the reflective decoder: it accepts every valid
+// message and explains every invalid one.
+func decodeJSONRequestFull(data []byte, r *Request) error {
 	*r = Request{}
 	if !utf8.Valid(data) {
 		return decodeErr(0, "message is not valid UTF-8 (JSON text must be UTF-8)")
