@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// todosWasm builds the example reducer once for the tests of this package.
+func todosWasm(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(nodbBin), "todos.wasm")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, "./examples/todos/reducer")
+	cmd.Dir = "../../.."
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building todos.wasm: %v\n%s", err, out)
+	}
+	return p
+}
+
+type viewStatus struct {
+	Name     string `json:"name"`
+	Seq      uint64 `json:"seq"`
+	Status   string `json:"status"`
+	Error    string `json:"error"`
+	HaltedAt uint64 `json:"halted_at"`
+	RootHash string `json:"root_hash"`
+	Snapshot uint64 `json:"snapshot_seq"`
+}
+
+func views(t *testing.T, addr string) map[string]viewStatus {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/v1/views")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Views []viewStatus }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]viewStatus{}
+	for _, v := range out.Views {
+		m[v.Name] = v
+	}
+	return m
+}
+
+func postEvent(t *testing.T, addr, producer string, pseq uint64, typ, payload string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"producer":%q,"pseq":%d,"type":%q,"payload":%s}`, producer, pseq, typ, payload)
+	resp, err := http.Post("http://"+addr+"/v1/events", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish %s: %s", body, resp.Status)
+	}
+}
+
+// TestHostileReducersAreContained runs the todos view beside reducers that
+// loop forever and trap on their 1000th event: those halt with a clear
+// error, the host stays up, todos keeps up with every event, and the log
+// holds exactly what was published.
+func TestHostileReducersAreContained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	fixtures := "../../../plugins/testdata/"
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	srv := startServe(t, dir, addr,
+		"--plugin", "todos="+todosWasm(t),
+		"--plugin", "loop="+fixtures+"loop.wasm",
+		"--plugin", "trap1000="+fixtures+"trap1000.wasm")
+	const n = 1200
+	for i := uint64(1); i <= n; i++ {
+		postEvent(t, addr, "h", i, "todo/add", fmt.Sprintf(`{"id":"t%d","text":"x"}`, i))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var vs map[string]viewStatus
+	for {
+		vs = views(t, addr)
+		if vs["todos"].Seq == n && vs["loop"].Status == "halted" && vs["trap1000"].Status == "halted" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("views did not settle: %+v\n%s", vs, srv.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if vs["todos"].Status == "halted" {
+		t.Fatalf("todos halted: %s", vs["todos"].Error)
+	}
+	if !strings.Contains(strings.ToLower(vs["loop"].Error), "time") {
+		t.Errorf("loop's error does not say it timed out: %q", vs["loop"].Error)
+	}
+	if vs["trap1000"].Seq != vs["trap1000"].HaltedAt-1 || vs["trap1000"].Error == "" {
+		t.Errorf("trap1000: %+v", vs["trap1000"])
+	}
+	t.Logf("loop: %s", vs["loop"].Error)
+	t.Logf("trap1000 halted at seq %d: %s", vs["trap1000"].HaltedAt, vs["trap1000"].Error)
+	// The host is still up and the log holds exactly the published events.
+	if err := srv.term(); err != nil {
+		t.Fatal(err)
+	}
+	if recs := logCat(t, dir); len(recs) != n {
+		t.Fatalf("log holds %d events, want %d", len(recs), n)
+	}
+}
