@@ -7,7 +7,7 @@ BENCH     ?=
 GOTESTFLAGS ?=
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build examples fixtures test test-go run bench fuzz clean
+.PHONY: all build examples fixtures test test-go test-e2e run bench fuzz clean
 
 all: build
 
@@ -29,11 +29,16 @@ examples:
 fixtures:
 	@if [ -x plugins/testdata/build.sh ] && command -v wat2wasm >/dev/null; then plugins/testdata/build.sh; fi
 
-test: build fixtures test-go
+test: build fixtures test-go test-e2e
 
 test-go:
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) -timeout 15m ./...
+
+# The JavaScript client's unit tests, Node.js interop/resume tests and the
+# browser test (Debian chromium via playwright-core). Needs Node.js 20+.
+test-e2e: build
+	NODB_BIN=$(BIN) e2e/run.sh
 
 run: build
 	$(BIN) serve --data $(DATA) --addr $(ADDR) --plugin todos=examples/todos/todos.wasm $(if $(wildcard examples/todos/web/index.html),--web examples/todos/web)

@@ -37,7 +37,7 @@ var (
 	replayRuns    = flag.Int("replay.runs", 1, "replay: passes per system; the best is reported")
 	replayNode    = flag.String("replay.node", "node", "replay: the Node.js binary")
 	replayClear   = flag.Int("replay.clear-every", 10000, "replay: one todo/clear-completed per this many events on average (0: none)")
-	replayBreak   = flag.Bool("replay.breakdown", false, "replay: one more pass per Go system timing each Reduce call, reported per event type")
+	replayBreak   = flag.Bool("replay.breakdown", true, "replay: one more pass per Go system timing each Reduce call, reported per event type (=false skips it)")
 )
 
 func init() {
@@ -50,6 +50,7 @@ var replaySystemNames = []string{"wasm", "native", "native_statetree_direct", "n
 type replayOutcome struct {
 	eventsPerS float64
 	cpuPerS    float64 // events per CPU second of the process (all threads, GC included)
+	withParse  float64 // node_redux: events/s counting JSON.parse of the lines too
 	dur        time.Duration
 	root       statetree.Value // Go systems
 	stateJSON  []byte          // node_redux: its final state as JSON
@@ -87,6 +88,16 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		}
 	}
 	last := log.LastSeq()
+	// The Node baseline reads the same events from a JSON-lines file; write
+	// it now and drop the generated slice, so the Go passes run with only
+	// the log's copy on the heap.
+	events := filepath.Join(env.TmpDir, "replay-events.jsonl")
+	if slices.Contains(systems, "node_redux") {
+		if err := writeEventsJSONL(events, recs); err != nil {
+			return nil, err
+		}
+	}
+	recs = nil
 
 	res := Results{"replay.events": float64(n)}
 	out := map[string]*replayOutcome{}
@@ -98,7 +109,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		var best *replayOutcome
 		for run := 0; run < runs; run++ {
 			runtime.GC()
-			o, err := replayOne(ctx, env, sys, log, recs, last, false)
+			o, err := replayOne(ctx, env, sys, log, events, last, false)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", sys, err))
 				break
@@ -119,6 +130,9 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		if best.skipped == "" {
 			res["replay."+sys+".events_per_s"] = best.eventsPerS
 			res["replay."+sys+".events_per_cpu_s"] = best.cpuPerS
+			if best.withParse > 0 {
+				res["replay."+sys+".events_per_s_with_parse"] = best.withParse
+			}
 		}
 	}
 
@@ -128,7 +142,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 				continue
 			}
 			runtime.GC()
-			o, err := replayOne(ctx, env, sys, log, recs, last, true)
+			o, err := replayOne(ctx, env, sys, log, events, last, true)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s breakdown: %w", sys, err))
 				continue
@@ -167,7 +181,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		}
 	}
 	if ref != nil {
-		if err := checkGenerated(ref.root, recs); err != nil {
+		if err := checkGenerated(ref.root, n); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -207,7 +221,7 @@ func flagSet(name string) bool {
 	return set
 }
 
-func replayOne(ctx context.Context, env *Env, sys string, log eventlog.Log, recs []eventlog.Record, last uint64, timed bool) (*replayOutcome, error) {
+func replayOne(ctx context.Context, env *Env, sys string, log eventlog.Log, events string, last uint64, timed bool) (*replayOutcome, error) {
 	replayView := func(ctx context.Context, log eventlog.Log, red view.Reducer, last uint64) (*replayOutcome, error) {
 		if !timed {
 			return replayView(ctx, log, red, last)
@@ -250,7 +264,7 @@ func replayOne(ctx context.Context, env *Env, sys string, log eventlog.Log, recs
 	case "native_statetree_direct":
 		return replayView(ctx, log, newDirectReducer(), last)
 	case "node_redux":
-		return replayNodeRedux(ctx, env, recs)
+		return replayNodeRedux(ctx, env, events, last)
 	}
 	return nil, fmt.Errorf("unknown system %q", sys)
 }
@@ -299,7 +313,7 @@ func todosWasm(ctx context.Context, env *Env) ([]byte, error) {
 
 // replayNodeRedux writes the events as JSON lines and runs
 // bench/node/replay.mjs on them.
-func replayNodeRedux(ctx context.Context, env *Env, recs []eventlog.Record) (*replayOutcome, error) {
+func replayNodeRedux(ctx context.Context, env *Env, events string, last uint64) (*replayOutcome, error) {
 	node, err := exec.LookPath(*replayNode)
 	if err != nil {
 		return &replayOutcome{skipped: "node not found (" + *replayNode + "); install Node.js 18+ to run this baseline"}, nil
@@ -311,24 +325,6 @@ func replayNodeRedux(ctx context.Context, env *Env, recs []eventlog.Record) (*re
 		if out, err := cmd.CombinedOutput(); err != nil {
 			env.Logf("replay: npm ci --prefix bench/node failed: %v\n%s", err, out)
 			return &replayOutcome{skipped: "npm ci --prefix bench/node failed (no registry?); see the log above"}, nil
-		}
-	}
-	events := filepath.Join(env.TmpDir, "replay-events.jsonl")
-	if _, err := os.Stat(events); err != nil {
-		f, err := os.Create(events)
-		if err != nil {
-			return nil, err
-		}
-		w := bufio.NewWriterSize(f, 1<<20)
-		for i := range recs {
-			fmt.Fprintf(w, `{"type":%q,"payload":%s}`+"\n", recs[i].Type, recs[i].Payload)
-		}
-		if err := w.Flush(); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
 		}
 	}
 	stateFile := filepath.Join(env.TmpDir, "replay-node-state.json")
@@ -351,8 +347,8 @@ func replayNodeRedux(ctx context.Context, env *Env, recs []eventlog.Record) (*re
 	if err := json.Unmarshal(bytes.TrimSpace(outb), &r); err != nil {
 		return nil, fmt.Errorf("node replay.mjs printed %q: %v", outb, err)
 	}
-	if r.Events != len(recs) {
-		return nil, fmt.Errorf("node replay.mjs reduced %d events, want %d", r.Events, len(recs))
+	if uint64(r.Events) != last {
+		return nil, fmt.Errorf("node replay.mjs reduced %d events, want %d", r.Events, last)
 	}
 	state, err := os.ReadFile(stateFile)
 	if err != nil {
@@ -361,10 +357,28 @@ func replayNodeRedux(ctx context.Context, env *Env, recs []eventlog.Record) (*re
 	return &replayOutcome{
 		eventsPerS: r.EventsPerS,
 		cpuPerS:    float64(r.Events) / (r.CPUMs / 1000),
+		withParse:  r.WithParsePerS,
 		dur:        time.Duration(r.ReduceMs * float64(time.Millisecond)),
 		stateJSON:  state,
-		note:       fmt.Sprintf("node %s, JSON.parse of the lines %.0f ms not timed; ", r.Node, r.ParseMs),
+		note:       fmt.Sprintf("node %s; JSON.parse of the lines %.0f ms not timed (with it: %.0f events/s); ", r.Node, r.ParseMs, r.WithParsePerS),
 	}, nil
+}
+
+// writeEventsJSONL writes recs as {"type":…,"payload":…} lines.
+func writeEventsJSONL(path string, recs []eventlog.Record) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range recs {
+		fmt.Fprintf(w, `{"type":%q,"payload":%s}`+"\n", recs[i].Type, recs[i].Payload)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // sameJSON compares a state tree with JSON text as decoded values (key order
@@ -394,9 +408,9 @@ func todoCount(root statetree.Value) int {
 
 // checkGenerated checks the final state against the generator's own model
 // of the working set (the number of live todos).
-func checkGenerated(root statetree.Value, recs []eventlog.Record) error {
+func checkGenerated(root statetree.Value, n int) error {
 	g := newTodoGen(replaySeed, *replayClear)
-	for k := range recs {
+	for k := range n {
 		g.next(k)
 		g.rng.IntN(replayProducers) // keep the stream in step with genTodoRecords
 	}
@@ -407,7 +421,7 @@ func checkGenerated(root statetree.Value, recs []eventlog.Record) error {
 }
 
 func printReplay(env *Env, n int, systems []string, out map[string]*replayOutcome, res Results) {
-	fmt.Printf("\nreplay: %d todo events (%.0f live todos at the end), one pass each from an in-memory log\n\n", n, res["replay.live_todos"])
+	fmt.Printf("\nreplay: %d todo events (%.0f live todos at the end) from an in-memory log; best of %d pass(es) each\n\n", n, res["replay.live_todos"], max(*replayRuns, 1))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "system\tevents/s\ttime\tvs wasm\tevents/CPU-s\tnotes")
 	w := res["replay.wasm.events_per_s"]
