@@ -122,7 +122,17 @@ test('two tabs see each other live; a server restart loses and doubles nothing',
   }, burst);
   await node.stop();
   await node.start();
-  await waitTexts(b, [...want, ...burst], 'b after the burst and second restart');
+  try {
+    await waitTexts(b, [...want, ...burst], 'b after the burst and second restart');
+  } catch (e) {
+    const diag = async (p) => p.evaluate(() => {
+      const c = window.__nodb.client;
+      return { state: c.state, unacked: c.unacked, stats: c.stats, seq: c.getSeq('todos'), states: window.__states, producer: c.producer };
+    });
+    const snap = await fetchSnapshot(node, 'todos').catch((x) => ({ error: String(x) }));
+    e.message += `\na: ${JSON.stringify(await diag(a))}\nb: ${JSON.stringify(await diag(b))}\nserver seq ${snap.seq}, ${Object.keys(snap.state?.todos ?? {}).length} todos\n${node.output}`;
+    throw e;
+  }
   await waitTexts(a, [...want, ...burst], 'a after the burst and second restart');
 
   // The host agrees: no lost or doubled todo.

@@ -3,12 +3,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startNodb, client, raw, until } from './lib.js';
+import { closeClients } from './lib.js';
 
 let node;
 before(async () => {
   node = await startNodb({ web: true, extraArgs: ['--max-frame', String(64 * 1024)] });
 });
-after(async () => node?.cleanup());
+after(async () => {
+  closeClients();
+  await node?.cleanup();
+});
 
 test('a forged Origin is refused with 403 and says how to allow it', async () => {
   await assert.rejects(raw(node, { headers: { Origin: 'http://evil.example' } }), (e) => {

@@ -95,9 +95,21 @@ export async function startNodb({ port, dataDir, extraArgs = [], web = true } = 
   return node;
 }
 
+const clients = new Set();
+/** Registers a client so that closeClients() closes it (open clients keep Node running). */
+export function track(c) {
+  clients.add(c);
+  return c;
+}
+/** Closes every client made by client() or passed to track(); call it from after(). */
+export function closeClients() {
+  for (const c of clients) c.close();
+  clients.clear();
+}
+
 /** A Node client of the JS SDK (ws as the WebSocket implementation). */
 export function client(node, opts = {}) {
-  return createClient({ url: node.wsURL, WebSocket, backoff: { min: 20, max: 500 }, ...opts });
+  return track(createClient({ url: node.wsURL, WebSocket, backoff: { min: 20, max: 500 }, ...opts }));
 }
 
 /** A fresh snapshot of a view straight from the host (raw protocol). */

@@ -6,10 +6,12 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { startNodb, client, fetchSnapshot, freePort, until } from './lib.js';
+import { closeClients, track } from './lib.js';
 import { createClient } from '../sdk/client/js/index.js';
 
 const nodes = [];
 after(async () => {
+  closeClients();
   for (const n of nodes) await n.cleanup();
 });
 
@@ -37,7 +39,7 @@ test('resume after a disconnect: missed patches exactly once, in order', { timeo
   const node = await startNodb({ web: false });
   nodes.push(node);
   const gate = gated(await freePort());
-  const sub = createClient({ url: node.wsURL, WebSocket: gate.WebSocket, backoff: { min: 20, max: 100 } });
+  const sub = track(createClient({ url: node.wsURL, WebSocket: gate.WebSocket, backoff: { min: 20, max: 100 } }));
   const watcher = client(node); // sees every change, as a reference
   const pub = client(node);
 
@@ -46,7 +48,9 @@ test('resume after a disconnect: missed patches exactly once, in order', { timeo
   sub.on('state', (s) => states.push(s));
   sub.subscribe('todos', (state, ch) => changes.push(ch));
   const ref = [];
-  watcher.subscribe('todos', (state, ch) => ch.type === 'patch' && ref.push(ch.seq));
+  let watching = false;
+  watcher.subscribe('todos', (state, ch) => (ch.type === 'patch' ? ref.push(ch.seq) : (watching = true)));
+  await until(() => watching && changes.length > 0, 10000, 'both snapshots'); // before anything is published
 
   for (let i = 0; i < 20; i++) pub.publish('todo/add', { id: `a${i}`, text: `first ${i}` });
   await pub.flush();

@@ -223,6 +223,11 @@ func (c *conn) readLoop() {
 			c.publish(&req)
 		case wire.TypeSubscribe:
 			h := s.hub(req.View)
+			if h == nil && s.chron.Load() == nil {
+				c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeUnavailable,
+					"the host is starting and has not loaded its views yet; subscribe again shortly")))
+				continue
+			}
 			if h == nil {
 				c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeNotFound,
 					"no view named %q; GET /v1/views lists the views", req.View)))

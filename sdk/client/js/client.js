@@ -520,7 +520,10 @@ export class NodbClient {
     for (const e of [...(this._pending ?? []), ...this._outbox]) e.reject(err);
     if (this._pending) this._pending = [];
     this._outbox = [];
-    for (const v of this._views.values()) for (const w of v.waiters) w.reject(new NodbError('closed', 'client closed'));
+    for (const v of this._views.values()) {
+      clearTimeout(v.retryTimer);
+      for (const w of v.waiters) w.reject(new NodbError('closed', 'client closed'));
+    }
     this._views.clear();
     if (this._release) this._release();
     this._release = null;
@@ -555,7 +558,7 @@ export class NodbClient {
   }
 
   _openView(view) {
-    const v = { listeners: new Set(), state: undefined, seq: 0, has: false, subId: 0, conn: null, waiters: [], error: null };
+    const v = { listeners: new Set(), state: undefined, seq: 0, has: false, subId: 0, conn: null, waiters: [], error: null, retry: 0, retryTimer: null };
     this._views.set(view, v);
     if (this._conn?.open) this._sendSubscribe(this._conn, view, v);
     return v;
@@ -563,6 +566,7 @@ export class NodbClient {
 
   _endView(view, v) {
     if (this._views.get(view) !== v) return;
+    clearTimeout(v.retryTimer);
     this._views.delete(view);
     const conn = this._conn;
     if (conn?.open) {
@@ -584,6 +588,8 @@ export class NodbClient {
   }
 
   _sendSubscribe(conn, view, v, fresh = false) {
+    clearTimeout(v.retryTimer);
+    v.retryTimer = null;
     if (v.subId) conn.byId.delete(v.subId);
     const id = this._nextId++;
     v.subId = id;
@@ -597,12 +603,28 @@ export class NodbClient {
   _onSubError(view, m) {
     const v = this._views.get(view);
     const err = new NodbError(m.code ?? 'error', m.error ?? 'subscription failed', { view });
-    if (v) {
-      v.error = err;
+    if (!v) return this._emit('error', err);
+    const first = !v.error;
+    v.error = err;
+    for (const w of v.waiters.splice(0)) w.reject(err);
+    if (first) {
       for (const l of v.listeners) l.onError?.(err);
-      for (const w of v.waiters.splice(0)) w.reject(err);
+      this._emit('error', err);
     }
-    this._emit('error', err);
+    // A view may appear later (a host still recovering answers not_found
+    // until its views are loaded; a plugin may be deployed): keep trying,
+    // with backoff, while someone listens. Errors are reported once.
+    if ((err.code === 'not_found' || err.code === 'unavailable') && v.listeners.size > 0) {
+      const conn = this._conn;
+      v.retry = Math.min(this._backoffMax, Math.max(this._backoffMin, (v.retry || this._backoffMin / 2) * 2));
+      clearTimeout(v.retryTimer);
+      v.retryTimer = setTimeout(() => {
+        v.retryTimer = null;
+        if (this._views.get(view) === v && this._conn === conn && conn?.open && !conn.dead) this._sendSubscribe(conn, view, v);
+      }, v.retry / 2 + (Math.random() * v.retry) / 2);
+    } else if (v.listeners.size === 0) {
+      this._endView(view, v);
+    }
   }
 
   _onSubMessage(conn, view, m) {
@@ -620,12 +642,14 @@ export class NodbClient {
         v.seq = m.seq;
         v.has = true;
         v.error = null;
+        v.retry = 0;
         this.stats.snapshots++;
         this._notify(v, { type: 'snapshot', view, seq: m.seq, reset: !!m.reset });
         break;
       }
       case 'subscribed':
         v.error = null;
+        v.retry = 0;
         return; // resumed: missed patches follow
       case 'patch': {
         if (!v.has || m.seq <= v.seq) return; // already applied

@@ -379,3 +379,20 @@ test('redux reducers without a client', () => {
   assert.deepEqual(m, { v: { a: [1] } });
   assert.throws(() => nodbReducer(m, { type: 'nodb/APPLY_PATCH', view: 'v', ops: [{ op: 'add', path: '/__proto__/x', value: 1 }] }), /pollution/);
 });
+
+test('a view that is missing at first (host still recovering) is retried until it appears', async () => {
+  await withServer(async (srv, mk) => {
+    srv.views.delete('kv');
+    const c = mk({ backoff: { min: 10, max: 40 } });
+    const errs = [];
+    c.on('error', (e) => errs.push(e));
+    const got = [];
+    let subErrs = 0;
+    c.subscribe('kv', (s) => got.push(s), { onError: () => subErrs++ });
+    await until(() => srv.received.filter((m) => m.type === 'subscribe').length >= 3, 3000, 'retries');
+    srv.views.add('kv');
+    await until(() => got.length === 1, 3000, 'snapshot once the view exists');
+    assert.equal(subErrs, 1, 'the error is reported once');
+    assert.equal(errs.filter((e) => e.code === 'not_found').length, 1);
+  });
+});
