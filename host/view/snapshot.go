@@ -142,6 +142,12 @@ func listSnapshots(d string) ([]uint64, error) {
 // loadNewestSnapshot returns the newest valid snapshot of view made by
 // pluginHash, or nil if there is none.
 func loadNewestSnapshot(dir, view, pluginHash string, logger hclog.Logger) (*snapshot, error) {
+	return loadSnapshotAtOrBefore(dir, view, pluginHash, ^uint64(0), logger)
+}
+
+// loadSnapshotAtOrBefore returns the newest valid snapshot of view made by
+// pluginHash with a seq at most maxSeq, or nil if there is none.
+func loadSnapshotAtOrBefore(dir, view, pluginHash string, maxSeq uint64, logger hclog.Logger) (*snapshot, error) {
 	d := snapDir(dir, view)
 	seqs, err := listSnapshots(d)
 	if err != nil {
@@ -153,6 +159,9 @@ func loadNewestSnapshot(dir, view, pluginHash string, logger hclog.Logger) (*sna
 		ph = sum[:]
 	}
 	for i := len(seqs) - 1; i >= 0; i-- {
+		if seqs[i] > maxSeq {
+			continue
+		}
 		path := filepath.Join(d, fmt.Sprintf("%020d%s", seqs[i], snapSuffix))
 		s, err := readSnapshot(path, ph)
 		if err != nil {

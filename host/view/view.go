@@ -119,7 +119,14 @@ type Config struct {
 	BatchSize int
 	// Logger receives the view's logs.
 	Logger hclog.Logger
+	// Factory makes fresh instances of Reducer's code, for reads of past
+	// states (StateAt). Nil disables them.
+	Factory Factory
 }
+
+// Factory makes a fresh instance of a reducer whose first event will be
+// startSeq.
+type Factory func(ctx context.Context, startSeq uint64) (Reducer, error)
 
 // View is one materialised view.
 type View struct {
@@ -145,11 +152,24 @@ type View struct {
 
 	rejected      atomic.Uint64
 	lastRejection atomic.Value // string
+
+	// Hot swap (swap.go).
+	hash        atomic.Pointer[string]  // the reducer's hash
+	factory     atomic.Pointer[Factory] // makes instances of the reducer
+	swapMu      sync.Mutex              // one swap at a time
+	swapc       chan *swapOp            // to Run
+	waitCancel  atomic.Pointer[context.CancelFunc]
+	done        chan struct{} // closed when Run returns
+	pendingBase *statetree.Value // Run: the root subscribers hold, until the next event carries the swap diff
+
+	ckptMu sync.Mutex
+	ckpts  []current // recent epoch-boundary states of the current reducer, oldest first
 }
 
 type current struct {
 	root statetree.Value
 	seq  uint64
+	hash string // the reducer that made root (boundary states only)
 }
 
 // New creates a view, loading the newest usable snapshot made by the same
@@ -173,7 +193,14 @@ func New(cfg Config) (*View, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	v := &View{cfg: cfg, logger: cfg.Logger, root: statetree.EmptyMap(), subs: map[*Subscription]struct{}{}, lastSnap: time.Now()}
+	v := &View{cfg: cfg, logger: cfg.Logger, root: statetree.EmptyMap(), subs: map[*Subscription]struct{}{}, lastSnap: time.Now(),
+		swapc: make(chan *swapOp, 1), done: make(chan struct{})}
+	h := cfg.Reducer.Hash()
+	v.hash.Store(&h)
+	if cfg.Factory != nil {
+		f := cfg.Factory
+		v.factory.Store(&f)
+	}
 	v.setStatus(func(s *Status) { s.Phase = PhaseStarting })
 	if cfg.SnapshotDir != "" {
 		snap, err := loadNewestSnapshot(cfg.SnapshotDir, cfg.Name, cfg.Reducer.Hash(), v.logger)
@@ -190,7 +217,8 @@ func New(cfg Config) (*View, error) {
 			}
 		}
 	}
-	v.boundary.Store(&current{v.root, v.seq})
+	v.boundary.Store(&current{v.root, v.seq, h})
+	v.ckpts = []current{{v.root, v.seq, h}}
 	v.publish()
 	return v, nil
 }
@@ -226,7 +254,7 @@ func (v *View) setStatus(f func(*Status)) {
 		s = *old
 	}
 	s.Name = v.cfg.Name
-	s.Plugin = v.cfg.Reducer.Hash()
+	s.Plugin = *v.hash.Load()
 	f(&s)
 	v.status.Store(&s)
 }
@@ -264,18 +292,40 @@ func (v *View) Run(ctx context.Context) error {
 		})
 		v.closeSubs()
 		v.cfg.Reducer.Close()
+		close(v.done)
+		v.drainSwaps()
 	}()
 	var buf []eventlog.Record
 	upd := make([]Update, 0, v.cfg.BatchSize)
 	for {
+		select {
+		case op := <-v.swapc:
+			v.doSwap(ctx, op)
+			continue
+		default:
+		}
 		head := v.cfg.Log.LastSeq()
 		if v.seq >= head {
 			v.setStatus(func(s *Status) { s.Phase = PhaseLive })
 			v.maybeSnapshot()
+			wctx, wcancel := context.WithCancel(ctx)
+			v.waitCancel.Store(&wcancel)
+			select {
+			case op := <-v.swapc:
+				wcancel()
+				v.doSwap(ctx, op)
+				continue
+			default:
+			}
 			var err error
-			if head, err = v.cfg.Log.Wait(ctx, v.seq); err != nil {
+			head, err = v.cfg.Log.Wait(wctx, v.seq)
+			wcancel()
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
+				}
+				if wctx.Err() != nil {
+					continue // a swap request woke us
 				}
 				return fmt.Errorf("view %s: waiting for events: %w", v.cfg.Name, err)
 			}
@@ -315,30 +365,51 @@ func (v *View) Run(ctx context.Context) error {
 			}
 			v.seq = rec.Seq
 			u.Root = v.root
+			if v.pendingBase != nil {
+				// The first event after a swap carries the swap: one patch
+				// from the state subscribers hold to the new state.
+				u.Ops = statetree.Diff(*v.pendingBase, v.root)
+				v.pendingBase = nil
+			}
 			upd = append(upd, u)
 			v.sinceSnap++
 			if v.seq%abi.EpochSize == 0 {
-				v.boundary.Store(&current{v.root, v.seq})
+				b := current{v.root, v.seq, *v.hash.Load()}
+				v.boundary.Store(&b)
+				v.addCheckpoint(b)
 			}
 		}
 		v.publish()
 		v.broadcast(upd)
 		if failed != nil {
-			v.halt(ctx, failedAt, failed)
-			return nil
+			if !v.halt(ctx, failedAt, failed) {
+				return nil
+			}
+			continue
 		}
 		v.maybeSnapshot()
 	}
 }
 
-func (v *View) halt(ctx context.Context, seq uint64, err error) {
+// halt serves the last good state until ctx ends (it returns false) or a
+// swap replaces the reducer (it returns true: Run goes on).
+func (v *View) halt(ctx context.Context, seq uint64, err error) bool {
 	v.logger.Error("reducer failed; view halted, serving the state before this event", "seq", seq, "error", err)
 	v.setStatus(func(s *Status) {
 		s.Phase = PhaseHalted
 		s.HaltedAt = seq
 		s.Error = err.Error()
 	})
-	<-ctx.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case op := <-v.swapc:
+			if v.doSwap(ctx, op) {
+				return true
+			}
+		}
+	}
 }
 
 // SetState replaces the view's state with root as of seq (the SET_STATE
@@ -356,7 +427,11 @@ func (v *View) SetState(root statetree.Value, seq uint64) error {
 		return fmt.Errorf("view: SetState at seq %d beyond the log's head %d", seq, v.cfg.Log.LastSeq())
 	}
 	v.root, v.seq = root, seq
-	v.boundary.Store(&current{root, seq})
+	b := current{root, seq, *v.hash.Load()}
+	v.boundary.Store(&b)
+	v.ckptMu.Lock()
+	v.ckpts = []current{b}
+	v.ckptMu.Unlock()
 	v.publish()
 	return nil
 }
@@ -375,7 +450,7 @@ func (v *View) Snapshot() (uint64, error) {
 		return v.snapSeq.Load(), nil
 	}
 	start := time.Now()
-	if err := writeSnapshot(v.cfg.SnapshotDir, v.cfg.Name, v.cfg.Reducer.Hash(), b.seq, b.root, v.cfg.KeepSnapshots); err != nil {
+	if err := writeSnapshot(v.cfg.SnapshotDir, v.cfg.Name, b.hash, b.seq, b.root, v.cfg.KeepSnapshots); err != nil {
 		v.logger.Error("snapshot failed", "seq", b.seq, "error", err)
 		return 0, err
 	}

@@ -106,10 +106,12 @@ func TestSnapshotCrashReplay(t *testing.T) {
 	checkRestart := func(srv *proc, round int) apiView {
 		t.Helper()
 		t0 := time.Now()
-		from := startedFrom(t, srv)[view]
+		from := startedFrom(t, srv, view)[view]
 		got := waitViewsAtHead(t, srv, 0, view)[view]
 		took := time.Since(t0)
 		want := waitViewsAtHead(t, replay, got.Head, view)[view]
+		checkNoRejections(t, fmt.Sprintf("round %d restart", round), map[string]apiView{view: got})
+		checkNoRejections(t, fmt.Sprintf("round %d full replay", round), map[string]apiView{view: want})
 		if from != expectFrom {
 			t.Errorf("round %d: the view started from seq %d; the newest complete snapshot is at seq %d\n%s", round, from, expectFrom, srv.stderr)
 		}
@@ -124,8 +126,12 @@ func TestSnapshotCrashReplay(t *testing.T) {
 			t.Errorf("stopping the replay host: %v", err)
 		}
 		restarts = append(restarts, fmt.Sprintf("%d:snap%d+%d", got.Head, from, got.Head-from))
-		t.Logf("round %d: restarted from snapshot %d, replayed %d events to head %d (epoch %d) in %v; root %s matches the full replay",
-			round, from, got.Head-from, got.Head, abi.Epoch(got.Head), took.Round(time.Millisecond), got.RootHash[:16])
+		verdict := "matches the full replay"
+		if got.RootHash != want.RootHash {
+			verdict = "DIFFERS from the full replay " + want.RootHash[:16]
+		}
+		t.Logf("round %d: restarted from snapshot %d, replayed %d events to head %d (epoch %d) in %v; root %s %s",
+			round, from, got.Head-from, got.Head, abi.Epoch(got.Head), took.Round(time.Millisecond), got.RootHash[:16], verdict)
 		return got
 	}
 
@@ -133,6 +139,9 @@ func TestSnapshotCrashReplay(t *testing.T) {
 		if round == plantRound {
 			// A garbage temp file and a truncated copy of the newest snapshot
 			// under a newer seq: the restart must skip both.
+			if err := os.MkdirAll(snapDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.WriteFile(filepath.Join(snapDir, ".tmp-planted"), []byte("NODBSNAP garbage"), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -178,6 +187,7 @@ func TestSnapshotCrashReplay(t *testing.T) {
 				}
 			}
 			live := waitViewsAtHead(t, srv, 0, view)[view]
+			checkNoRejections(t, "live host", map[string]apiView{view: live})
 			liveState, _ := viewStateJSON(t, addr, view)
 			if err := srv.term(); err != nil {
 				t.Fatalf("graceful stop: %v\n%s", err, srv.stderr)
@@ -284,6 +294,9 @@ func TestSnapshotCrashReplay(t *testing.T) {
 	}
 	snaps, _ := snapshotFiles(t, dir, view)
 	t.Logf("%d events queued by producers over the run, final snapshots %v; total %v", queued, snaps, time.Since(start).Round(time.Millisecond))
+	if killsInTemp == 0 {
+		t.Errorf("no crash landed while a snapshot temp file existed: the test did not exercise a SIGKILL during a snapshot write")
+	}
 	if !slices.ContainsFunc(restarts, func(s string) bool { return !strings.Contains(s, ":snap0+") }) {
 		t.Errorf("no restart loaded a snapshot: the test did not exercise snapshot + tail")
 	}
