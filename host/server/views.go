@@ -37,15 +37,31 @@ func (s *Server) handleView(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleViewState serves GET /v1/views/{name}/state[?path=/json/pointer]:
+// handleViewState serves GET /v1/views/{name}/state[?path=/json/pointer][&at=SEQ]:
 // the whole state tree or the value at path, with the seq it reflects in the
-// X-Nodb-Seq header.
+// X-Nodb-Seq header. With at, the state as of that seq (time travel).
 func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
 	v := s.lookupView(w, r)
 	if v == nil {
 		return
 	}
 	root, seq := v.State()
+	if at := r.URL.Query().Get("at"); at != "" {
+		n, err := strconv.ParseUint(at, 10, 64)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "at=%q: want a seq (a non-negative integer)", at))
+			return
+		}
+		if n > seq {
+			httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q has applied events up to seq %d; seq %d is not reached yet", v.Name(), seq, n))
+			return
+		}
+		if root, err = v.StateAt(r.Context(), n); err != nil {
+			httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "state of %q at seq %d: %v", v.Name(), n, err))
+			return
+		}
+		seq = n
+	}
 	val := root
 	if p := r.URL.Query().Get("path"); p != "" && p != "/" {
 		path, err := statetree.ParsePath(p)

@@ -159,7 +159,7 @@ type View struct {
 	swapMu      sync.Mutex              // one swap at a time
 	swapc       chan *swapOp            // to Run
 	waitCancel  atomic.Pointer[context.CancelFunc]
-	done        chan struct{} // closed when Run returns
+	done        chan struct{}    // closed when Run returns
 	pendingBase *statetree.Value // Run: the root subscribers hold, until the next event carries the swap diff
 
 	ckptMu sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,11 +19,13 @@ import (
 
 func stateCmd() *cobra.Command {
 	var addr, path string
+	var at int64
 	cmd := &cobra.Command{
 		Use:   "state VIEW",
 		Short: "Print a view's state (or the value at --path) as JSON",
 		Example: `  nodb state todos
-  nodb state todos --path /todos/a1`,
+  nodb state todos --path /todos/a1
+  nodb state todos --at 1200`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			base, err := httpURL(addr)
@@ -32,6 +35,9 @@ func stateCmd() *cobra.Command {
 			q := url.Values{}
 			if path != "" {
 				q.Set("path", path)
+			}
+			if at >= 0 {
+				q.Set("at", strconv.FormatInt(at, 10))
 			}
 			u := base + "/v1/views/" + url.PathEscape(args[0]) + "/state"
 			if len(q) > 0 {
@@ -62,6 +68,7 @@ func stateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
 	cmd.Flags().StringVar(&path, "path", "", "JSON Pointer of the value to print (default: the whole state)")
+	cmd.Flags().Int64Var(&at, "at", -1, "print the state as of this seq (time travel; default: the current state)")
 	return cmd
 }
 

@@ -6,14 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/nodb-dev/nodb/host/deploy"
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/server"
-	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/plugins"
+	"github.com/nodb-dev/nodb/plugins/store"
 )
 
 func validatePlugins(specs []string) error {
@@ -36,22 +36,17 @@ func validatePlugins(specs []string) error {
 	return nil
 }
 
-// runningViews are the views of a host and the goroutines applying the log.
+// runningViews are the views of a host, run by the deploy manager.
 type runningViews struct {
-	rt     *plugins.Runtime
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	views  []*view.View
+	rt  *plugins.Runtime
+	mgr *deploy.Manager
 }
 
-// startViews compiles each --plugin, builds its view (loading a snapshot)
-// and starts applying the log to it.
+// startViews opens the plugin store (DATA/plugins), stores each --plugin
+// there, starts every view with its active version (the --plugin file, or a
+// version deployed since with the same command line) and registers the
+// plugin API.
 func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, srv *server.Server, logger hclog.Logger) (*runningViews, error) {
-	rv := &runningViews{}
-	if len(o.plugins) == 0 {
-		rv.cancel = func() {}
-		return rv, nil
-	}
 	rt, err := plugins.NewRuntime(ctx, plugins.Config{
 		CacheDir: filepath.Join(o.data, "cache", "wazero"),
 		Logger:   logger.Named("plugins"),
@@ -59,9 +54,17 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, srv *ser
 	if err != nil {
 		return nil, err
 	}
-	rv.rt = rt
-	vctx, cancel := context.WithCancel(context.Background())
-	rv.cancel = cancel
+	rv := &runningViews{rt: rt}
+	st, err := store.Open(filepath.Join(o.data, "plugins"), rt, 0)
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	rv.mgr = deploy.New(deploy.Config{
+		Store: st, Runtime: rt, Log: log, DataDir: o.data, SnapshotEvery: o.snapEvery,
+		AddView: srv.AddView, Logger: logger,
+	})
+	started := map[string]bool{}
 	for _, spec := range o.plugins {
 		name, file, _ := strings.Cut(spec, "=")
 		wasm, err := os.ReadFile(file)
@@ -69,51 +72,34 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, srv *ser
 			rv.stop()
 			return nil, fmt.Errorf("--plugin %s: %w", spec, err)
 		}
-		mod, err := rt.Compile(ctx, wasm)
+		sha, err := rv.mgr.Boot(ctx, name, wasm)
 		if err != nil {
 			rv.stop()
 			return nil, fmt.Errorf("--plugin %s: %w", spec, err)
 		}
-		red, err := view.NewWasmReducer(ctx, mod, name, plugins.InstanceConfig{})
-		if err != nil {
+		if _, err := rv.mgr.StartView(ctx, name, sha); err != nil {
 			rv.stop()
 			return nil, fmt.Errorf("--plugin %s: %w", spec, err)
 		}
-		v, err := view.New(view.Config{
-			Name:          name,
-			Reducer:       red,
-			Log:           log,
-			SnapshotDir:   filepath.Join(o.data, "snapshots"),
-			SnapshotEvery: o.snapEvery,
-			Logger:        logger.Named("view." + name),
-		})
-		if err != nil {
-			red.Close()
-			rv.stop()
-			return nil, err
-		}
-		rv.views = append(rv.views, v)
-		srv.AddView(v)
-		rv.wg.Add(1)
-		go func() {
-			defer rv.wg.Done()
-			if err := v.Run(vctx); err != nil {
-				logger.Error("view stopped", "view", name, "error", err)
-			}
-		}()
-		logger.Info("view started", "view", name, "plugin", red.Hash()[:16], "from_seq", v.Status().Seq)
+		started[name] = true
 	}
+	// Views deployed over the API run again after a restart.
+	for _, a := range st.Actives() {
+		if started[a.View] {
+			continue
+		}
+		if _, err := rv.mgr.StartView(ctx, a.View, a.SHA256); err != nil {
+			rv.stop()
+			return nil, fmt.Errorf("view %s (version %s from the plugin store): %w", a.View, a.SHA256[:12], err)
+		}
+	}
+	rv.mgr.Register(srv.Handle)
 	return rv, nil
 }
 
 func (rv *runningViews) stop() {
-	rv.cancel()
-	rv.wg.Wait()
-	for _, v := range rv.views {
-		// Leave the newest epoch-aligned state on disk for a fast restart.
-		if _, err := v.Snapshot(); err != nil {
-			v.FlushSnapshots()
-		}
+	if rv.mgr != nil {
+		rv.mgr.Stop()
 	}
 	if rv.rt != nil {
 		rv.rt.Close(context.Background())

@@ -1,0 +1,96 @@
+// Command v2same is the todos reducer refactored without changing results
+// (the toggle handler reads then writes through a helper). Tests build it to
+// check that an if-identical swap accepts an equivalent version.
+package main
+
+import (
+	"errors"
+
+	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
+)
+
+// Event types.
+const (
+	Add            = "todo/add"             // {id, text}
+	Toggle         = "todo/toggle"          // {id}
+	Rename         = "todo/rename"          // {id, text}
+	Delete         = "todo/delete"          // {id}
+	ClearCompleted = "todo/clear-completed" // {}
+)
+
+var errNoID = errors.New("todos: missing id")
+
+func path(e nodb.Event) (string, error) {
+	id := e.Str("id")
+	if id == "" {
+		return "", errNoID
+	}
+	return "/todos/" + nodb.Escape(id), nil
+}
+
+func init() {
+	nodb.On(Add, func(s *nodb.State, e nodb.Event) error {
+		p, err := path(e)
+		if err != nil {
+			return err
+		}
+		if s.Has(p) {
+			return errors.New("todos: duplicate id " + e.Str("id"))
+		}
+		return s.Set(p, nodb.Map("text", e.Str("text"), "done", false))
+	})
+	nodb.On(Toggle, func(s *nodb.State, e nodb.Event) error {
+		p, err := path(e)
+		if err != nil {
+			return err
+		}
+		if !s.Has(p) {
+			return nil // toggling a deleted todo is a no-op
+		}
+		return flip(s, p+"/done")
+	})
+	nodb.On(Rename, func(s *nodb.State, e nodb.Event) error {
+		p, err := path(e)
+		if err != nil {
+			return err
+		}
+		if !s.Has(p) {
+			return nil
+		}
+		return s.Set(p+"/text", e.Str("text"))
+	})
+	nodb.On(Delete, func(s *nodb.State, e nodb.Event) error {
+		p, err := path(e)
+		if err != nil {
+			return err
+		}
+		return s.Delete(p)
+	})
+	nodb.On(ClearCompleted, func(s *nodb.State, _ nodb.Event) error {
+		all, ok := s.Get("/todos")
+		if !ok {
+			return nil
+		}
+		var done []string
+		all.Each(func(id string, t nodb.Value) bool {
+			if t.Key("done").Bool() {
+				done = append(done, id)
+			}
+			return true
+		})
+		for _, id := range done {
+			if err := s.Delete("/todos/" + nodb.Escape(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// flip negates the boolean at p.
+func flip(s *nodb.State, p string) error {
+	cur := s.GetBool(p)
+	return s.Set(p, !cur)
+}
+
+func main() {}

@@ -1,0 +1,455 @@
+// Package deploy runs a host's reducer views from the plugin store and
+// serves the plugin API: upload, list and delete versions, activate one in a
+// view (shadow replay, compare, swap per policy), confirm, roll back, and dry
+// runs (the compatibility report). Long operations stream NDJSON: progress
+// lines {"type":"progress","seq","head","events_per_s","eta_s"} and a final
+// {"type":"report",…} (or {"type":"error",…}).
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/nodb-dev/nodb/host/eventlog"
+	"github.com/nodb-dev/nodb/host/view"
+	"github.com/nodb-dev/nodb/plugins"
+	"github.com/nodb-dev/nodb/plugins/store"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Store   *store.Store
+	Runtime *plugins.Runtime
+	Log     eventlog.Log
+	// DataDir holds the views' snapshots (DataDir/snapshots).
+	DataDir string
+	// SnapshotEvery is passed to each view.
+	SnapshotEvery uint64
+	// AddView makes a new view available to the API and subscribers.
+	AddView func(*view.View)
+	Logger  hclog.Logger
+}
+
+// Manager owns a host's reducer views and their versions.
+type Manager struct {
+	cfg    Config
+	logger hclog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	views   map[string]*entry
+	modules map[string]*plugins.Module // by sha256
+}
+
+type entry struct {
+	v       *view.View
+	busy    bool
+	pending *pending // a manual swap awaiting confirmation
+}
+
+type pending struct {
+	man    store.Manifest
+	red    view.Reducer
+	replay view.ReplayResult
+	report Report
+}
+
+// New creates a Manager.
+func New(cfg Config) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, modules: map[string]*plugins.Module{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m
+}
+
+// Store returns the manager's plugin store.
+func (m *Manager) Store() *store.Store { return m.cfg.Store }
+
+func (m *Manager) module(ctx context.Context, sha string) (store.Manifest, *plugins.Module, error) {
+	man, wasm, err := m.cfg.Store.Get(sha)
+	if err != nil {
+		return man, nil, err
+	}
+	m.mu.Lock()
+	mod := m.modules[sha]
+	m.mu.Unlock()
+	if mod != nil {
+		return man, mod, nil
+	}
+	mod, err = m.cfg.Runtime.Compile(ctx, wasm)
+	if err != nil {
+		return man, nil, err
+	}
+	m.mu.Lock()
+	if old := m.modules[sha]; old != nil {
+		mod.Close(ctx)
+		mod = old
+	} else {
+		m.modules[sha] = mod
+	}
+	m.mu.Unlock()
+	return man, mod, nil
+}
+
+// factory returns a Factory of the version sha for viewName.
+func (m *Manager) factory(viewName, sha string) view.Factory {
+	return func(ctx context.Context, startSeq uint64) (view.Reducer, error) {
+		man, mod, err := m.module(ctx, sha)
+		if err != nil {
+			return nil, err
+		}
+		return view.NewWasmReducer(ctx, mod, viewName, plugins.InstanceConfig{
+			MemoryLimitPages: man.Limits.MemoryPages,
+			EventTimeout:     time.Duration(man.Limits.EventTimeoutMS) * time.Millisecond,
+			StartSeq:         startSeq,
+			Logger:           m.logger.Named("plugin." + viewName),
+		})
+	}
+}
+
+// Boot stores the command-line plugin of a view and returns the version the
+// view should run: the file's, unless the same file was given at the last
+// start and another version was deployed since.
+func (m *Manager) Boot(ctx context.Context, name string, wasm []byte) (string, error) {
+	man, _, err := m.cfg.Store.Put(ctx, wasm, store.Manifest{Name: name})
+	if err != nil {
+		return "", err
+	}
+	if a, ok := m.cfg.Store.Active(name); ok && a.Boot == man.SHA256 {
+		return a.SHA256, nil
+	}
+	if err := m.cfg.Store.SetActive(name, man.SHA256, false, man.SHA256); err != nil {
+		return "", err
+	}
+	return man.SHA256, nil
+}
+
+// StartView builds view name with version sha (loading its snapshot) and
+// starts applying the log to it.
+func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, error) {
+	f := m.factory(name, sha)
+	red, err := f(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	v, err := view.New(view.Config{
+		Name:          name,
+		Reducer:       red,
+		Factory:       f,
+		Log:           m.cfg.Log,
+		SnapshotDir:   filepath.Join(m.cfg.DataDir, "snapshots"),
+		SnapshotEvery: m.cfg.SnapshotEvery,
+		Logger:        m.logger.Named("view." + name),
+	})
+	if err != nil {
+		red.Close()
+		return nil, err
+	}
+	m.mu.Lock()
+	m.views[name] = &entry{v: v}
+	m.mu.Unlock()
+	if m.cfg.AddView != nil {
+		m.cfg.AddView(v)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := v.Run(m.ctx); err != nil {
+			m.logger.Error("view stopped", "view", name, "error", err)
+		}
+	}()
+	m.logger.Info("view started", "view", name, "plugin", sha[:16], "from_seq", v.Status().Seq)
+	return v, nil
+}
+
+// Views returns the running views.
+func (m *Manager) Views() []*view.View {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*view.View, 0, len(m.views))
+	for _, e := range m.views {
+		out = append(out, e.v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// Stop stops every view, snapshots it and releases the compiled modules.
+func (m *Manager) Stop() {
+	m.cancel()
+	m.wg.Wait()
+	for _, v := range m.Views() {
+		if _, err := v.Snapshot(); err != nil {
+			v.FlushSnapshots()
+		}
+	}
+	m.mu.Lock()
+	for _, e := range m.views {
+		if e.pending != nil {
+			e.pending.red.Close()
+		}
+	}
+	for _, mod := range m.modules {
+		mod.Close(context.Background())
+	}
+	m.mu.Unlock()
+}
+
+// Report is the outcome of an activation, a confirmation or a rollback.
+type Report struct {
+	View   string `json:"view"`
+	SHA256 string `json:"sha256"`
+	Policy string `json:"policy"`
+	// Outcome is "swapped", "refused", "awaiting-confirm", "failed" or
+	// "started" (a new view).
+	Outcome string `json:"outcome"`
+	// ReplayMS is the shadow replay's time; TotalMS from the request to the
+	// outcome.
+	ReplayMS int64  `json:"replay_ms"`
+	TotalMS  int64  `json:"total_ms"`
+	Events   uint64 `json:"events"`
+	// Swap is the comparison with the live view (and the swap's figures).
+	Swap *view.SwapReport `json:"swap,omitempty"`
+	// Compare locates the first difference when the policy refused.
+	Compare *view.CompareReport `json:"compare,omitempty"`
+	Error   string              `json:"error,omitempty"`
+}
+
+// errBusy is returned when a view already has a swap in progress.
+var errBusy = errors.New("a swap of this view is already in progress; wait for it (or confirm/abandon the pending one)")
+
+func (m *Manager) acquire(name string) (*entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.views[name]
+	if e == nil {
+		return nil, nil
+	}
+	if e.busy {
+		return nil, errBusy
+	}
+	e.busy = true
+	return e, nil
+}
+
+func (m *Manager) release(e *entry) {
+	m.mu.Lock()
+	e.busy = false
+	m.mu.Unlock()
+}
+
+// Activate makes version sha the active reducer of view name with policy
+// (empty: the manifest's). A view that does not exist yet is started. For a
+// running view, the new version replays the whole log in the background
+// (progress goes to prog), catches up, is compared with the live view and
+// swapped in per policy; a failure leaves the live view untouched.
+func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress)) (Report, error) {
+	start := time.Now()
+	man, _, err := m.module(ctx, sha)
+	if err != nil {
+		return Report{}, err
+	}
+	if policy == "" {
+		policy = man.SwapPolicy
+	}
+	rep := Report{View: name, SHA256: sha, Policy: policy}
+	switch policy {
+	case store.PolicyAlways, store.PolicyIfIdentical, store.PolicyManual:
+	default:
+		return rep, fmt.Errorf("policy %q is unknown; use always, if-identical or manual", policy)
+	}
+	e, err := m.acquire(name)
+	if err != nil {
+		return rep, err
+	}
+	if e == nil {
+		if _, err := m.StartView(ctx, name, sha); err != nil {
+			return rep, err
+		}
+		rep.Outcome = "started"
+		return rep, m.cfg.Store.SetActive(name, sha, rollback, "")
+	}
+	defer m.release(e)
+	if e.pending != nil {
+		e.pending.red.Close()
+		e.pending = nil
+	}
+	f := m.factory(name, sha)
+	red, err := f(ctx, 0)
+	if err != nil {
+		return rep, err
+	}
+	res, err := view.Replay(ctx, view.ReplayConfig{Log: m.cfg.Log, Reducer: red, Progress: prog})
+	rep.ReplayMS, rep.Events = res.Elapsed.Milliseconds(), res.Events
+	if err != nil {
+		red.Close()
+		rep.Outcome, rep.Error = "failed", "shadow replay abandoned, the live view is untouched: "+err.Error()
+		rep.TotalMS = time.Since(start).Milliseconds()
+		return rep, nil
+	}
+	if policy == store.PolicyManual {
+		old, err := e.v.StateAt(ctx, res.Seq)
+		if err != nil {
+			red.Close()
+			return rep, err
+		}
+		sr := view.SwapReport{Seq: res.Seq, OldHash: old.Hash().String(), NewHash: res.Root.Hash().String(), OldPlugin: e.v.Hash(), NewPlugin: sha}
+		sr.Identical = sr.OldHash == sr.NewHash
+		if !sr.Identical {
+			sr.Changes = view.Changes(old, res.Root, 20)
+		}
+		rep.Swap, rep.Outcome = &sr, "awaiting-confirm"
+		rep.TotalMS = time.Since(start).Milliseconds()
+		e.pending = &pending{man: man, red: red, replay: res, report: rep}
+		return rep, nil
+	}
+	sr, err := e.v.Swap(ctx, view.SwapRequest{Reducer: red, Factory: f, Replay: res, IfIdentical: policy == store.PolicyIfIdentical})
+	rep.Swap = &sr
+	rep.TotalMS = time.Since(start).Milliseconds()
+	switch {
+	case errors.Is(err, view.ErrSwapRefused):
+		rep.Outcome, rep.Error = "refused", err.Error()
+		if cr, cerr := m.compare(ctx, name, e.v.Hash(), sha, sr.Seq, prog); cerr == nil {
+			rep.Compare = &cr
+		}
+		return rep, nil
+	case err != nil:
+		rep.Outcome, rep.Error = "failed", "the live view is untouched: "+err.Error()
+		return rep, nil
+	}
+	rep.Outcome = "swapped"
+	if err := m.cfg.Store.SetActive(name, sha, rollback, ""); err != nil {
+		return rep, fmt.Errorf("swapped, but recording the active version failed: %w", err)
+	}
+	return rep, nil
+}
+
+// Confirm performs a manual swap that is waiting.
+func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
+	e, err := m.acquire(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if e == nil {
+		return Report{}, fmt.Errorf("no view named %q", name)
+	}
+	defer m.release(e)
+	p := e.pending
+	if p == nil {
+		return Report{}, fmt.Errorf("view %q has no swap awaiting confirmation; activate a version with policy manual first", name)
+	}
+	e.pending = nil
+	start := time.Now()
+	rep := p.report
+	sr, err := e.v.Swap(ctx, view.SwapRequest{Reducer: p.red, Factory: m.factory(name, p.man.SHA256), Replay: p.replay})
+	rep.Swap = &sr
+	rep.TotalMS += time.Since(start).Milliseconds()
+	if err != nil {
+		rep.Outcome, rep.Error = "failed", err.Error()
+		return rep, nil
+	}
+	rep.Outcome = "swapped"
+	return rep, m.cfg.Store.SetActive(name, p.man.SHA256, false, "")
+}
+
+// Rollback activates the version that was active before the current one,
+// with policy always.
+func (m *Manager) Rollback(ctx context.Context, name string, prog func(view.Progress)) (Report, error) {
+	a, ok := m.cfg.Store.Active(name)
+	if !ok || len(a.History) == 0 {
+		return Report{}, fmt.Errorf("view %q has no previous version to roll back to", name)
+	}
+	return m.Activate(ctx, name, a.History[len(a.History)-1], store.PolicyAlways, true, prog)
+}
+
+// compare runs a dry run of version newSHA against oldSHA for view name.
+func (m *Manager) compare(ctx context.Context, name, oldSHA, newSHA string, to uint64, prog func(view.Progress)) (view.CompareReport, error) {
+	oldR, err := m.factory(name, oldSHA)(ctx, 0)
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer oldR.Close()
+	newR, err := m.factory(name, newSHA)(ctx, 0)
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer newR.Close()
+	return view.Compare(ctx, view.CompareConfig{Log: m.cfg.Log, Old: oldR, New: newR, To: to, Progress: prog})
+}
+
+// DryRun compares a candidate module (validated, not stored) with view
+// name's active version over the whole log.
+func (m *Manager) DryRun(ctx context.Context, name string, wasm []byte, prog func(view.Progress)) (view.CompareReport, error) {
+	m.mu.Lock()
+	e := m.views[name]
+	m.mu.Unlock()
+	if e == nil {
+		return view.CompareReport{}, fmt.Errorf("no view named %q", name)
+	}
+	man, err := m.cfg.Store.Validate(ctx, wasm, store.Manifest{Name: name})
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	mod, err := m.cfg.Runtime.Compile(ctx, wasm)
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer mod.Close(ctx)
+	oldR, err := m.factory(name, e.v.Hash())(ctx, 0)
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer oldR.Close()
+	newR, err := view.NewWasmReducer(ctx, mod, name, plugins.InstanceConfig{
+		MemoryLimitPages: man.Limits.MemoryPages,
+		Logger:           m.logger.Named("dry-run." + name),
+	})
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer newR.Close()
+	_, head := e.v.State()
+	return view.Compare(ctx, view.CompareConfig{Log: m.cfg.Log, Old: oldR, New: newR, To: head, Progress: prog})
+}
+
+// ndjson streams progress lines and a final object.
+type ndjson struct {
+	w   http.ResponseWriter
+	enc *json.Encoder
+	mu  sync.Mutex
+}
+
+func newNDJSON(w http.ResponseWriter) *ndjson {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &ndjson{w: w, enc: json.NewEncoder(w)}
+}
+
+func (n *ndjson) send(v any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.enc.Encode(v)
+	if f, ok := n.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (n *ndjson) progress(p view.Progress) {
+	n.send(struct {
+		Type string `json:"type"`
+		view.Progress
+	}{"progress", p})
+}

@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodb-dev/nodb/plugins"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	rt, err := plugins.NewRuntime(context.Background(), plugins.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	s, err := Open(t.TempDir(), rt, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func read(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func dirNames(t *testing.T, d string) []string {
+	t.Helper()
+	ents, _ := os.ReadDir(d)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestPutListActivateDelete(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	wasm := read(t, "../../examples/todos/todos.wasm")
+	m, stored, err := s.Put(ctx, wasm, Manifest{Name: "todos", Version: "1.0.0"})
+	if err != nil || !stored {
+		t.Fatalf("put: %v %v", stored, err)
+	}
+	sum := sha256.Sum256(wasm)
+	if m.SHA256 != hex.EncodeToString(sum[:]) || m.Kind != "reducer" || m.ABIVersion != 1 || m.SwapPolicy != PolicyIfIdentical || len(m.Consumes) == 0 {
+		t.Fatalf("manifest %+v", m)
+	}
+	if _, stored, _ := s.Put(ctx, wasm, Manifest{Name: "todos", Version: "again"}); stored {
+		t.Fatal("same bytes stored twice")
+	}
+	list, _ := s.List()
+	if len(list) != 1 || list[0].Version != "1.0.0" {
+		t.Fatalf("list %+v", list)
+	}
+	if got, err := s.Resolve("todos", "1.0.0"); err != nil || got.SHA256 != m.SHA256 {
+		t.Fatalf("resolve: %v", err)
+	}
+	if err := s.SetActive("todos", m.SHA256, false, m.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	var re *RejectError
+	if err := s.Delete(m.SHA256); !errors.As(err, &re) || !strings.Contains(err.Error(), "active") {
+		t.Fatalf("deleting the active version: %v", err)
+	}
+	// The active record survives a reopen.
+	s2, err := Open(s.dir, s.rt, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := s2.Active("todos"); !ok || a.SHA256 != m.SHA256 || a.Boot != m.SHA256 {
+		t.Fatalf("active after reopen: %+v %v", a, ok)
+	}
+	_, got, err := s2.Get(m.SHA256)
+	if err != nil || len(got) != len(wasm) {
+		t.Fatalf("get: %v", err)
+	}
+}
+
+func TestBadUploads(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	good := read(t, "../../examples/todos/todos.wasm")
+	cases := []struct {
+		name string
+		wasm []byte
+		m    Manifest
+		want string
+	}{
+		{"not wasm", []byte("hello, this is not a module"), Manifest{Name: "x"}, "not a WebAssembly module"},
+		{"wrong ABI", read(t, "../testdata/abiv2.wasm"), Manifest{Name: "x"}, "another ABI version"},
+		{"missing exports", read(t, "../testdata/noexports.wasm"), Manifest{Name: "x"}, "missing export"},
+		{"init traps", read(t, "../testdata/initpanic.wasm"), Manifest{Name: "x"}, "_initialize"},
+		{"too much memory", good, Manifest{Name: "x", Limits: Limits{MemoryPages: 1 << 20}}, "over the host's maximum"},
+		{"too long timeout", good, Manifest{Name: "x", Limits: Limits{EventTimeoutMS: 3_600_000}}, "event_timeout_ms"},
+		{"hash mismatch", good, Manifest{Name: "x", SHA256: strings.Repeat("ab", 32)}, "does not match"},
+		{"bad policy", good, Manifest{Name: "x", SwapPolicy: "sometimes"}, "swap_policy"},
+		{"bad kind", good, Manifest{Name: "x", Kind: "envoy"}, "kind"},
+		{"declared ABI", good, Manifest{Name: "x", ABIVersion: 2}, "ABI version 2"},
+	}
+	before := dirNames(t, s.dir)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, stored, err := s.Put(ctx, c.wasm, c.m)
+			var re *RejectError
+			if !errors.As(err, &re) || stored {
+				t.Fatalf("want a rejection, got %v (stored %v)", err, stored)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("rejection %q does not say %q", err, c.want)
+			}
+			t.Log(err)
+		})
+	}
+	if after := dirNames(t, s.dir); strings.Join(after, ",") != strings.Join(before, ",") {
+		t.Fatalf("rejected uploads changed the store: %v -> %v", before, after)
+	}
+	if list, _ := s.List(); len(list) != 0 {
+		t.Fatalf("list after rejections: %v", list)
+	}
+	_ = filepath.Join
+}
