@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,10 +85,26 @@ func startServe(t testing.TB, dir, addr string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			// Ask the Go runtime for every goroutine's stack before killing,
+			// so a hang in CI can be diagnosed from the log.
+			p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(3 * time.Second):
+			}
+			out := p.stderr.String()
+			if len(out) > 64<<10 {
+				out = out[len(out)-64<<10:]
+			}
+			t.Logf("nodb serve output (last 64 KiB):\n%s", out)
+		}
+		p.kill()
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
+		resp, err := testHTTP.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// testHTTP bounds every request of the tests: a hang fails in 30 s with the
+// server's goroutine dump instead of stalling the whole suite.
+var testHTTP = &http.Client{Timeout: 30 * time.Second}
+
 // todosWasm builds the example reducer once for the tests of this package.
 func todosWasm(t *testing.T) string {
 	t.Helper()
@@ -40,7 +44,7 @@ type viewStatus struct {
 
 func views(t *testing.T, addr string) map[string]viewStatus {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/v1/views")
+	resp, err := testHTTP.Get("http://" + addr + "/v1/views")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +63,7 @@ func views(t *testing.T, addr string) map[string]viewStatus {
 func postEvent(t *testing.T, addr, producer string, pseq uint64, typ, payload string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"producer":%q,"pseq":%d,"type":%q,"payload":%s}`, producer, pseq, typ, payload)
-	resp, err := http.Post("http://"+addr+"/v1/events", "application/json", strings.NewReader(body))
+	resp, err := testHTTP.Post("http://"+addr+"/v1/events", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

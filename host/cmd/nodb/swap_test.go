@@ -80,7 +80,7 @@ func stateAt(t *testing.T, addr string, at int64) ([]byte, uint64) {
 	if at >= 0 {
 		u += fmt.Sprintf("?at=%d", at)
 	}
-	resp, err := http.Get(u)
+	resp, err := testHTTP.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := http.Get("http://" + addr + "/v1/views/todos/state")
+				resp, err := testHTTP.Get("http://" + addr + "/v1/views/todos/state")
 				reads.Add(1)
 				if err != nil || resp.StatusCode != 200 {
 					failed.Add(1)
