@@ -70,6 +70,10 @@ func replayPlugin(t testing.TB, name string) string {
 	return filepath.Join(filepath.Dir(nodbBin), "wasm", name+".wasm")
 }
 
+// detHTTP bounds every API call of these tests, so that a host that stops
+// answering fails the test instead of hanging it.
+var detHTTP = &http.Client{Timeout: 20 * time.Second}
+
 // apiView is one entry of GET /v1/views.
 type apiView struct {
 	Name        string `json:"name"`
@@ -101,7 +105,7 @@ func checkNoRejections(t testing.TB, host string, vs map[string]apiView) {
 // getViews returns GET /v1/views by name.
 func getViews(t testing.TB, addr string) map[string]apiView {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/v1/views")
+	resp, err := detHTTP.Get("http://" + addr + "/v1/views")
 	if err != nil {
 		t.Fatalf("GET /v1/views: %v", err)
 	}
@@ -165,7 +169,7 @@ func waitViewsAtHead(t testing.TB, p *proc, head uint64, names ...string) map[st
 // viewStateJSON returns GET /v1/views/{name}/state and the seq it reflects.
 func viewStateJSON(t testing.TB, addr, name string) ([]byte, uint64) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/v1/views/" + name + "/state")
+	resp, err := detHTTP.Get("http://" + addr + "/v1/views/" + name + "/state")
 	if err != nil {
 		t.Fatalf("GET state of %s: %v", name, err)
 	}
