@@ -95,6 +95,20 @@ func TestInfiniteLoopTimesOut(t *testing.T) {
 	}
 }
 
+// TestInfiniteLoopRunsOutOfFuel: with a time limit too long to matter, an
+// endless loop still ends, by itself, when its fuel is gone — no goroutine
+// (which a stop-the-world pause could hold up) needs to intervene.
+func TestInfiniteLoopRunsOutOfFuel(t *testing.T) {
+	r := newRuntime(t, plugins.Config{EventTimeout: time.Hour})
+	i := instance(t, compile(t, r, "loop"), plugins.InstanceConfig{EventTimeout: time.Hour})
+	t0 := time.Now()
+	te := trapAt(t, i, ev(1, "x", "{}"))
+	if !errors.Is(te, plugins.ErrTimeout) || !strings.Contains(te.Error(), "loop iterations") {
+		t.Fatalf("not an out-of-fuel trap: %v", te)
+	}
+	t.Logf("out of fuel after %v: %v", time.Since(t0), te)
+}
+
 func TestGoReducerHogTimesOutOrTraps(t *testing.T) {
 	r := newRuntime(t, plugins.Config{EventTimeout: 200 * time.Millisecond, MaxMemoryPages: 1024})
 	i := instance(t, compile(t, r, "panic"), plugins.InstanceConfig{})

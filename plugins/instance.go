@@ -156,7 +156,7 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 	i.watch.timeout = cfg.EventTimeout
 	i.watch.stop = func() {
 		if i.stopG != nil {
-			i.stopG.Set(1)
+			i.stopG.Set(0) // no fuel left: the guest traps at its next loop
 		}
 	}
 	m.rt.wd.add(&i.watch)
@@ -195,7 +195,7 @@ func (i *Instance) instantiate(e uint64) error {
 		i.watch.mu.Lock()
 		i.stopG = g
 		if i.watch.fired && g != nil {
-			g.Set(1)
+			g.Set(0)
 		}
 		i.watch.mu.Unlock()
 		i.mod = mod
@@ -215,6 +215,24 @@ func (i *Instance) instantiate(e uint64) error {
 		return i.trap(0, "_initialize failed", err)
 	}
 	return nil
+}
+
+// refuel gives the guest a full tank for the next call, unless the watchdog
+// has already stopped it.
+func (i *Instance) refuel() {
+	i.watch.mu.Lock()
+	if i.stopG != nil && !i.watch.fired {
+		i.stopG.Set(Fuel)
+	}
+	i.watch.mu.Unlock()
+}
+
+// outOfFuel reports whether the guest used up its fuel (and the watchdog did
+// not take it away).
+func (i *Instance) outOfFuel() bool {
+	i.watch.mu.Lock()
+	defer i.watch.mu.Unlock()
+	return i.stopG != nil && !i.watch.fired && int32(i.stopG.Get()) <= 0
 }
 
 // beginCall resets the per-call state.
@@ -270,6 +288,7 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 	i.frame = frame
 	n := uint32(len(frame))
 	i.beginCall(ev.Time, 'e', ev.Seq, st)
+	i.refuel()
 	i.watch.begin()
 	err = i.call(n)
 	timedOut := i.watch.end()
@@ -323,6 +342,9 @@ func (i *Instance) trap(seq uint64, reason string, err error) error {
 	switch {
 	case timedOut:
 		te.Reason = fmt.Sprintf("exceeded the time limit of %v", i.cfg.EventTimeout)
+		te.Err = ErrTimeout
+	case i.outOfFuel():
+		te.Reason = fmt.Sprintf("exceeded its budget of %d loop iterations for one event", Fuel)
 		te.Err = ErrTimeout
 	case i.faultErr != nil:
 		te.Reason = "ABI violation"

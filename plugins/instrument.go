@@ -11,17 +11,34 @@ import (
 // leaves machine code to check the module's state in Go. Go guests are loops
 // all the way down (every Go function body is a loop over resume points), so
 // that costs several microseconds per event. Instead, Compile rewrites the
-// module: it adds a mutable i32 global, exported as stopExport, and inserts
+// module: it adds a mutable i32 global, exported as stopExport, that holds
+// the event's remaining *fuel*, and inserts
 //
-//	global.get $stop  if  unreachable  end
+//	fuel := fuel - 1;  if fuel <= 0 { unreachable }
 //
-// at the head of every loop. The watchdog sets the global to 1 when an event
-// runs over its time limit; the guest traps at its next loop iteration (a
+// at the head of every loop. The host refills the fuel (Fuel) before every
+// event and _initialize; the watchdog sets it to 0 when an event runs over
+// its time limit. The guest traps at its next loop iteration either way (a
 // loop-free run is bounded by its code size; unbounded recursion overflows
-// the stack). The check costs a load and a branch per iteration.
+// the stack).
+//
+// Why fuel and not only a flag the watchdog sets: compiled guest code cannot
+// be preempted by Go's scheduler, so a guest spinning in a loop holds off
+// every stop-the-world pause of the garbage collector, and the watchdog
+// goroutine itself stops at such a pause. With a flag alone, a hostile loop
+// that coincides with a GC freezes the whole host. Fuel runs out by itself,
+// with no goroutine involved, so every event ends within a bounded number
+// of loop iterations on any host (and, being counted, at the same point on
+// every host).
 
-// stopExport names the global the host adds to every module.
+// stopExport names the fuel global the host adds to every module.
 const stopExport = "__nodb_stop"
+
+// Fuel is the number of loop iterations one event (or one _initialize) may
+// run: about a second or two of guest work on this class of machine, far
+// above any reasonable reducer and well inside the default time limit's
+// order of magnitude.
+const Fuel = 1 << 30
 
 var errMalformed = errors.New("malformed module")
 
@@ -94,6 +111,18 @@ func (r *reader) limits() {
 	r.u32()
 	if flags&1 != 0 {
 		r.u32()
+	}
+}
+
+// appendS32 appends v as a signed LEB128.
+func appendS32(dst []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(dst, c)
+		}
+		dst = append(dst, c|0x80)
 	}
 }
 
@@ -174,8 +203,8 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
-	// The stop global: (global (mut i32) (i32.const 0)).
-	globalEntry := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	// The fuel global: (global (mut i32) (i32.const Fuel)).
+	globalEntry := append(appendS32([]byte{0x7f, 0x01, 0x41}, Fuel), 0x0b)
 	exportEntry := appendU32(nil, uint32(len(stopExport)))
 	exportEntry = append(exportEntry, stopExport...)
 	exportEntry = append(exportEntry, 0x03)
@@ -254,9 +283,15 @@ func countImportedGlobals(body []byte) (uint32, error) {
 
 // instrumentCode rewrites the code section.
 func instrumentCode(body []byte, stop uint32) ([]byte, error) {
-	check := []byte{0x23}
-	check = appendU32(check, stop)
-	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	// global.get $f; i32.const 1; i32.sub; global.set $f;
+	// global.get $f; i32.const 0; i32.le_s; if (empty) unreachable end
+	g := appendU32(nil, stop)
+	check := append([]byte{0x23}, g...)
+	check = append(check, 0x41, 0x01, 0x6b, 0x24)
+	check = append(check, g...)
+	check = append(check, 0x23)
+	check = append(check, g...)
+	check = append(check, 0x41, 0x00, 0x4c, 0x04, 0x40, 0x00, 0x0b)
 	r := &reader{b: body}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
