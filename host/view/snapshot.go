@@ -208,3 +208,16 @@ func readSnapshot(path string, pluginHash []byte) (*snapshot, error) {
 	}
 	return &snapshot{seq: binary.BigEndian.Uint64(data[44:]), root: root}, nil
 }
+
+// removeUnfinishedSnapshots deletes the temp files of snapshot writes that a
+// crash cut short. Called only when a view starts: the event log's lock
+// means no other host writes to this directory.
+func removeUnfinishedSnapshots(dir, view string, logger hclog.Logger) {
+	tmps, _ := filepath.Glob(filepath.Join(snapDir(dir, view), ".tmp-*"))
+	for _, t := range tmps {
+		os.Remove(t)
+	}
+	if len(tmps) > 0 {
+		logger.Info("removed unfinished snapshot writes", "files", len(tmps))
+	}
+}

@@ -203,6 +203,7 @@ func New(cfg Config) (*View, error) {
 	}
 	v.setStatus(func(s *Status) { s.Phase = PhaseStarting })
 	if cfg.SnapshotDir != "" {
+		removeUnfinishedSnapshots(cfg.SnapshotDir, cfg.Name, v.logger)
 		snap, err := loadNewestSnapshot(cfg.SnapshotDir, cfg.Name, cfg.Reducer.Hash(), v.logger)
 		if err != nil {
 			return nil, err
