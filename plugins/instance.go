@@ -81,6 +81,7 @@ type Instance struct {
 	instCtx context.Context // ctx plus the memory allocator, for instantiation
 	watch   watched
 	stopG   api.MutableGlobal // the current guest's stop global; guarded by watch.mu
+	fuelG   api.MutableGlobal // the current guest's fuel global
 	out     *output
 
 	// The current guest; replaced at epoch boundaries.
@@ -156,7 +157,7 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 	i.watch.timeout = cfg.EventTimeout
 	i.watch.stop = func() {
 		if i.stopG != nil {
-			i.stopG.Set(0) // no fuel left: the guest traps at its next loop
+			i.stopG.Set(1)
 		}
 	}
 	m.rt.wd.add(&i.watch)
@@ -195,8 +196,9 @@ func (i *Instance) instantiate(e uint64) error {
 		i.watch.mu.Lock()
 		i.stopG = g
 		if i.watch.fired && g != nil {
-			g.Set(0)
+			g.Set(1)
 		}
+		i.fuelG, _ = mod.ExportedGlobal(fuelExport).(api.MutableGlobal)
 		i.watch.mu.Unlock()
 		i.mod = mod
 		i.fnBuffer = mod.ExportedFunction(abi.ExportBuffer)
@@ -217,22 +219,16 @@ func (i *Instance) instantiate(e uint64) error {
 	return nil
 }
 
-// refuel gives the guest a full tank for the next call, unless the watchdog
-// has already stopped it.
+// refuel gives the guest a full tank for the next call.
 func (i *Instance) refuel() {
-	i.watch.mu.Lock()
-	if i.stopG != nil && !i.watch.fired {
-		i.stopG.Set(Fuel)
+	if i.fuelG != nil {
+		i.fuelG.Set(Fuel)
 	}
-	i.watch.mu.Unlock()
 }
 
-// outOfFuel reports whether the guest used up its fuel (and the watchdog did
-// not take it away).
+// outOfFuel reports whether the guest used up its fuel.
 func (i *Instance) outOfFuel() bool {
-	i.watch.mu.Lock()
-	defer i.watch.mu.Unlock()
-	return i.stopG != nil && !i.watch.fired && int32(i.stopG.Get()) <= 0
+	return i.fuelG != nil && uint32(i.fuelG.Get()) == 0
 }
 
 // beginCall resets the per-call state.

@@ -11,16 +11,19 @@ import (
 // leaves machine code to check the module's state in Go. Go guests are loops
 // all the way down (every Go function body is a loop over resume points), so
 // that costs several microseconds per event. Instead, Compile rewrites the
-// module: it adds a mutable i32 global, exported as stopExport, that holds
-// the event's remaining *fuel*, and inserts
+// module: it adds two mutable i32 globals, a stop flag exported as
+// stopExport and the event's remaining *fuel* exported as fuelExport, and
+// inserts
 //
-//	fuel := fuel - 1;  if fuel <= 0 { unreachable }
+//	if stop { unreachable };  fuel = fuel - 1;  if fuel == 0 { unreachable }
 //
 // at the head of every loop. The host refills the fuel (Fuel) before every
-// event and _initialize; the watchdog sets it to 0 when an event runs over
-// its time limit. The guest traps at its next loop iteration either way (a
-// loop-free run is bounded by its code size; unbounded recursion overflows
-// the stack).
+// event and _initialize; the watchdog sets the stop flag when an event runs
+// over its time limit. The guest traps at its next loop iteration either way
+// (a loop-free run is bounded by its code size; unbounded recursion overflows
+// the stack). The flag is separate from the fuel because the guest writes
+// the fuel: a compiler may keep it in a register, and a host write to it
+// could be lost; the guest only ever reads the flag.
 //
 // Why fuel and not only a flag the watchdog sets: compiled guest code cannot
 // be preempted by Go's scheduler, so a guest spinning in a loop holds off
@@ -31,8 +34,11 @@ import (
 // of loop iterations on any host (and, being counted, at the same point on
 // every host).
 
-// stopExport names the fuel global the host adds to every module.
-const stopExport = "__nodb_stop"
+// stopExport and fuelExport name the globals the host adds to every module.
+const (
+	stopExport = "__nodb_stop"
+	fuelExport = "__nodb_fuel"
+)
 
 // Fuel is the number of loop iterations one event (or one _initialize) may
 // run: about a second or two of guest work on this class of machine, far
@@ -203,29 +209,41 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
-	// The fuel global: (global (mut i32) (i32.const Fuel)).
-	globalEntry := append(appendS32([]byte{0x7f, 0x01, 0x41}, Fuel), 0x0b)
-	exportEntry := appendU32(nil, uint32(len(stopExport)))
-	exportEntry = append(exportEntry, stopExport...)
-	exportEntry = append(exportEntry, 0x03)
-	exportEntry = appendU32(exportEntry, stop)
+	// (global $stop (mut i32) (i32.const 0)) (global $fuel (mut i32) (i32.const Fuel))
+	globalEntries := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	globalEntries = append(appendS32(append(globalEntries, 0x7f, 0x01, 0x41), Fuel), 0x0b)
+	exportEntry := func(name string, idx uint32) []byte {
+		e := appendU32(nil, uint32(len(name)))
+		e = append(e, name...)
+		e = append(e, 0x03)
+		return appendU32(e, idx)
+	}
+	exportEntries := append(exportEntry(stopExport, stop), exportEntry(fuelExport, stop+1)...)
+	newVec := func(items []byte) []byte { return append(appendU32(nil, 2), items...) }
+	addItems := func(body, items []byte) []byte {
+		r := &reader{b: body}
+		n := r.u32()
+		out := appendU32(nil, n+2)
+		out = append(out, body[r.pos:]...)
+		return append(out, items...)
+	}
 	doneGlobal, doneExport := false, false
 	for _, s := range secs {
 		rank := sectionRank[s.id]
 		if s.id != 0 && !doneGlobal && rank > sectionRank[6] {
-			emit(6, append(appendU32(nil, 1), globalEntry...))
+			emit(6, newVec(globalEntries))
 			doneGlobal = true
 		}
 		if s.id != 0 && !doneExport && rank > sectionRank[7] {
-			emit(7, append(appendU32(nil, 1), exportEntry...))
+			emit(7, newVec(exportEntries))
 			doneExport = true
 		}
 		switch s.id {
 		case 6:
-			emit(6, appendVecItem(s.body, globalEntry))
+			emit(6, addItems(s.body, globalEntries))
 			doneGlobal = true
 		case 7:
-			emit(7, appendVecItem(s.body, exportEntry))
+			emit(7, addItems(s.body, exportEntries))
 			doneExport = true
 		case 10:
 			body, err := instrumentCode(s.body, stop)
@@ -238,10 +256,10 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		}
 	}
 	if !doneGlobal {
-		emit(6, append(appendU32(nil, 1), globalEntry...))
+		emit(6, newVec(globalEntries))
 	}
 	if !doneExport {
-		emit(7, append(appendU32(nil, 1), exportEntry...))
+		emit(7, newVec(exportEntries))
 	}
 	return out, minPages, nil
 }
@@ -283,15 +301,18 @@ func countImportedGlobals(body []byte) (uint32, error) {
 
 // instrumentCode rewrites the code section.
 func instrumentCode(body []byte, stop uint32) ([]byte, error) {
-	// global.get $f; i32.const 1; i32.sub; global.set $f;
-	// global.get $f; i32.const 0; i32.le_s; if (empty) unreachable end
-	g := appendU32(nil, stop)
-	check := append([]byte{0x23}, g...)
+	// global.get $stop; if (empty) unreachable end;
+	// global.get $fuel; i32.const 1; i32.sub; global.set $fuel;
+	// global.get $fuel; i32.eqz; if (empty) unreachable end
+	st, f := appendU32(nil, stop), appendU32(nil, stop+1)
+	check := append([]byte{0x23}, st...)
+	check = append(check, 0x04, 0x40, 0x00, 0x0b, 0x23)
+	check = append(check, f...)
 	check = append(check, 0x41, 0x01, 0x6b, 0x24)
-	check = append(check, g...)
+	check = append(check, f...)
 	check = append(check, 0x23)
-	check = append(check, g...)
-	check = append(check, 0x41, 0x00, 0x4c, 0x04, 0x40, 0x00, 0x0b)
+	check = append(check, f...)
+	check = append(check, 0x45, 0x04, 0x40, 0x00, 0x0b)
 	r := &reader{b: body}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
