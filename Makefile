@@ -38,7 +38,7 @@ test-go:
 # The JavaScript client's unit tests, Node.js interop/resume tests and the
 # browser test (Debian chromium via playwright-core). Needs Node.js 20+.
 test-e2e: build
-	NODB_BIN=$(BIN) e2e/run.sh
+	NODB_BIN=$(CURDIR)/$(BIN) e2e/run.sh
 
 run: build
 	$(BIN) serve --data $(DATA) --addr $(ADDR) --plugin todos=examples/todos/todos.wasm $(if $(wildcard examples/todos/web/index.html),--web examples/todos/web)
