@@ -36,7 +36,12 @@ type Config struct {
 	SnapshotEvery uint64
 	// AddView makes a new view available to the API and subscribers.
 	AddView func(*view.View)
-	Logger  hclog.Logger
+	// RecordSwap, when set, appends a control event recording a completed
+	// swap to the history (who can audit what ran when). The event is also
+	// what carries the swap's diff to subscribers: a view folds the diff into
+	// the update of the first event after the swap.
+	RecordSwap func(ctx context.Context, view, from, to string) error
+	Logger     hclog.Logger
 }
 
 // Manager owns a host's reducer views and their versions.
@@ -331,6 +336,7 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 		return rep, nil
 	}
 	rep.Outcome = "swapped"
+	m.recordSwap(ctx, name, sr.OldPlugin, sha)
 	if err := m.cfg.Store.SetActive(name, sha, rollback, ""); err != nil {
 		return rep, fmt.Errorf("swapped, but recording the active version failed: %w", err)
 	}
@@ -362,7 +368,17 @@ func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
 		return rep, nil
 	}
 	rep.Outcome = "swapped"
+	m.recordSwap(ctx, name, sr.OldPlugin, p.man.SHA256)
 	return rep, m.cfg.Store.SetActive(name, p.man.SHA256, false, "")
+}
+
+func (m *Manager) recordSwap(ctx context.Context, name, from, to string) {
+	if m.cfg.RecordSwap == nil {
+		return
+	}
+	if err := m.cfg.RecordSwap(ctx, name, from, to); err != nil {
+		m.logger.Warn("could not record the swap in the history; subscribers get the swap's patch with the next event", "view", name, "error", err)
+	}
 }
 
 // Rollback activates the version that was active before the current one,

@@ -128,7 +128,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		<-serveErr
 		return err
 	}
-	views, err := startViews(ctx, o, elog, srv, logger)
+	views, err := startViews(ctx, o, elog, chron, srv, logger)
 	if err != nil {
 		chron.Close()
 		elog.Close()

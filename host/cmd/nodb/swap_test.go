@@ -313,6 +313,23 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"swapped"`) {
 		t.Fatalf("rollback: exit %d\n%s%s", code, out, errOut)
 	}
+	// No publisher runs now, yet the rollback reaches the subscriber: the
+	// host records each swap as a "nodb/swap" event, which carries the patch.
+	body, seq = stateAt(t, addr, -1)
+	want, _ = statetree.FromJSON(body)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		sub.mu.Lock()
+		same := sub.state.Hash() == want.Hash()
+		s := sub.seq
+		sub.mu.Unlock()
+		if same {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the rollback the subscriber (seq %d) never received the swap's patch (host at seq %d)", s, seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	rep, code = deployCLI(t, addr, same, "if-identical")
 	if code != 0 || rep.Outcome != "swapped" || !rep.Swap.Identical {
 		t.Fatalf("if-identical with an equivalent version: exit %d %+v", code, rep)

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/chronicler"
 	"github.com/nodb-dev/nodb/host/deploy"
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/server"
@@ -46,7 +50,7 @@ type runningViews struct {
 // there, starts every view with its active version (the --plugin file, or a
 // version deployed since with the same command line) and registers the
 // plugin API.
-func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, srv *server.Server, logger hclog.Logger) (*runningViews, error) {
+func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *chronicler.Chronicler, srv *server.Server, logger hclog.Logger) (*runningViews, error) {
 	rt, err := plugins.NewRuntime(ctx, plugins.Config{
 		CacheDir: filepath.Join(o.data, "cache", "wazero"),
 		Logger:   logger.Named("plugins"),
@@ -63,6 +67,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, srv *ser
 	rv.mgr = deploy.New(deploy.Config{
 		Store: st, Runtime: rt, Log: log, DataDir: o.data, SnapshotEvery: o.snapEvery,
 		AddView: srv.AddView, Logger: logger,
+		RecordSwap: swapRecorder(chron),
 	})
 	started := map[string]bool{}
 	for _, spec := range o.plugins {
@@ -103,5 +108,25 @@ func (rv *runningViews) stop() {
 	}
 	if rv.rt != nil {
 		rv.rt.Close(context.Background())
+	}
+}
+
+// The producer under which the host records its own control events.
+const hostProducer = "nodb.host"
+
+// swapRecorder returns a deploy.Config.RecordSwap that appends a "nodb/swap"
+// event {view, from, to} through the chronicler, under hostProducer.
+func swapRecorder(chron *chronicler.Chronicler) func(ctx context.Context, view, from, to string) error {
+	var mu sync.Mutex // one pseq at a time
+	return func(ctx context.Context, view, from, to string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		last, _, _ := chron.ProducerInfo(hostProducer)
+		payload, err := json.Marshal(map[string]string{"view": view, "from": from, "to": to})
+		if err != nil {
+			return err
+		}
+		_, err = chron.Publish(ctx, wire.Event{Producer: hostProducer, PSeq: last + 1, Type: "nodb/swap", Payload: payload})
+		return err
 	}
 }
