@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestManualSwapAndFailingShadow: a manual activation replays and waits,
+// changing nothing until confirmed; a candidate that fails during its shadow
+// replay (an endless loop) is abandoned with a report, and the live view is
+// untouched.
+func TestManualSwapAndFailingShadow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	startServe(t, dir, addr, "--plugin", "todos="+todosWasm(t))
+	for i := uint64(1); i <= 20; i++ {
+		postEvent(t, addr, "m", i, "todo/add", fmt.Sprintf(`{"id":"t%d","text":"x"}`, i))
+	}
+	waitSeq := func(seq uint64) {
+		for deadline := time.Now().Add(20 * time.Second); views(t, addr)["todos"].Seq < seq; {
+			if time.Now().After(deadline) {
+				t.Fatalf("todos did not reach seq %d", seq)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitSeq(20)
+	before := views(t, addr)["todos"].RootHash
+
+	// manual: replayed and compared, but nothing changes until confirmed.
+	rep, code := deployCLI(t, addr, reducerWasm(t, "v2changed"), "manual")
+	if code != 0 || rep.Outcome != "awaiting-confirm" || rep.Swap.Identical {
+		t.Fatalf("manual activation: exit %d %+v", code, rep)
+	}
+	if h := views(t, addr)["todos"].RootHash; h != before {
+		t.Fatal("a manual activation changed the view before confirmation")
+	}
+	resp, err := testHTTP.Post("http://"+addr+"/v1/views/todos/confirm", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"swapped"`) {
+		t.Fatalf("confirm: %s %s", resp.Status, body)
+	}
+	// The swap is recorded as an event, after which the view reflects v2.
+	waitSeq(21)
+	swapped := views(t, addr)["todos"].RootHash
+	if swapped == before {
+		t.Fatal("confirming did not change the view")
+	}
+
+	// A candidate that loops forever fails in its shadow replay: abandoned
+	// with a report; the live view keeps its reducer and state.
+	rep, code = deployCLI(t, addr, "../../../plugins/testdata/loop.wasm", "always")
+	if code == 0 || rep.Outcome == "swapped" {
+		t.Fatalf("a looping candidate was swapped in: exit %d %+v", code, rep)
+	}
+	t.Logf("looping candidate: outcome %q: %s", rep.Outcome, rep.Error)
+	vs := views(t, addr)["todos"]
+	if vs.RootHash != swapped || vs.Status == "halted" {
+		t.Fatalf("the failed shadow touched the live view: %+v", vs)
+	}
+	postEvent(t, addr, "m", 21, "todo/add", `{"id":"after","text":"still live"}`)
+	waitSeq(22)
+}
