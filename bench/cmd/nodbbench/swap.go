@@ -30,6 +30,7 @@ import (
 var (
 	swapEvents  = flag.Int("swap.events", 1_000_000, "swap: events in the log (-quick: 100000)")
 	swapReaders = flag.Int("swap.readers", 2, "swap: goroutines polling GET /v1/views/todos/state during the swap")
+	swapReadGap = flag.Duration("swap.read-interval", 50*time.Millisecond, "swap: pause between one reader's requests (0: back to back)")
 )
 
 func init() {
@@ -329,8 +330,10 @@ func activate(ctx context.Context, base, sha string) (*swapActivateReport, int, 
 	return nil, progress, fmt.Errorf("activate: the answer ended without a report")
 }
 
-// pollState GETs url back to back until ctx ends, counting failures
-// (transport errors and non-200 answers).
+// pollState GETs url every -swap.read-interval until ctx ends, counting
+// failures (transport errors and non-200 answers). Each read returns the
+// whole todos state (~10k todos at 1M events); back to back, two readers
+// would take a core of this 2-core machine away from the replay.
 func pollState(ctx context.Context, url string, st *swapReads) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	fail := func(msg string) {
@@ -338,6 +341,13 @@ func pollState(ctx context.Context, url string, st *swapReads) {
 		st.firstErr.CompareAndSwap(nil, msg)
 	}
 	for ctx.Err() == nil {
+		if *swapReadGap > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(*swapReadGap):
+			}
+		}
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		t := time.Now()
 		resp, err := client.Do(req)
@@ -372,7 +382,7 @@ func pollState(ctx context.Context, url string, st *swapReads) {
 }
 
 func printSwap(env *Env, scale string, head uint64, readers int, swapDur time.Duration, r restart, rep *swapActivateReport, reads *swapReads) {
-	fmt.Printf("\nswap: todos view hot-swapped to an equivalent version over %d events, %d readers polling its state\n\n", head, readers)
+	fmt.Printf("\nswap: todos view hot-swapped to an equivalent version over %d events, %d readers polling its whole state every %v\n\n", head, readers, *swapReadGap)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\ttime\tnotes")
 	fmt.Fprintf(tw, "swap (activate → report)\t%s\tpolicy always, outcome %s; server: total %d ms, shadow replay %d ms\n",
