@@ -93,6 +93,22 @@ func (p *progressPrinter) done() {
 	}
 }
 
+// longOperation sends a request whose answer is an NDJSON progress stream
+// (activate, rollback, dry-run), shows the progress as label, prints the
+// final report and returns it.
+func longOperation(ctx context.Context, method, u string, body io.Reader, hdr map[string]string, label string, quiet bool) (json.RawMessage, error) {
+	resp, err := doAPI(ctx, method, u, body, hdr)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := streamReport(resp, newProgress(label, quiet))
+	if err != nil {
+		return nil, err
+	}
+	printJSON(raw)
+	return raw, nil
+}
+
 // streamReport reads an NDJSON stream of progress lines and a final report
 // or error; it returns the report's raw JSON.
 func streamReport(resp *http.Response, p *progressPrinter) (json.RawMessage, error) {
@@ -211,15 +227,11 @@ refused or failed (the live view is then untouched).`,
 				return nil
 			}
 			body, _ := json.Marshal(map[string]string{"sha256": up.Manifest.SHA256, "policy": policy})
-			resp, err = doAPI(ctx, "POST", base+"/v1/views/"+url.PathEscape(name)+"/activate", bytes.NewReader(body), map[string]string{"Content-Type": "application/json"})
+			raw, err := longOperation(ctx, "POST", base+"/v1/views/"+url.PathEscape(name)+"/activate", bytes.NewReader(body),
+				map[string]string{"Content-Type": "application/json"}, "replaying "+name, quiet)
 			if err != nil {
 				return err
 			}
-			raw, err := streamReport(resp, newProgress("replaying "+name, quiet))
-			if err != nil {
-				return err
-			}
-			printJSON(raw)
 			return outcomeErr(raw)
 		},
 	}
@@ -310,15 +322,11 @@ is stored or swapped. Exit status 3 when the states differ.`,
 			if err != nil {
 				return err
 			}
-			resp, err := doAPI(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/dry-run", bytes.NewReader(wasm), map[string]string{"Content-Type": "application/wasm"})
+			raw, err := longOperation(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/dry-run", bytes.NewReader(wasm),
+				map[string]string{"Content-Type": "application/wasm"}, "comparing "+viewName, quiet)
 			if err != nil {
 				return err
 			}
-			raw, err := streamReport(resp, newProgress("comparing "+viewName, quiet))
-			if err != nil {
-				return err
-			}
-			printJSON(raw)
 			var r struct {
 				Identical bool   `json:"identical"`
 				FirstDiff uint64 `json:"first_diff"`
@@ -355,15 +363,10 @@ func rollbackCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := doAPI(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/rollback", nil, nil)
+			raw, err := longOperation(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/rollback", nil, nil, "replaying "+viewName, quiet)
 			if err != nil {
 				return err
 			}
-			raw, err := streamReport(resp, newProgress("replaying "+viewName, quiet))
-			if err != nil {
-				return err
-			}
-			printJSON(raw)
 			return outcomeErr(raw)
 		},
 	}
