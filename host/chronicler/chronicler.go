@@ -354,8 +354,8 @@ func (c *Chronicler) commit() {
 	}
 	c.pmu.Unlock()
 	c.lastTime = now
+	m := c.cfg.Metrics
 	if len(c.recs) > 0 {
-		m := c.cfg.Metrics
 		start := time.Now()
 		err := c.log.Append(context.Background(), c.recs)
 		if m != nil {
@@ -373,7 +373,6 @@ func (c *Chronicler) commit() {
 			}
 		}
 	}
-	m := c.cfg.Metrics
 	now2 := time.Now()
 	for i, r := range batch {
 		res := c.res[i]

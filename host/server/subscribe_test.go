@@ -202,7 +202,6 @@ func TestSlowConsumerDoesNotStallOthers(t *testing.T) {
 	send(t, fast, `{"type":"subscribe","id":1,"view":"kv"}`)
 	first := nextView(t, fast)
 	doc, err := statetree.FromJSON(first.State)
-	_ = err
 	if err != nil {
 		t.Fatal(err)
 	}
