@@ -47,7 +47,46 @@ const (
 	// FuncSetError sets the message of the error the current nodb_reduce call
 	// is about to return: (msg_ptr i32, msg_len i32) -> ().
 	FuncSetError = "set_error"
+	// FuncInput declares an upstream view the plugin reads, which makes it a
+	// cascade: (name_ptr i32, name_len i32) -> status i32. Only valid during
+	// _initialize; the order of the declarations is the order in which the
+	// patches of one seq are delivered.
+	FuncInput = "input"
+	// FuncInputGet reads the value at a path of an input's state as of the
+	// patch being reduced: (name_ptr, name_len, path_ptr, path_len, buf_ptr,
+	// buf_cap i32) -> i32, with the results of FuncStateGet.
+	FuncInputGet = "input_get"
 )
+
+// Cascades (ABI.md section 13).
+const (
+	// TypePatch is the event type of the frames a cascade receives: one
+	// input's changes at one seq. The frame's producer is the input's name
+	// and its payload a CBOR array of RFC 6902 operations, each a map with
+	// "op" ("add", "remove" or "replace"), "path" and, except for remove,
+	// "value".
+	TypePatch = "nodb/patch"
+	// MaxInputs bounds the inputs a cascade declares.
+	MaxInputs = 16
+	// MaxNameSize bounds a view name.
+	MaxNameSize = 128
+)
+
+// ValidViewName reports whether name may name a view (and so a cascade's
+// input): 1 to MaxNameSize bytes of ASCII letters, digits, '-', '_' and '.',
+// not starting with '.'.
+func ValidViewName(name string) bool {
+	if len(name) == 0 || len(name) > MaxNameSize || name[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // Guest exports.
 const (

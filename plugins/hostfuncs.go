@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
@@ -59,6 +60,8 @@ var nodbFuncs = map[string]signature{
 	abi.FuncStateDelete: sig([]api.ValueType{i32, i32}, i32),
 	abi.FuncLog:         sig([]api.ValueType{i32, i32, i32}),
 	abi.FuncSetError:    sig([]api.ValueType{i32, i32}),
+	abi.FuncInput:       sig([]api.ValueType{i32, i32}, i32),
+	abi.FuncInputGet:    sig([]api.ValueType{i32, i32, i32, i32, i32, i32}, i32),
 }
 
 var nodbImpl = map[string]api.GoModuleFunc{
@@ -69,6 +72,8 @@ var nodbImpl = map[string]api.GoModuleFunc{
 	abi.FuncStateDelete: hostStateDelete,
 	abi.FuncLog:         hostLog,
 	abi.FuncSetError:    hostSetError,
+	abi.FuncInput:       hostInput,
+	abi.FuncInputGet:    hostInputGet,
 }
 
 // instantiateHostModules defines nodb_v1 and the WASI subset in a runtime.
@@ -140,9 +145,84 @@ func hostConsume(ctx context.Context, mod api.Module, stack []uint64) {
 	case len(i.declared) >= abi.MaxConsumes:
 		ret(stack, abi.StatusTooLarge)
 	default:
-		i.declared = append(i.declared, string(b))
+		if i.probe {
+			i.declared = append(i.declared, string(b))
+		}
 		ret(stack, abi.StatusOK)
 	}
+}
+
+// hostInput declares an upstream view: the plugin is a cascade.
+func hostInput(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	b := i.read(mod, abi.FuncInput, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	switch {
+	case !i.initializing:
+		ret(stack, abi.StatusBadState)
+	case !abi.ValidViewName(string(b)):
+		ret(stack, abi.StatusInvalidValue)
+	case len(i.inputs) >= abi.MaxInputs:
+		ret(stack, abi.StatusTooLarge)
+	default:
+		if i.probe && !slices.Contains(i.inputs, string(b)) {
+			i.inputs = append(i.inputs, string(b))
+		}
+		ret(stack, abi.StatusOK)
+	}
+}
+
+// InputState is implemented by the State given to a cascade's calls: it
+// reads the cascade's inputs as of the patch being reduced.
+type InputState interface {
+	// InputGet returns the CBOR encoding of the value at path of input's
+	// state, ok=false if there is none. An unknown input is
+	// abi.StatusNotFound.
+	InputGet(input, path string) (value []byte, ok bool, err error)
+}
+
+func hostInputGet(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	name := i.read(mod, abi.FuncInputGet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	p, st := i.path(mod, abi.FuncInputGet, api.DecodeU32(stack[2]), api.DecodeU32(stack[3]))
+	bufPtr, bufCap := api.DecodeU32(stack[4]), api.DecodeU32(stack[5])
+	buf := i.read(mod, abi.FuncInputGet, bufPtr, bufCap)
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	is, ok := i.state.(InputState)
+	if i.state == nil || !ok {
+		ret(stack, abi.StatusBadState)
+		return
+	}
+	key := string(name) + "\x00" + p
+	var v []byte
+	if i.pendingInput == key && i.pending != nil {
+		v = i.pending
+	} else {
+		var found bool
+		var err error
+		v, found, err = is.InputGet(string(name), p)
+		if err != nil {
+			ret(stack, i.statusOf(err))
+			return
+		}
+		if !found {
+			ret(stack, abi.StatusNotFound)
+			return
+		}
+	}
+	if len(v) > abi.MaxValueSize {
+		ret(stack, abi.StatusTooLarge)
+		return
+	}
+	if uint32(len(v)) > bufCap {
+		i.pendingPath, i.pendingInput, i.pending = "", key, v
+	} else {
+		copy(buf, v)
+		i.pendingPath, i.pendingInput, i.pending = "", "", nil
+	}
+	stack[0] = api.EncodeI32(int32(len(v)))
 }
 
 func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
@@ -159,7 +239,7 @@ func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	var v []byte
-	if i.pendingPath == p && i.pending != nil {
+	if i.pendingPath == p && i.pendingInput == "" && i.pending != nil {
 		v = i.pending // the retry of a get whose value did not fit
 	} else {
 		var ok bool
@@ -179,10 +259,10 @@ func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	if uint32(len(v)) > bufCap {
-		i.pendingPath, i.pending = p, v
+		i.pendingPath, i.pendingInput, i.pending = p, "", v
 	} else {
 		copy(buf, v)
-		i.pendingPath, i.pending = "", nil
+		i.pendingPath, i.pendingInput, i.pending = "", "", nil
 	}
 	stack[0] = api.EncodeI32(int32(len(v)))
 }
@@ -191,7 +271,7 @@ func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
 	p, st := i.path(mod, abi.FuncStateSet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	v := i.read(mod, abi.FuncStateSet, api.DecodeU32(stack[2]), api.DecodeU32(stack[3]))
-	i.pendingPath, i.pending = "", nil
+	i.pendingPath, i.pendingInput, i.pending = "", "", nil
 	if st != abi.StatusOK {
 		ret(stack, st)
 		return
@@ -210,7 +290,7 @@ func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
 func hostStateDelete(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
 	p, st := i.path(mod, abi.FuncStateDelete, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
-	i.pendingPath, i.pending = "", nil
+	i.pendingPath, i.pendingInput, i.pending = "", "", nil
 	if st != abi.StatusOK {
 		ret(stack, st)
 		return

@@ -97,7 +97,10 @@ type Instance struct {
 
 	// Per-call state read by the host functions.
 	initializing bool
-	declared     []string
+	probe        bool     // the load-time instance that learns the declarations
+	declared     []string // consume declarations (probe only)
+	inputs       []string // input declarations (probe only)
+	pendingInput string   // input_get's key (input NUL path) of pending
 	state        State
 	clock        int64
 	monotonic    int64
@@ -162,6 +165,7 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 	}
 	m.rt.wd.add(&i.watch)
 	if probe {
+		i.probe = true
 		i.declared = []string{}
 	}
 	if err := i.instantiate(abi.Epoch(cfg.StartSeq)); err != nil {
@@ -244,7 +248,7 @@ func (i *Instance) beginCall(t int64, rngKind byte, rngNum uint64, st State) {
 	i.state = st
 	i.errMsg = i.errMsg[:0]
 	i.stateErr, i.faultErr = nil, nil
-	i.pending, i.pendingPath = nil, ""
+	i.pending, i.pendingPath, i.pendingInput = nil, "", ""
 	i.out.reset()
 }
 

@@ -166,8 +166,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 type Info struct {
 	// ABIVersion is the guest ABI version the module was built for.
 	ABIVersion int
-	// Kind is the plugin kind; ABI v1 defines "reducer" only.
+	// Kind is the plugin kind: "cascade" if the module declared inputs with
+	// the input host function during _initialize, else "reducer".
 	Kind string
+	// Inputs lists the upstream views a cascade declared, in declaration
+	// order (the order patches of one seq are delivered in).
+	Inputs []string
 	// Consumes lists the event types the module declared with consume
 	// during _initialize, in declaration order. Nil means every type.
 	Consumes []string
@@ -254,7 +258,13 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		return nil, err
 	}
 	m.info.Consumes = inst.declared
+	m.info.Inputs = inst.inputs
 	_ = inst.Close(ctx)
+	if len(m.info.Inputs) > 0 {
+		// A cascade receives its inputs' patches, whatever it consumes.
+		m.info.Kind = "cascade"
+		m.info.Consumes = []string{abi.TypePatch}
+	}
 	if m.info.Consumes != nil {
 		m.consumes = make(map[string]struct{}, len(m.info.Consumes))
 		for _, t := range m.info.Consumes {

@@ -26,7 +26,7 @@ type Progress struct {
 // ReplayConfig configures Replay.
 type ReplayConfig struct {
 	// Log is the log to read.
-	Log eventlog.Log
+	Log Source
 	// Reducer builds the state; Replay does not close it.
 	Reducer Reducer
 	// Root and Seq are the state to start from (the zero Value and 0 for an
@@ -138,6 +138,10 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		}
 		if len(buf) == 0 {
 			return res, fmt.Errorf("view: the log returned nothing at seq %d (head %d)", res.Seq+1, head)
+		}
+		if buf[0].Seq > head {
+			res.Seq = head // a sparse source: nothing changed up to head
+			continue
 		}
 		for i := range buf {
 			rec := &buf[i]
@@ -316,6 +320,15 @@ func (v *View) doSwap(ctx context.Context, op *swapOp) bool {
 		if err != nil {
 			return fail(rep, fmt.Errorf("view: reading the log at seq %d: %w", seq+1, err))
 		}
+		if len(buf) == 0 {
+			return fail(rep, fmt.Errorf("view: the source has no records from seq %d up to the view's seq %d", seq+1, v.seq))
+		}
+		if buf[0].Seq > v.seq {
+			// A sparse source (a cascade's feed) has nothing up to the
+			// view's seq: nothing changed in between.
+			seq = v.seq
+			break
+		}
 		for i := range buf {
 			rec := &buf[i]
 			if rec.Seq > v.seq {
@@ -383,6 +396,14 @@ func (v *View) doSwap(ctx context.Context, op *swapOp) bool {
 	return true
 }
 
+// Factory returns the factory of the view's current reducer (nil if none).
+func (v *View) Factory() Factory {
+	if fp := v.factory.Load(); fp != nil {
+		return *fp
+	}
+	return nil
+}
+
 // Hash returns the hash of the view's current reducer.
 func (v *View) Hash() string { return *v.hash.Load() }
 
@@ -399,6 +420,9 @@ func (v *View) StateAt(ctx context.Context, seq uint64) (statetree.Value, error)
 	fp := v.factory.Load()
 	if seq == cur {
 		return root, nil
+	}
+	if v.cfg.StateAt != nil {
+		return v.cfg.StateAt(ctx, seq)
 	}
 	if fp == nil {
 		return statetree.Value{}, errors.New("view: reads of past states are not available for this view")
@@ -433,7 +457,7 @@ func (v *View) StateAt(ctx context.Context, seq uint64) (statetree.Value, error)
 
 // CompareConfig configures Compare.
 type CompareConfig struct {
-	Log      eventlog.Log
+	Log      Source
 	Old, New Reducer // not closed by Compare
 	// To is the last seq (0: the head when Compare starts).
 	To uint64

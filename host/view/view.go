@@ -102,8 +102,8 @@ type Config struct {
 	Name string
 	// Reducer builds the state. The view owns it and closes it.
 	Reducer Reducer
-	// Log is the event log to read.
-	Log eventlog.Log
+	// Log is what the view reads: the event log, or a cascade's feed.
+	Log Source
 	// SnapshotDir is where snapshots are kept; empty disables snapshots.
 	SnapshotDir string
 	// SnapshotEvery asks for a snapshot once this many events were applied
@@ -122,6 +122,21 @@ type Config struct {
 	// Factory makes fresh instances of Reducer's code, for reads of past
 	// states (StateAt). Nil disables them.
 	Factory Factory
+	// StateAt, when set, computes past states instead of the replay from
+	// checkpoints (cascades rebuild them from their inputs' past states).
+	StateAt func(ctx context.Context, seq uint64) (statetree.Value, error)
+}
+
+// Source is what a view reads records from: the event log for reducer views,
+// a cascade's feed of upstream changes for cascades (host/cascade). An
+// eventlog.Log is a Source.
+type Source interface {
+	// Read returns up to max records with seq >= from, in seq order.
+	Read(ctx context.Context, from uint64, max int, buf []eventlog.Record) ([]eventlog.Record, error)
+	// LastSeq is the seq of the newest record that can be read.
+	LastSeq() uint64
+	// Wait blocks until LastSeq is above after (returning it) or ctx ends.
+	Wait(ctx context.Context, after uint64) (uint64, error)
 }
 
 // Factory makes a fresh instance of a reducer whose first event will be

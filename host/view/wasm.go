@@ -20,7 +20,7 @@ type WasmReducer struct {
 	consumes map[string]bool // nil: every type
 	hash     string
 	ev       plugins.Event
-	st       txState
+	st       TxState
 }
 
 // NewWasmReducer instantiates mod for the view named view.
@@ -67,11 +67,15 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 	return err
 }
 
-// txState is plugins.State over a statetree transaction.
-type txState struct {
+// TxState is plugins.State over a statetree transaction: what a plugin's
+// state_get, state_set and state_delete do to a view's state.
+type TxState struct {
 	tx  *statetree.Tx
 	buf []byte
 }
+
+// Reset points s at tx (nil when the call is over).
+func (s *TxState) Reset(tx *statetree.Tx) { s.tx = tx }
 
 // statusError gives a state error the ABI status the guest sees, keeping
 // the detailed cause for the host's logs.
@@ -83,7 +87,7 @@ type statusError struct {
 func (e *statusError) Error() string   { return e.err.Error() }
 func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
 
-func (s *txState) parse(path string) (statetree.Path, error) {
+func (s *TxState) parse(path string) (statetree.Path, error) {
 	p, err := statetree.ParsePath(path)
 	if err != nil {
 		return nil, &statusError{abi.StatusInvalidPath, err}
@@ -91,7 +95,8 @@ func (s *txState) parse(path string) (statetree.Path, error) {
 	return p, nil
 }
 
-func (s *txState) Get(path string) ([]byte, bool, error) {
+// Get implements plugins.State.
+func (s *TxState) Get(path string) ([]byte, bool, error) {
 	p, err := s.parse(path)
 	if err != nil {
 		return nil, false, err
@@ -104,7 +109,8 @@ func (s *txState) Get(path string) ([]byte, bool, error) {
 	return s.buf, true, nil
 }
 
-func (s *txState) Set(path string, value []byte) error {
+// Set implements plugins.State.
+func (s *TxState) Set(path string, value []byte) error {
 	p, err := s.parse(path)
 	if err != nil {
 		return err
@@ -125,7 +131,8 @@ func (s *txState) Set(path string, value []byte) error {
 	return nil
 }
 
-func (s *txState) Delete(path string) error {
+// Delete implements plugins.State.
+func (s *TxState) Delete(path string) error {
 	p, err := s.parse(path)
 	if err != nil {
 		return err

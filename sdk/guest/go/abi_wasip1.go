@@ -32,6 +32,12 @@ func wasmLog(level int32, msg unsafe.Pointer, n uint32)
 //go:wasmimport nodb_v1 set_error
 func wasmSetError(msg unsafe.Pointer, n uint32)
 
+//go:wasmimport nodb_v1 input
+func wasmInput(name unsafe.Pointer, n uint32) int32
+
+//go:wasmimport nodb_v1 input_get
+func wasmInputGet(name unsafe.Pointer, nameLen uint32, path unsafe.Pointer, pathLen uint32, buf unsafe.Pointer, bufCap uint32) int32
+
 func init() {
 	// The version marker: importing it is what matters; calling it keeps the
 	// linker from dropping the import.
@@ -57,6 +63,12 @@ func hostDelete(path string) int32 { return wasmStateDelete(strPtr(path), uint32
 func hostLog(level int32, msg string) { wasmLog(level, strPtr(msg), uint32(len(msg))) }
 
 func hostSetError(msg string) { wasmSetError(strPtr(msg), uint32(len(msg))) }
+
+func hostInput(name string) { wasmInput(strPtr(name), uint32(len(name))) }
+
+func hostInputGet(name, path string, buf []byte) int32 {
+	return wasmInputGet(strPtr(name), uint32(len(name)), strPtr(path), uint32(len(path)), bytesPtr(buf), uint32(len(buf)))
+}
 
 // frameBuf receives event frames from the host. It is a package variable, so
 // it stays reachable and (Go's collector does not move objects) in place

@@ -33,6 +33,10 @@ type Harness struct {
 	// Producer is the producer name of events sent with Reduce.
 	Producer string
 
+	// Inputs are the states of a cascade's upstream views, by name; Patch
+	// sets them.
+	Inputs map[string]Store
+
 	seq      uint64
 	frame    []byte
 	errMsg   string
@@ -41,7 +45,9 @@ type Harness struct {
 }
 
 // NewHarness returns a Harness over an empty MemStore.
-func NewHarness() *Harness { return &Harness{Store: NewMemStore(), Producer: "test"} }
+func NewHarness() *Harness {
+	return &Harness{Store: NewMemStore(), Producer: "test", Inputs: map[string]Store{}}
+}
 
 // current is the Harness whose Reduce is running.
 var current *Harness
@@ -117,6 +123,60 @@ func (h *Harness) JSON(path string) string {
 func (h *Harness) Logs() []string { return h.logs }
 
 func hostConsume(t string) { consumed = append(consumed, t) }
+
+// inputs lists the inputs declared with OnPatch (natively, for Inputs).
+var inputs []string
+
+// Inputs returns the upstream views registered with OnPatch, in order.
+func Inputs() []string { return append([]string(nil), inputs...) }
+
+func hostInput(name string) { inputs = append(inputs, name) }
+
+// Patch runs a cascade's handler for input as the host would: it applies the
+// RFC 6902 ops (JSON text, an array) to the input's state in h.Inputs (an
+// empty MemStore at first), then delivers them as the patch of the next seq.
+// An ops array that does not apply is an error, and nothing is delivered.
+func (h *Harness) Patch(input, opsJSON string) error {
+	in, ok := h.Inputs[input]
+	if !ok {
+		in = NewMemStore()
+		h.Inputs[input] = in
+	}
+	ms, ok := in.(*MemStore)
+	if !ok {
+		return errors.New("nodb: Harness.Patch needs a *MemStore input")
+	}
+	if err := ms.ApplyJSONPatch(opsJSON); err != nil {
+		return err
+	}
+	seq := h.seq + 1
+	return h.ReduceEvent(seq, 0, input, 0, abi.TypePatch, []byte(opsJSON))
+}
+
+func hostInputGet(name, path string, buf []byte) int32 {
+	h := current
+	if h == nil {
+		return int32(abi.StatusBadState)
+	}
+	if st := abi.ValidatePath(path); st != abi.StatusOK {
+		return int32(st)
+	}
+	in, ok := h.Inputs[name]
+	if !ok {
+		return int32(abi.StatusNotFound)
+	}
+	v, ok, err := in.Get(path)
+	if err != nil {
+		return storeStatus(h, err)
+	}
+	if !ok {
+		return int32(abi.StatusNotFound)
+	}
+	if len(v) <= len(buf) {
+		copy(buf, v)
+	}
+	return int32(len(v))
+}
 
 func storeStatus(h *Harness, err error) int32 {
 	if err == nil {

@@ -3,6 +3,8 @@
 package nodb
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -297,4 +299,40 @@ func decodeNode(b []byte, depth int) (any, []byte, abi.Status) {
 		}
 	}
 	return nil, nil, abi.StatusInvalidValue
+}
+
+// ApplyJSONPatch applies RFC 6902 operations (JSON text: an array of
+// {"op","path","value"}) as the host's views record them: add and replace
+// store the value (on an array, at an index or "-"), remove deletes. It
+// stops at the first operation that does not apply.
+func (m *MemStore) ApplyJSONPatch(opsJSON string) error {
+	var ops []struct {
+		Op    string          `json:"op"`
+		Path  *string         `json:"path"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(opsJSON), &ops); err != nil {
+		return fmt.Errorf("nodb: patch: %w", err)
+	}
+	for i, op := range ops {
+		if op.Path == nil {
+			return fmt.Errorf("nodb: patch op %d: no path", i)
+		}
+		var err error
+		switch op.Op {
+		case "add", "replace":
+			var v []byte
+			if v, err = abi.AppendJSONAsCBOR(nil, op.Value); err == nil {
+				err = m.Set(*op.Path, v)
+			}
+		case "remove":
+			err = m.Delete(*op.Path)
+		default:
+			err = fmt.Errorf("op %q is not add, remove or replace", op.Op)
+		}
+		if err != nil {
+			return fmt.Errorf("nodb: patch op %d (%s %s): %w", i, op.Op, *op.Path, err)
+		}
+	}
+	return nil
 }

@@ -73,6 +73,9 @@ func reduce(frame []byte) int32 {
 		hostSetError("nodb: malformed event frame")
 		return int32(abi.StatusError)
 	}
+	if string(f.Type) == abi.TypePatch && len(patchHandlers) > 0 {
+		return reducePatch(f)
+	}
 	en, ok := handlers[string(f.Type)]
 	if !ok {
 		return 0
