@@ -24,6 +24,10 @@ examples:
 		echo "$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todos.wasm ./examples/todos/reducer"; \
 		$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todos.wasm ./examples/todos/reducer; \
 	fi
+	@if [ -d examples/todos/stats ]; then \
+		echo "$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todo-stats.wasm ./examples/todos/stats"; \
+		$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todo-stats.wasm ./examples/todos/stats; \
+	fi
 
 # Hostile and broken Wasm fixtures written in WAT (checked in; rebuilt when wat2wasm is present).
 fixtures:
@@ -41,7 +45,7 @@ test-e2e: build
 	NODB_BIN=$(CURDIR)/$(BIN) e2e/run.sh
 
 run: build
-	$(BIN) serve --data $(DATA) --addr $(ADDR) --plugin todos=examples/todos/todos.wasm $(if $(wildcard examples/todos/web/index.html),--web examples/todos/web)
+	$(BIN) serve --data $(DATA) --addr $(ADDR) --plugin todos=examples/todos/todos.wasm --plugin todo-stats=examples/todos/todo-stats.wasm $(if $(wildcard examples/todos/web/index.html),--web examples/todos/web)
 
 bench: build
 	$(GO) run ./bench/cmd/nodbbench -bench "$(BENCH)" -out bench/out/results.json

@@ -200,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*Cascade, error) {
 		Reducer: red,
 		Log:     feed,
 		Logger:  cfg.Logger,
-		Factory: c.Factory(cfg.Module),
+		Factory: c.Factory(cfg.Module, cfg.Instance),
 		StateAt: c.stateAt,
 	})
 	if err != nil {
@@ -211,11 +211,15 @@ func New(ctx context.Context, cfg Config) (*Cascade, error) {
 	return c, nil
 }
 
-// Factory returns a view.Factory making reducers of mod over this cascade's
-// feed (for hot swaps of the cascade's plugin).
-func (c *Cascade) Factory(mod *plugins.Module) view.Factory {
+// Factory returns a view.Factory making reducers of mod (with instance
+// configuration ic) over this cascade's feed: for hot swaps of the
+// cascade's plugin and its past states.
+func (c *Cascade) Factory(mod *plugins.Module, ic plugins.InstanceConfig) view.Factory {
 	return func(ctx context.Context, startSeq uint64) (view.Reducer, error) {
-		ic := c.cfg.Instance
+		if err := CheckInputs(mod, c.Feed.inputs); err != nil {
+			return nil, fmt.Errorf("cascade %s: %w", c.cfg.Name, err)
+		}
+		ic := ic
 		ic.StartSeq = startSeq
 		return NewReducer(ctx, mod, c.Feed, c.cfg.Name, ic)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/nodb-dev/nodb/host/cascade"
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/plugins"
@@ -41,7 +42,10 @@ type Config struct {
 	// what carries the swap's diff to subscribers: a view folds the diff into
 	// the update of the first event after the swap.
 	RecordSwap func(ctx context.Context, view, from, to string) error
-	Logger     hclog.Logger
+	// Upstreams maps a cascade input's name to a view on another nodb host
+	// (cascade.ParseRemote's URL); inputs not listed are views of this host.
+	Upstreams map[string]string
+	Logger    hclog.Logger
 }
 
 // Manager owns a host's reducer views and their versions.
@@ -59,6 +63,7 @@ type Manager struct {
 
 type entry struct {
 	v       *view.View
+	cas     *cascade.Cascade // nil for reducer views
 	busy    bool
 	pending *pending // a manual swap awaiting confirmation
 }
@@ -109,20 +114,69 @@ func (m *Manager) module(ctx context.Context, sha string) (store.Manifest, *plug
 	return man, mod, nil
 }
 
-// factory returns a Factory of the version sha for viewName.
-func (m *Manager) factory(viewName, sha string) view.Factory {
+// factory returns a Factory of the version sha for viewName. A cascade's
+// reducers read the feed of the running cascade view (cas).
+func (m *Manager) factory(viewName, sha string, cas *cascade.Cascade) view.Factory {
 	return func(ctx context.Context, startSeq uint64) (view.Reducer, error) {
 		man, mod, err := m.module(ctx, sha)
 		if err != nil {
 			return nil, err
 		}
-		return view.NewWasmReducer(ctx, mod, viewName, plugins.InstanceConfig{
-			MemoryLimitPages: man.Limits.MemoryPages,
-			EventTimeout:     time.Duration(man.Limits.EventTimeoutMS) * time.Millisecond,
-			StartSeq:         startSeq,
-			Logger:           m.logger.Named("plugin." + viewName),
-		})
+		ic := m.instanceConfig(viewName, man)
+		ic.StartSeq = startSeq
+		if man.Kind == "cascade" {
+			if cas == nil {
+				return nil, fmt.Errorf("version %s is a cascade; view %q is a reducer view (deploy the cascade under its own name)", sha[:12], viewName)
+			}
+			return cas.Factory(mod, ic)(ctx, startSeq)
+		}
+		if cas != nil {
+			return nil, fmt.Errorf("version %s is a reducer; view %q is a cascade", sha[:12], viewName)
+		}
+		return view.NewWasmReducer(ctx, mod, viewName, ic)
 	}
+}
+
+func (m *Manager) instanceConfig(viewName string, man store.Manifest) plugins.InstanceConfig {
+	return plugins.InstanceConfig{
+		MemoryLimitPages: man.Limits.MemoryPages,
+		EventTimeout:     time.Duration(man.Limits.EventTimeoutMS) * time.Millisecond,
+		Logger:           m.logger.Named("plugin." + viewName),
+	}
+}
+
+// lookup returns the running view name, or nil.
+func (m *Manager) lookup(name string) *view.View {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.views[name]; e != nil {
+		return e.v
+	}
+	return nil
+}
+
+// inputs resolves a cascade's declared inputs: remote if Upstreams names
+// them, else views of this host, which must be running.
+func (m *Manager) inputs(viewName string, names []string) ([]cascade.Input, error) {
+	var out []cascade.Input
+	for _, name := range names {
+		if u, ok := m.cfg.Upstreams[name]; ok {
+			in, err := cascade.ParseRemote(name, u, m.logger.Named("upstream."+name))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, in)
+			continue
+		}
+		if name == viewName {
+			return nil, fmt.Errorf("cascade %q cannot read itself", viewName)
+		}
+		if m.lookup(name) == nil {
+			return nil, fmt.Errorf("cascade %q reads view %q, which does not run on this host: deploy it first, or give nodb serve --upstream %s=ws://HOST:PORT for a view on another host", viewName, name, name)
+		}
+		out = append(out, &cascade.LocalInput{InputName: name, Lookup: func() *view.View { return m.lookup(name) }})
+	}
+	return out, nil
 }
 
 // Boot stores the command-line plugin of a view and returns the version the
@@ -143,28 +197,54 @@ func (m *Manager) Boot(ctx context.Context, name string, wasm []byte) (string, e
 }
 
 // StartView builds view name with version sha (loading its snapshot) and
-// starts applying the log to it.
+// starts applying the log to it. A cascade version starts a cascade view
+// over its inputs instead.
 func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, error) {
-	f := m.factory(name, sha)
-	red, err := f(ctx, 0)
+	man, mod, err := m.module(ctx, sha)
 	if err != nil {
 		return nil, err
 	}
-	v, err := view.New(view.Config{
-		Name:          name,
-		Reducer:       red,
-		Factory:       f,
-		Log:           m.cfg.Log,
-		SnapshotDir:   filepath.Join(m.cfg.DataDir, "snapshots"),
-		SnapshotEvery: m.cfg.SnapshotEvery,
-		Logger:        m.logger.Named("view." + name),
-	})
-	if err != nil {
-		red.Close()
-		return nil, err
+	var (
+		v   *view.View
+		cas *cascade.Cascade
+	)
+	if man.Kind == "cascade" {
+		ins, err := m.inputs(name, man.Inputs)
+		if err != nil {
+			return nil, err
+		}
+		if cas, err = cascade.New(ctx, cascade.Config{
+			Name:     name,
+			Module:   mod,
+			Inputs:   ins,
+			Instance: m.instanceConfig(name, man),
+			Logger:   m.logger.Named("view." + name),
+		}); err != nil {
+			return nil, err
+		}
+		v = cas.View
+	} else {
+		f := m.factory(name, sha, nil)
+		red, err := f(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		v, err = view.New(view.Config{
+			Name:          name,
+			Reducer:       red,
+			Factory:       f,
+			Log:           m.cfg.Log,
+			SnapshotDir:   filepath.Join(m.cfg.DataDir, "snapshots"),
+			SnapshotEvery: m.cfg.SnapshotEvery,
+			Logger:        m.logger.Named("view." + name),
+		})
+		if err != nil {
+			red.Close()
+			return nil, err
+		}
 	}
 	m.mu.Lock()
-	m.views[name] = &entry{v: v}
+	m.views[name] = &entry{v: v, cas: cas}
 	m.mu.Unlock()
 	if m.cfg.AddView != nil {
 		m.cfg.AddView(v)
@@ -172,12 +252,40 @@ func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, 
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := v.Run(m.ctx); err != nil {
+		var err error
+		if cas != nil {
+			err = cas.Run(m.ctx)
+		} else {
+			err = v.Run(m.ctx)
+		}
+		if err != nil {
 			m.logger.Error("view stopped", "view", name, "error", err)
 		}
 	}()
-	m.logger.Info("view started", "view", name, "plugin", sha[:16], "from_seq", v.Status().Seq)
+	m.logger.Info("view started", "view", name, "kind", man.Kind, "plugin", sha[:16], "from_seq", v.Status().Seq)
 	return v, nil
+}
+
+// Kind returns the kind of view name ("reducer" or "cascade"), "" if there
+// is no such view.
+func (m *Manager) Kind(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch e := m.views[name]; {
+	case e == nil:
+		return ""
+	case e.cas != nil:
+		return "cascade"
+	}
+	return "reducer"
+}
+
+// source is what view e reads: the log, or its cascade's feed.
+func (m *Manager) source(e *entry) view.Source {
+	if e.cas != nil {
+		return e.cas.Feed
+	}
+	return m.cfg.Log
 }
 
 // Views returns the running views.
@@ -292,12 +400,12 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 		e.pending.red.Close()
 		e.pending = nil
 	}
-	f := m.factory(name, sha)
+	f := m.factory(name, sha, e.cas)
 	red, err := f(ctx, 0)
 	if err != nil {
 		return rep, err
 	}
-	res, err := view.Replay(ctx, view.ReplayConfig{Log: m.cfg.Log, Reducer: red, Progress: prog})
+	res, err := view.Replay(ctx, view.ReplayConfig{Log: m.source(e), Reducer: red, Progress: prog})
 	rep.ReplayMS, rep.Events = res.Elapsed.Milliseconds(), res.Events
 	if err != nil {
 		red.Close()
@@ -327,7 +435,7 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 	switch {
 	case errors.Is(err, view.ErrSwapRefused):
 		rep.Outcome, rep.Error = "refused", err.Error()
-		if cr, cerr := m.compare(ctx, name, e.v.Hash(), sha, sr.Seq, prog); cerr == nil {
+		if cr, cerr := m.compare(ctx, e, name, e.v.Hash(), sha, sr.Seq, prog); cerr == nil {
 			rep.Compare = &cr
 		}
 		return rep, nil
@@ -360,7 +468,7 @@ func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
 	e.pending = nil
 	start := time.Now()
 	rep := p.report
-	sr, err := e.v.Swap(ctx, view.SwapRequest{Reducer: p.red, Factory: m.factory(name, p.man.SHA256), Replay: p.replay})
+	sr, err := e.v.Swap(ctx, view.SwapRequest{Reducer: p.red, Factory: m.factory(name, p.man.SHA256, e.cas), Replay: p.replay})
 	rep.Swap = &sr
 	rep.TotalMS += time.Since(start).Milliseconds()
 	if err != nil {
@@ -391,23 +499,24 @@ func (m *Manager) Rollback(ctx context.Context, name string, prog func(view.Prog
 	return m.Activate(ctx, name, a.History[len(a.History)-1], store.PolicyAlways, true, prog)
 }
 
-// compare runs a dry run of version newSHA against oldSHA for view name.
-func (m *Manager) compare(ctx context.Context, name, oldSHA, newSHA string, to uint64, prog func(view.Progress)) (view.CompareReport, error) {
-	oldR, err := m.factory(name, oldSHA)(ctx, 0)
+// compare runs a dry run of version newSHA against oldSHA for view e.
+func (m *Manager) compare(ctx context.Context, e *entry, name, oldSHA, newSHA string, to uint64, prog func(view.Progress)) (view.CompareReport, error) {
+	oldR, err := m.factory(name, oldSHA, e.cas)(ctx, 0)
 	if err != nil {
 		return view.CompareReport{}, err
 	}
 	defer oldR.Close()
-	newR, err := m.factory(name, newSHA)(ctx, 0)
+	newR, err := m.factory(name, newSHA, e.cas)(ctx, 0)
 	if err != nil {
 		return view.CompareReport{}, err
 	}
 	defer newR.Close()
-	return view.Compare(ctx, view.CompareConfig{Log: m.cfg.Log, Old: oldR, New: newR, To: to, Progress: prog})
+	return view.Compare(ctx, view.CompareConfig{Log: m.source(e), Old: oldR, New: newR, To: to, Progress: prog})
 }
 
 // DryRun compares a candidate module (validated, not stored) with view
-// name's active version over the whole log.
+// name's active version over the whole log (for a cascade: over its inputs
+// from scratch, up to the view's position).
 func (m *Manager) DryRun(ctx context.Context, name string, wasm []byte, prog func(view.Progress)) (view.CompareReport, error) {
 	m.mu.Lock()
 	e := m.views[name]
@@ -419,26 +528,33 @@ func (m *Manager) DryRun(ctx context.Context, name string, wasm []byte, prog fun
 	if err != nil {
 		return view.CompareReport{}, err
 	}
+	if (man.Kind == "cascade") != (e.cas != nil) {
+		return view.CompareReport{}, &store.RejectError{Reason: fmt.Sprintf("the candidate is a %s and view %q is a %s", man.Kind, name, m.Kind(name))}
+	}
 	mod, err := m.cfg.Runtime.Compile(ctx, wasm)
 	if err != nil {
 		return view.CompareReport{}, err
 	}
 	defer mod.Close(ctx)
-	oldR, err := m.factory(name, e.v.Hash())(ctx, 0)
+	oldR, err := m.factory(name, e.v.Hash(), e.cas)(ctx, 0)
 	if err != nil {
 		return view.CompareReport{}, err
 	}
 	defer oldR.Close()
-	newR, err := view.NewWasmReducer(ctx, mod, name, plugins.InstanceConfig{
-		MemoryLimitPages: man.Limits.MemoryPages,
-		Logger:           m.logger.Named("dry-run." + name),
-	})
+	ic := m.instanceConfig(name, man)
+	ic.Logger = m.logger.Named("dry-run." + name)
+	var newR view.Reducer
+	if e.cas != nil {
+		newR, err = e.cas.Factory(mod, ic)(ctx, 0)
+	} else {
+		newR, err = view.NewWasmReducer(ctx, mod, name, ic)
+	}
 	if err != nil {
 		return view.CompareReport{}, err
 	}
 	defer newR.Close()
 	_, head := e.v.State()
-	return view.Compare(ctx, view.CompareConfig{Log: m.cfg.Log, Old: oldR, New: newR, To: head, Progress: prog})
+	return view.Compare(ctx, view.CompareConfig{Log: m.source(e), Old: oldR, New: newR, To: head, Progress: prog})
 }
 
 // ndjson streams progress lines and a final object.

@@ -58,8 +58,13 @@ type Manifest struct {
 	Name string `json:"name"`
 	// Version is the author's version label; free text.
 	Version string `json:"version,omitempty"`
-	// Kind is the plugin kind; "reducer" is the only one built.
+	// Kind is the plugin kind: "reducer" (its inputs are events) or
+	// "cascade" (its inputs are views). It is what the module declares; a
+	// manifest that says otherwise is refused.
 	Kind string `json:"kind"`
+	// Inputs lists the upstream views a cascade reads (from its
+	// _initialize), in delivery order.
+	Inputs []string `json:"inputs,omitempty"`
 	// ABIVersion is the guest ABI version the module speaks.
 	ABIVersion int `json:"abi_version"`
 	// SHA256 is the hex SHA-256 of the module. An upload that declares it
@@ -167,11 +172,8 @@ func (s *Store) Validate(ctx context.Context, wasm []byte, m Manifest) (Manifest
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return m, reject("not a WebAssembly module (it does not start with the \\0asm magic); upload the .wasm file built with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared")
 	}
-	if m.Kind == "" {
-		m.Kind = "reducer"
-	}
-	if m.Kind != "reducer" {
-		return m, reject("kind %q is not supported; only \"reducer\" plugins can be deployed", m.Kind)
+	if m.Kind != "" && m.Kind != "reducer" && m.Kind != "cascade" {
+		return m, reject("kind %q is not supported; use \"reducer\" or \"cascade\"", m.Kind)
 	}
 	if m.ABIVersion != 0 && m.ABIVersion != abi.Version {
 		return m, reject("manifest declares ABI version %d; this host speaks ABI version %d", m.ABIVersion, abi.Version)
@@ -208,6 +210,16 @@ func (s *Store) Validate(ctx context.Context, wasm []byte, m Manifest) (Manifest
 	if m.Consumes != nil && !slices.Equal(m.Consumes, info.Consumes) {
 		return m, reject("manifest declares consumes %q but the module consumes %q", m.Consumes, info.Consumes)
 	}
+	if m.Kind != "" && m.Kind != info.Kind {
+		if info.Kind == "cascade" {
+			return m, reject("manifest says kind %q but the module declares inputs %q, which makes it a cascade", m.Kind, info.Inputs)
+		}
+		return m, reject("manifest says kind %q but the module declares no inputs (nodb.OnPatch / nodb_v1.input), which makes it a reducer", m.Kind)
+	}
+	if m.Inputs != nil && !slices.Equal(m.Inputs, info.Inputs) {
+		return m, reject("manifest declares inputs %q but the module reads %q", m.Inputs, info.Inputs)
+	}
+	m.Kind, m.Inputs = info.Kind, info.Inputs
 	m.ABIVersion = info.ABIVersion
 	m.Consumes = info.Consumes
 	m.Size = len(wasm)

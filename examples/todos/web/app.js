@@ -166,8 +166,23 @@ function render() {
     const panel = $('stats-panel');
     panel.hidden = s.stats == null;
     if (s.stats != null) {
-      panel.replaceChildren(...Object.entries(s.stats).map(([k, v]) =>
-        Object.assign(document.createElement('div'), { textContent: `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}` })));
+      // todo-stats is a cascade over todos (examples/todos/stats): counts,
+      // completion rate and per-#tag counts, computed by the host.
+      const st = s.stats;
+      const pct = Math.round((st.completion ?? 0) * 100);
+      const summary = Object.assign(document.createElement('div'), {
+        className: 'stats-summary',
+        textContent: `${st.total ?? 0} todos · ${st.done ?? 0} done · ${st.active ?? 0} active · ${pct}% complete`,
+      });
+      summary.dataset.testid = 'stats-summary';
+      const tags = Object.assign(document.createElement('div'), { className: 'stats-tags' });
+      for (const [tag, c] of Object.entries(st.tags ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+        const chip = Object.assign(document.createElement('span'), { className: 'tag', textContent: `#${tag} ${c.done}/${c.total}` });
+        chip.dataset.testid = 'stats-tag';
+        chip.dataset.tag = tag;
+        tags.append(chip);
+      }
+      panel.replaceChildren(summary, tags);
     }
   }
   last = { todos, ui: s.ui, stats: s.stats };

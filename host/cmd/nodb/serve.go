@@ -33,6 +33,7 @@ type serveOptions struct {
 	plugins      []string
 	web          string
 	snapEvery    uint64
+	upstreams    []string
 }
 
 func serveCmd() *cobra.Command {
@@ -55,6 +56,7 @@ gracefully: in-flight publishes are acked, then WebSockets close with 1001.`,
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
 	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origin allowed to open WebSockets (repeatable; * for any)")
 	f.StringArrayVar(&o.plugins, "plugin", nil, "load a reducer: NAME=FILE.wasm builds view NAME with the plugin (repeatable)")
+	f.StringArrayVar(&o.upstreams, "upstream", nil, "read a cascade's input NAME from another nodb host: NAME=ws://HOST:PORT[?view=REMOTE&access_token=T] (repeatable)")
 	f.StringVar(&o.web, "web", "", "serve the static files of this directory at / (the example app)")
 	f.Uint64Var(&o.snapEvery, "snapshot-every", 100000, "snapshot each view after this many events")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (for performance work)")

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/cascade"
 	"github.com/nodb-dev/nodb/host/chronicler"
 	"github.com/nodb-dev/nodb/host/deploy"
 	"github.com/nodb-dev/nodb/host/eventlog"
@@ -64,12 +65,26 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 		rt.Close(ctx)
 		return nil, err
 	}
+	upstreams, err := parseUpstreams(o.upstreams, logger)
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
 	rv.mgr = deploy.New(deploy.Config{
 		Store: st, Runtime: rt, Log: log, DataDir: o.data, SnapshotEvery: o.snapEvery,
 		AddView: srv.AddView, Logger: logger,
 		RecordSwap: swapRecorder(chron),
+		Upstreams:  upstreams,
 	})
-	started := map[string]bool{}
+	// Store every --plugin first, then start views in dependency order:
+	// reducers, then cascades whose local inputs run (a cascade may read
+	// another cascade).
+	type boot struct {
+		name, sha, what string
+		fromStore       bool
+	}
+	var todo []boot
+	given := map[string]bool{}
 	for _, spec := range o.plugins {
 		name, file, _ := strings.Cut(spec, "=")
 		wasm, err := os.ReadFile(file)
@@ -82,24 +97,76 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			rv.stop()
 			return nil, fmt.Errorf("--plugin %s: %w", spec, err)
 		}
-		if _, err := rv.mgr.StartView(ctx, name, sha); err != nil {
-			rv.stop()
-			return nil, fmt.Errorf("--plugin %s: %w", spec, err)
-		}
-		started[name] = true
+		todo = append(todo, boot{name, sha, "--plugin " + spec, false})
+		given[name] = true
 	}
 	// Views deployed over the API run again after a restart.
 	for _, a := range st.Actives() {
-		if started[a.View] {
-			continue
+		if !given[a.View] {
+			todo = append(todo, boot{a.View, a.SHA256, fmt.Sprintf("view %s (version %s from the plugin store)", a.View, a.SHA256[:12]), true})
 		}
-		if _, err := rv.mgr.StartView(ctx, a.View, a.SHA256); err != nil {
+	}
+	started := map[string]bool{}
+	for len(todo) > 0 {
+		var later []boot
+		for _, b := range todo {
+			man, _, err := st.Get(b.sha)
+			if err != nil {
+				rv.stop()
+				return nil, fmt.Errorf("%s: %w", b.what, err)
+			}
+			ready := true
+			for _, in := range man.Inputs {
+				if _, remote := upstreams[in]; !remote && !started[in] && (given[in] || hasActive(st, in)) {
+					ready = false
+				}
+			}
+			if !ready {
+				later = append(later, b)
+				continue
+			}
+			if _, err := rv.mgr.StartView(ctx, b.name, b.sha); err != nil {
+				if b.fromStore {
+					logger.Error("a deployed view could not start; the host runs without it", "view", b.name, "error", err)
+					continue
+				}
+				rv.stop()
+				return nil, fmt.Errorf("%s: %w", b.what, err)
+			}
+			started[b.name] = true
+		}
+		if len(later) == len(todo) {
 			rv.stop()
-			return nil, fmt.Errorf("view %s (version %s from the plugin store): %w", a.View, a.SHA256[:12], err)
+			return nil, fmt.Errorf("%s: its inputs read each other in a cycle", later[0].what)
 		}
+		todo = later
 	}
 	rv.mgr.Register(srv.Handle)
 	return rv, nil
+}
+
+func hasActive(st *store.Store, view string) bool {
+	_, ok := st.Active(view)
+	return ok
+}
+
+// parseUpstreams checks the --upstream NAME=URL flags.
+func parseUpstreams(specs []string, logger hclog.Logger) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range specs {
+		name, u, ok := strings.Cut(s, "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("--upstream %q: want NAME=URL, e.g. --upstream todos=ws://10.0.0.5:7070 (add ?view=OTHER if the view has another name there, &access_token=T with a read token of that host)", s)
+		}
+		if _, err := cascade.ParseRemote(name, u, logger); err != nil {
+			return nil, fmt.Errorf("--upstream %s", err.Error()[len("upstream "):])
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--upstream: input %q given twice", name)
+		}
+		out[name] = u
+	}
+	return out, nil
 }
 
 func (rv *runningViews) stop() {
