@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	client "github.com/nodb-dev/nodb/sdk/client/go"
+)
+
+// statsWasm builds the todo-stats cascade of the example once.
+func statsWasm(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(nodbBin), "todo-stats.wasm")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, "./examples/todos/stats")
+	cmd.Dir = "../../.."
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building todo-stats.wasm: %v\n%s", err, out)
+	}
+	return p
+}
+
+// publishTodos publishes n random todo events as producer from pseq and
+// waits for every ack.
+func publishTodos(t *testing.T, addr, producer string, pseq uint64, n int, r *rand.Rand) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+addr+"/v1/ws", client.WithProducer(producer), client.WithStartPSeq(pseq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tags := []string{"#work", "#home", "#errand", ""}
+	var last *client.Future
+	for range n {
+		id := fmt.Sprintf("t%d", r.IntN(60))
+		switch k := r.IntN(10); {
+		case k < 5:
+			last = c.PublishAsync(ctx, "todo/add", map[string]any{"id": id, "text": "do " + id + " " + tags[r.IntN(len(tags))]})
+		case k < 8:
+			last = c.PublishAsync(ctx, "todo/toggle", map[string]any{"id": id})
+		case k < 9:
+			last = c.PublishAsync(ctx, "todo/delete", map[string]any{"id": id})
+		default:
+			last = c.PublishAsync(ctx, "todo/rename", map[string]any{"id": id, "text": "renamed " + tags[r.IntN(len(tags))]})
+		}
+	}
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := last.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Seq
+}
+
+// waitEqualState waits until view name on both hosts is at seq at least and
+// their states are equal.
+func waitEqualState(t *testing.T, a, b *proc, name string, seq uint64) []byte {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var sa, sb []byte
+	var qa, qb uint64
+	for time.Now().Before(deadline) {
+		sa, qa = viewStateJSON(t, a.addr, name)
+		sb, qb = viewStateJSON(t, b.addr, name)
+		if qa >= seq && qb >= seq && qa == qb && bytes.Equal(sa, sb) {
+			return sa
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("view %s differs between the hosts after 60 s (want seq %d):\n%s seq %d: %s\n%s seq %d: %s", name, seq, a.addr, qa, sa, b.addr, qb, sb)
+	return nil
+}
+
+// TestRemoteCascade runs two hosts: upstream A serves todos and a local
+// todo-stats cascade; downstream B runs todo-stats over A's todos view
+// through --upstream. B follows A through SIGKILLs and restarts of either
+// side and ends equal to A's local cascade fed the same history.
+func TestRemoteCascade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	todos, stats := todosWasm(t), statsWasm(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	argsA := []string{"--plugin", "todos=" + todos, "--plugin", "todo-stats=" + stats}
+	argsB := []string{"--upstream", "todos=ws://" + addrA, "--plugin", "todo-stats=" + stats}
+	a := startServe(t, dirA, addrA, argsA...)
+	b := startServe(t, dirB, addrB, argsB...)
+	r := rand.New(rand.NewPCG(7, 8))
+
+	pseq := uint64(1)
+	head := publishTodos(t, addrA, "remote-test", pseq, 400, r)
+	pseq += 400
+	waitEqualState(t, a, b, "todo-stats", head)
+
+	// Downstream killed while the upstream moves on.
+	b.kill()
+	head = publishTodos(t, addrA, "remote-test", pseq, 300, r)
+	pseq += 300
+	b = startServe(t, dirB, addrB, argsB...)
+	waitEqualState(t, a, b, "todo-stats", head)
+
+	// Upstream killed and restarted: the downstream reconnects and resumes.
+	a.kill()
+	time.Sleep(300 * time.Millisecond) // the downstream notices and backs off
+	a = startServe(t, dirA, addrA, argsA...)
+	head = publishTodos(t, addrA, "remote-test", pseq, 300, r)
+	pseq += 300
+	final := waitEqualState(t, a, b, "todo-stats", head)
+
+	// And the downstream's view is really the statistics of the todos.
+	if !bytes.Contains(final, []byte(`"total":`)) || !bytes.Contains(final, []byte(`"tags":`)) {
+		t.Fatalf("todo-stats looks wrong: %s", final)
+	}
+	// Time travel on the downstream asks the upstream for the past.
+	past := head - 250
+	respA, err := testHTTP.Get(fmt.Sprintf("http://%s/v1/views/todo-stats/state?at=%d", addrA, past))
+	if err != nil {
+		t.Fatal(err)
+	}
+	respB, err := testHTTP.Get(fmt.Sprintf("http://%s/v1/views/todo-stats/state?at=%d", addrB, past))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ba, bb bytes.Buffer
+	ba.ReadFrom(respA.Body)
+	bb.ReadFrom(respB.Body)
+	respA.Body.Close()
+	respB.Body.Close()
+	if respA.StatusCode != 200 || respB.StatusCode != 200 || !bytes.Equal(ba.Bytes(), bb.Bytes()) {
+		t.Fatalf("state at %d: upstream %d %s, downstream %d %s", past, respA.StatusCode, ba.Bytes(), respB.StatusCode, bb.Bytes())
+	}
+}
