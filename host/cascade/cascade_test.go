@@ -76,6 +76,7 @@ func newEnv(t *testing.T) *env {
 		"owners":  "./host/cascade/testdata/owners",
 		"owners2": "./host/cascade/testdata/owners2",
 		"join":    "./host/cascade/testdata/join",
+		"spin":    "./host/cascade/testdata/spin",
 	} {
 		m, err := rt.Compile(ctx, wasm(t, name, pkg))
 		if err != nil {
@@ -358,4 +359,42 @@ func TestUpstreamSwapPropagates(t *testing.T) {
 	if got, want := byOwner(t, after), model(t, tr, or); got != want {
 		t.Fatalf("cascade after swap:\n got %s\nwant %s", got, want)
 	}
+}
+
+// TestCascadeOverBudgetIsHalted: a cascade that exceeds its time limit (a
+// third party's token limits become its instance limits) halts with the
+// error reported; another cascade over the same input and the input itself
+// go on.
+func TestCascadeOverBudgetIsHalted(t *testing.T) {
+	e := newEnv(t)
+	todos := e.startView("todos", "todos")
+	e.startView("owners", "owners")
+	bad, err := cascade.New(e.ctx, cascade.Config{
+		Name:     "spin",
+		Module:   e.mods["spin"],
+		Inputs:   []cascade.Input{&cascade.LocalInput{InputName: "todos", Lookup: e.lookup("todos")}},
+		Instance: plugins.InstanceConfig{EventTimeout: 100 * time.Millisecond, MemoryLimitPages: 64},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go bad.Run(e.ctx)
+	good := e.startJoin(e.ctx, 0)
+	r := rand.New(rand.NewPCG(5, 6))
+	e.publish(r, 300)
+	waitSeq(t, todos, e.seq)
+	waitSeq(t, good.View, e.seq)
+	deadline := time.Now().Add(30 * time.Second)
+	for bad.View.Status().Phase != view.PhaseHalted {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spinning cascade was not halted: %+v", bad.View.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := bad.View.Status()
+	if !strings.Contains(st.Error, "time") && !strings.Contains(st.Error, "fuel") {
+		t.Fatalf("halt error does not say why: %q", st.Error)
+	}
+	e.publish(r, 100)
+	waitSeq(t, good.View, e.seq)
 }
