@@ -1,6 +1,7 @@
 // Browser end-to-end: Debian's chromium, driven by playwright-core, opens the
 // todos example served by `nodb serve --web` in two tabs of one profile (so
-// they share localStorage and must still use distinct producers). Each tab
+// they share localStorage and must still use distinct producers). The
+// todo-stats cascade's panel follows the list. Each tab
 // sees the other's changes live; the server is restarted mid-test (SIGTERM,
 // then started again on the same data directory and port) and the pages go
 // offline, queue changes, come back online and end with no lost or doubled todo.
@@ -10,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startNodb, fetchSnapshot, until } from './lib.js';
+import { startNodb, fetchSnapshot, until, STATS_WASM } from './lib.js';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const skip = process.env.NODB_E2E_SKIP_BROWSER === '1';
@@ -23,7 +24,8 @@ const consoleErrors = [];
 before(async () => {
   if (skip) return;
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM, or NODB_E2E_SKIP_BROWSER=1)`);
-  node = await startNodb({ web: true });
+  // todo-stats, the example's cascade over todos, fills the stats panel.
+  node = await startNodb({ web: true, extraArgs: ['--plugin', `todo-stats=${STATS_WASM}`] });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'nodb-chromium-'));
   ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -147,4 +149,24 @@ test('two tabs see each other live; a server restart loses and doubles nothing',
     assert.ok(off >= 0 && states.indexOf('open', off) > off, `offline then online: ${states.join(' → ')}`);
   }
   assert.deepEqual(consoleErrors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(e)), []);
+});
+
+test('the todo-stats cascade panel follows the list', { skip, timeout: 60000 }, async () => {
+  const page = await openPage();
+  await add(page, 'call mom #home');
+  await add(page, 'ship it #work #Home');
+  await waitTexts(page, [...(await texts(page)).filter((t) => !/#/.test(t)), 'call mom #home', 'ship it #work #Home'], 'adds with tags');
+  await row(page, 'ship it #work #Home').locator('.toggle').check();
+  const chips = () => page.$$eval('[data-testid=stats-tag]', (cs) => cs.map((c) => c.textContent));
+  await until(async () => JSON.stringify(await chips()) === JSON.stringify(['#home 1/2', '#work 1/1']), 15000,
+    `tag chips: have ${JSON.stringify(await chips())}`);
+  // The summary agrees with the todos view on the host.
+  await until(async () => {
+    const snap = await fetchSnapshot(node, 'todos');
+    const all = Object.values(snap.state.todos);
+    const done = all.filter((t) => t.done).length;
+    const want = `${all.length} todos · ${done} done · ${all.length - done} active · ${Math.round((done / all.length) * 100)}% complete`;
+    return (await page.textContent('[data-testid=stats-summary]')) === want;
+  }, 15000, `stats summary: have ${await page.textContent('[data-testid=stats-summary]')}`);
+  await page.close();
 });

@@ -12,6 +12,7 @@ import { createClient } from '../sdk/client/js/index.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const NODB = process.env.NODB_BIN || path.join(ROOT, 'bin/nodb');
 export const TODOS_WASM = path.join(ROOT, 'examples/todos/todos.wasm');
+export const STATS_WASM = path.join(ROOT, 'examples/todos/todo-stats.wasm');
 export const WEB = path.join(ROOT, 'examples/todos/web');
 
 export function freePort() {

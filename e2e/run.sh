@@ -41,7 +41,7 @@ if [ -z "${NODB_BIN:-}" ]; then
 		fi
 	fi
 fi
-if [ ! -f examples/todos/todos.wasm ]; then
+if [ ! -f examples/todos/todos.wasm ] || [ ! -f examples/todos/todo-stats.wasm ]; then
 	echo "== make examples"
 	make examples
 fi
