@@ -33,6 +33,10 @@ type hub struct {
 	ringFrom uint64 // the ring holds every change with seq > ringFrom
 	ringSize int    // bytes held by the ring
 	snap     snapCache
+
+	jsonMu   sync.Mutex // guards the encoding of the last value read over HTTP
+	jsonHash statetree.Hash
+	jsonBody []byte
 }
 
 type hubSub struct {

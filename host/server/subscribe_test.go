@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -266,4 +268,46 @@ func TestSlowConsumerDoesNotStallOthers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("the subscriber that stopped reading was disconnected %v after the burst", time.Since(start)-took)
+}
+
+// TestStateETag: a state read carries the value's Merkle hash as its ETag;
+// If-None-Match with it gives 304 until the state changes.
+func TestStateETag(t *testing.T) {
+	h := startHost(t, Config{})
+	v := addKV(t, h)
+	pub := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, pub, kvEvent("w", 1, "a", 1))
+	readReply(t, pub, wire.JSON)
+	waitView(t, v, 1)
+	get := func(etag string) (*http.Response, string) {
+		req, _ := http.NewRequest("GET", "http://"+h.addr+"/v1/views/kv/state", nil)
+		if etag != "" {
+			req.Header.Set("If-None-Match", etag)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	r1, body := get("")
+	etag := r1.Header.Get("ETag")
+	if r1.StatusCode != 200 || body != `{"a":1}` || len(etag) != 66 {
+		t.Fatalf("first read: %d %q etag %q", r1.StatusCode, body, etag)
+	}
+	if r, b := get(etag); r.StatusCode != http.StatusNotModified || b != "" {
+		t.Fatalf("If-None-Match with the current ETag: %d %q", r.StatusCode, b)
+	}
+	if _, b := get(""); b != body {
+		t.Fatalf("second read (cached) %q, want %q", b, body)
+	}
+	send(t, pub, kvEvent("w", 2, "a", 2))
+	readReply(t, pub, wire.JSON)
+	waitView(t, v, 2)
+	r3, b3 := get(etag)
+	if r3.StatusCode != 200 || b3 != `{"a":2}` || r3.Header.Get("ETag") == etag {
+		t.Fatalf("after a change: %d %q etag %q", r3.StatusCode, b3, r3.Header.Get("ETag"))
+	}
 }

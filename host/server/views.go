@@ -75,7 +75,35 @@ func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The value is immutable and named by its Merkle hash: that is its ETag,
+	// and the key of the hub's cached encoding, so readers polling a view
+	// that did not change cost neither a re-encoding nor a body.
+	h := val.Hash()
+	etag := `"` + h.String() + `"`
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Nodb-Seq", strconv.FormatUint(seq, 10))
-	w.Write(val.AppendJSON(nil))
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == etag || inm == "*") {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	var body []byte
+	if hb := s.hub(v.Name()); hb != nil {
+		body = hb.stateJSON(val, h)
+	} else {
+		body = val.AppendJSON(nil)
+	}
+	w.Write(body)
+}
+
+// stateJSON returns the JSON of val, whose hash is h, from the hub's
+// one-entry cache of the last value read over HTTP.
+func (h *hub) stateJSON(val statetree.Value, hash statetree.Hash) []byte {
+	h.jsonMu.Lock()
+	defer h.jsonMu.Unlock()
+	if h.jsonBody != nil && h.jsonHash == hash {
+		return h.jsonBody
+	}
+	h.jsonBody, h.jsonHash = val.AppendJSON(nil), hash
+	return h.jsonBody
 }
