@@ -97,3 +97,26 @@ func BenchmarkInstantiate(b *testing.B) {
 		_ = i.Close(ctx)
 	}
 }
+
+// BenchmarkReduceBoundary is the floor of a Go guest: the noop reducer (its
+// handlers return at once) over the same events, so the figure is the
+// boundary alone (frame write, export call, Go's wasmexport entry, the SDK's
+// decoding and dispatch).
+func BenchmarkReduceBoundary(b *testing.B) {
+	const n = 1 << 16
+	evs := todoEvents(n)
+	r := newRuntime(b, plugins.Config{})
+	m := compile(b, r, "noop")
+	inst := instance(b, m, plugins.InstanceConfig{View: "bench"})
+	st := nodb.NewMemStore()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for k := 0; k < b.N; k++ {
+		e := *evs[k%n]
+		e.Seq = uint64(k + 1)
+		if err := inst.Reduce(ctx, &e, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

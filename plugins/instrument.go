@@ -35,9 +35,13 @@ import (
 // every host).
 
 // stopExport and fuelExport name the globals the host adds to every module.
+// globalExportPrefix+N exports the module's own global N, so that the host
+// can save and restore the guest's whole state after _initialize (see
+// Instance.restore).
 const (
-	stopExport = "__nodb_stop"
-	fuelExport = "__nodb_fuel"
+	stopExport         = "__nodb_stop"
+	fuelExport         = "__nodb_fuel"
+	globalExportPrefix = "__nodb_g"
 )
 
 // Fuel is the number of loop iterations one event (or one _initialize) may
@@ -148,10 +152,11 @@ func appendU32(dst []byte, v uint32) []byte {
 var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
 // instrument returns the module with the stop global and loop checks added,
-// and the minimum of its memory in pages (0 if it defines none).
-func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
+// its own globals exported, the minimum of its memory in pages (0 if it
+// defines none) and the number of globals it defines.
+func instrument(wasm []byte) (out []byte, minPages, globals uint32, err error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || string(wasm[4:8]) != "\x01\x00\x00\x00" {
-		return nil, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
+		return nil, 0, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
 	}
 	type section struct {
 		id   byte
@@ -173,7 +178,7 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		case 2:
 			n, err := countImportedGlobals(body)
 			if err != nil {
-				return nil, 0, err
+				return nil, 0, 0, err
 			}
 			importedGlobals = n
 		case 5:
@@ -183,13 +188,13 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 				minPages = sr.u32()
 			}
 			if sr.err != nil {
-				return nil, 0, sr.err
+				return nil, 0, 0, sr.err
 			}
 		case 6:
 			sr := &reader{b: body}
 			definedGlobals = sr.u32()
 			if sr.err != nil {
-				return nil, 0, sr.err
+				return nil, 0, 0, sr.err
 			}
 		case 0:
 			sr := &reader{b: body}
@@ -200,7 +205,7 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		secs = append(secs, section{id, body})
 	}
 	if r.err != nil {
-		return nil, 0, r.err
+		return nil, 0, 0, r.err
 	}
 	stop := importedGlobals + definedGlobals
 	out = append([]byte(nil), wasm[:8]...)
@@ -219,36 +224,40 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		return appendU32(e, idx)
 	}
 	exportEntries := append(exportEntry(stopExport, stop), exportEntry(fuelExport, stop+1)...)
-	newVec := func(items []byte) []byte { return append(appendU32(nil, 2), items...) }
-	addItems := func(body, items []byte) []byte {
+	for k := uint32(0); k < definedGlobals; k++ {
+		exportEntries = append(exportEntries, exportEntry(fmt.Sprintf("%s%d", globalExportPrefix, k), importedGlobals+k)...)
+	}
+	newVec := func(n uint32, items []byte) []byte { return append(appendU32(nil, n), items...) }
+	addItems := func(body []byte, k uint32, items []byte) []byte {
 		r := &reader{b: body}
 		n := r.u32()
-		out := appendU32(nil, n+2)
+		out := appendU32(nil, n+k)
 		out = append(out, body[r.pos:]...)
 		return append(out, items...)
 	}
+	nExports := 2 + definedGlobals
 	doneGlobal, doneExport := false, false
 	for _, s := range secs {
 		rank := sectionRank[s.id]
 		if s.id != 0 && !doneGlobal && rank > sectionRank[6] {
-			emit(6, newVec(globalEntries))
+			emit(6, newVec(2, globalEntries))
 			doneGlobal = true
 		}
 		if s.id != 0 && !doneExport && rank > sectionRank[7] {
-			emit(7, newVec(exportEntries))
+			emit(7, newVec(nExports, exportEntries))
 			doneExport = true
 		}
 		switch s.id {
 		case 6:
-			emit(6, addItems(s.body, globalEntries))
+			emit(6, addItems(s.body, 2, globalEntries))
 			doneGlobal = true
 		case 7:
-			emit(7, addItems(s.body, exportEntries))
+			emit(7, addItems(s.body, nExports, exportEntries))
 			doneExport = true
 		case 10:
 			body, err := instrumentCode(s.body, stop)
 			if err != nil {
-				return nil, 0, err
+				return nil, 0, 0, err
 			}
 			emit(10, body)
 		default:
@@ -256,12 +265,12 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		}
 	}
 	if !doneGlobal {
-		emit(6, newVec(globalEntries))
+		emit(6, newVec(2, globalEntries))
 	}
 	if !doneExport {
-		emit(7, newVec(exportEntries))
+		emit(7, newVec(nExports, exportEntries))
 	}
-	return out, minPages, nil
+	return out, minPages, definedGlobals, nil
 }
 
 // appendVecItem returns a vector section body with one more item.

@@ -21,6 +21,7 @@ var goFixtures = map[string]string{
 	"todos": "../examples/todos/reducer",
 	"panic": "testdata/go/panic",
 	"chaos": "testdata/go/chaos",
+	"noop":  "testdata/go/noop",
 }
 
 var (
