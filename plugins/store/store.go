@@ -60,6 +60,8 @@ type Manifest struct {
 	Version string `json:"version,omitempty"`
 	// Kind is the plugin kind; "reducer" is the only one built.
 	Kind string `json:"kind"`
+	// Inputs lists the views a cascade reads (kind "cascade").
+	Inputs []string `json:"inputs,omitempty"`
 	// ABIVersion is the guest ABI version the module speaks.
 	ABIVersion int `json:"abi_version"`
 	// SHA256 is the hex SHA-256 of the module. An upload that declares it

@@ -68,6 +68,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 		Store: st, Runtime: rt, Log: log, DataDir: o.data, SnapshotEvery: o.snapEvery,
 		AddView: srv.AddView, Logger: logger,
 		RecordSwap: swapRecorder(chron),
+		ViewExists: srv.HasView,
 	})
 	started := map[string]bool{}
 	for _, spec := range o.plugins {
@@ -98,7 +99,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			return nil, fmt.Errorf("view %s (version %s from the plugin store): %w", a.View, a.SHA256[:12], err)
 		}
 	}
-	rv.mgr.Register(srv.Handle)
+	rv.mgr.Register(srv)
 	return rv, nil
 }
 
