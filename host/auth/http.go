@@ -63,6 +63,14 @@ func Load(path string, logger hclog.Logger) (*Authenticator, error) {
 	return a, nil
 }
 
+// SetLogger sets where reloads of the token file are logged. Call it before
+// the Authenticator is in use.
+func (a *Authenticator) SetLogger(l hclog.Logger) {
+	if a != nil && l != nil {
+		a.logger = l
+	}
+}
+
 // Open reports whether a is in open mode (no token file).
 func (a *Authenticator) Open() bool { return a == nil }
 
@@ -150,6 +158,18 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	a.maybeReload()
 	return a.set.Load().Verify(tok)
+}
+
+// Valid reports whether p's token is still in the token file (always true
+// in open mode). Long-lived connections call it to end sessions whose token
+// was revoked; it picks up file changes like Authenticate.
+func (a *Authenticator) Valid(p *Principal) bool {
+	if a == nil {
+		return true
+	}
+	a.maybeReload()
+	_, ok := a.set.Load().byID[p.ID]
+	return ok
 }
 
 func bearer(r *http.Request) (string, error) {

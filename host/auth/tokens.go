@@ -253,13 +253,13 @@ func WriteFile(path string, f *File) error {
 }
 
 // Update runs fn on the token file at path (an empty File if it does not
-// exist yet) under an exclusive lock (path + ".lock"), and writes the result
-// back when fn succeeds. Concurrent `nodb token` commands therefore never
-// lose each other's changes.
+// exist yet) under an exclusive lock on the file's directory, and writes the
+// result back when fn succeeds. Concurrent `nodb token` commands therefore
+// never lose each other's changes.
 func Update(path string, fn func(*File) error) error {
-	lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	lf, err := os.Open(filepath.Dir(path))
 	if err != nil {
-		return fmt.Errorf("locking the token file: %w", err)
+		return fmt.Errorf("locking the token file's directory: %w", err)
 	}
 	defer lf.Close()
 	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
