@@ -7,7 +7,11 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 import { NODB, startNodb, client, raw, until, closeClients } from './lib.js';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const skipBrowser = process.env.NODB_E2E_SKIP_BROWSER === '1';
 
 let node;
 let dir;
@@ -73,4 +77,32 @@ test('a wrong token never opens', async () => {
   await new Promise((r) => setTimeout(r, 300));
   assert.notEqual(c.state, 'open');
   c.close();
+});
+
+test('the todo page in chromium: #token= in the URL opens it, without a token it stays offline', { skip: skipBrowser, timeout: 120000 }, async () => {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM, or NODB_E2E_SKIP_BROWSER=1)`);
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update'],
+    timeout: 60000,
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${node.url}/#token=${encodeURIComponent(app)}`);
+    await page.waitForSelector('[data-testid=conn]:text("online")', { timeout: 15000 });
+    assert.ok(!page.url().includes('token'), `the token stays in the address bar: ${page.url()}`);
+    await page.fill('[data-testid=new-todo]', 'from chromium');
+    await page.press('[data-testid=new-todo]', 'Enter');
+    await page.waitForSelector('[data-testid=list] label:text-is("from chromium")', { timeout: 15000 });
+    await page.reload(); // the tab keeps its token
+    await page.waitForSelector('[data-testid=conn]:text("online")', { timeout: 15000 });
+
+    const anon = await browser.newPage();
+    await anon.goto(node.url + '/');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.notEqual(await anon.textContent('[data-testid=conn]'), 'online');
+  } finally {
+    await browser.close();
+  }
 });
