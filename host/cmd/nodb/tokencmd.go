@@ -20,7 +20,8 @@ func tokenCmd() *cobra.Command {
 		Long: `Manage a token file. The file holds each token's id, name, scopes, limits
 and the SHA-256 of its secret, never the secret itself. A running
 nodb serve --tokens FILE notices changes within a second: new tokens work at
-once, revoked tokens are refused and their WebSockets closed.
+once, revoked tokens are refused and their WebSockets closed (at their next
+message or keepalive).
 
 Scopes:
   admin            any operation
