@@ -169,8 +169,9 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"manifest": out, "stored": stored})
 }
 
-// handleList lists every version and active record to an admin, and the
-// cascades (and the views running one) to a deploy:cascade token.
+// handleList lists every version and active record to an admin, and to a
+// deploy:cascade token the cascades over views it may read (and the views
+// running one).
 func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	if err := p.CheckListPlugins(); err != nil {
@@ -187,7 +188,7 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 		cascades := list[:0:0]
 		isCascade := map[string]bool{}
 		for _, man := range list {
-			if man.Kind == auth.KindCascade {
+			if man.Kind == auth.KindCascade && p.CanDeployCascade(man.Inputs) == nil {
 				cascades = append(cascades, man)
 				isCascade[man.SHA256] = true
 			}
