@@ -51,4 +51,4 @@ echo "== JS client unit tests (node --test sdk/client/js/test)"
 
 echo "== end-to-end tests against real nodb processes"
 cd "$ROOT/e2e"
-timeout 900 node --test interop.test.js resume.test.js errors.test.js browser.test.js
+timeout 900 node --test interop.test.js resume.test.js errors.test.js auth.test.js browser.test.js

@@ -45,7 +45,12 @@ type Config struct {
 	// Upstreams maps a cascade input's name to a view on another nodb host
 	// (cascade.ParseRemote's URL); inputs not listed are views of this host.
 	Upstreams map[string]string
-	Logger    hclog.Logger
+	// ViewExists, when set, reports whether the host serves a view of that
+	// name that this manager may not run (another engine's); the plugin
+	// API then treats it as an existing view of unknown kind, which only
+	// admin tokens may replace.
+	ViewExists func(name string) bool
+	Logger     hclog.Logger
 }
 
 // Manager owns a host's reducer views and their versions.
@@ -370,6 +375,14 @@ func (m *Manager) release(e *entry) {
 // (progress goes to prog), catches up, is compared with the live view and
 // swapped in per policy; a failure leaves the live view untouched.
 func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress)) (Report, error) {
+	return m.activate(ctx, name, sha, policy, rollback, prog, nil)
+}
+
+// authorizer decides, with the view locked against other swaps, whether
+// the version man may become active; an error refuses and changes nothing.
+type authorizer func(man store.Manifest) error
+
+func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress), authz authorizer) (Report, error) {
 	start := time.Now()
 	man, _, err := m.module(ctx, sha)
 	if err != nil {
@@ -387,6 +400,14 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 	e, err := m.acquire(name)
 	if err != nil {
 		return rep, err
+	}
+	if authz != nil {
+		if err := authz(man); err != nil {
+			if e != nil {
+				m.release(e)
+			}
+			return rep, err
+		}
 	}
 	if e == nil {
 		if _, err := m.StartView(ctx, name, sha); err != nil {
@@ -453,6 +474,10 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 
 // Confirm performs a manual swap that is waiting.
 func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
+	return m.confirm(ctx, name, nil)
+}
+
+func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (Report, error) {
 	e, err := m.acquire(name)
 	if err != nil {
 		return Report{}, err
@@ -464,6 +489,11 @@ func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
 	p := e.pending
 	if p == nil {
 		return Report{}, fmt.Errorf("view %q has no swap awaiting confirmation; activate a version with policy manual first", name)
+	}
+	if authz != nil {
+		if err := authz(p.man); err != nil {
+			return Report{}, err
+		}
 	}
 	e.pending = nil
 	start := time.Now()
@@ -492,11 +522,49 @@ func (m *Manager) recordSwap(ctx context.Context, name, from, to string) {
 // Rollback activates the version that was active before the current one,
 // with policy always.
 func (m *Manager) Rollback(ctx context.Context, name string, prog func(view.Progress)) (Report, error) {
+	return m.rollback(ctx, name, prog, nil)
+}
+
+func (m *Manager) rollback(ctx context.Context, name string, prog func(view.Progress), authz authorizer) (Report, error) {
 	a, ok := m.cfg.Store.Active(name)
 	if !ok || len(a.History) == 0 {
 		return Report{}, fmt.Errorf("view %q has no previous version to roll back to", name)
 	}
-	return m.Activate(ctx, name, a.History[len(a.History)-1], store.PolicyAlways, true, prog)
+	return m.activate(ctx, name, a.History[len(a.History)-1], store.PolicyAlways, true, prog, authz)
+}
+
+// pendingManifest returns the version of view name's manual swap awaiting
+// confirmation, if any.
+func (m *Manager) pendingManifest(name string) (store.Manifest, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.views[name]; e != nil && e.pending != nil {
+		return e.pending.man, true
+	}
+	return store.Manifest{}, false
+}
+
+// viewKind returns the kind of the version active in view name ("" when
+// it cannot be told) and whether the view exists, in this manager or (per
+// Config.ViewExists) elsewhere on the host.
+func (m *Manager) viewKind(name string) (string, bool) {
+	if a, ok := m.cfg.Store.Active(name); ok {
+		man, err := m.cfg.Store.Resolve("", a.SHA256)
+		if err != nil {
+			return "", true
+		}
+		if man.Kind == "" {
+			return "reducer", true
+		}
+		return man.Kind, true
+	}
+	m.mu.Lock()
+	_, ok := m.views[name]
+	m.mu.Unlock()
+	if ok || (m.cfg.ViewExists != nil && m.cfg.ViewExists(name)) {
+		return "", true
+	}
+	return "", false
 }
 
 // compare runs a dry run of version newSHA against oldSHA for view e.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth"
 	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/plugins/store"
 )
@@ -19,23 +20,72 @@ const MaxUpload = 64 << 20
 // ManifestHeader carries an upload's manifest (JSON) with a raw wasm body.
 const ManifestHeader = "X-Nodb-Manifest"
 
-// Register adds the plugin API to a server's mux:
+// Router is where Register adds the plugin API (a *server.Server). Handle
+// registers an endpoint for admin tokens only; HandleAuthenticated one for
+// any valid token, whose handler decides with auth.FromContext.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+	HandleAuthenticated(pattern string, h http.Handler)
+}
+
+// Register adds the plugin API to a server:
 //
 //	POST   /v1/plugins                    body: the wasm; header X-Nodb-Manifest: manifest JSON
 //	GET    /v1/plugins                    versions and active versions
-//	DELETE /v1/plugins/{sha}              an inactive version
+//	DELETE /v1/plugins/{sha}              an inactive version (admin)
 //	POST   /v1/views/{name}/activate      {"version"|"sha256", "policy"} → NDJSON progress + report
 //	POST   /v1/views/{name}/confirm       perform a manual swap that is waiting
 //	POST   /v1/views/{name}/rollback      back to the previous version → NDJSON
-//	POST   /v1/views/{name}/dry-run       body: the candidate wasm → NDJSON progress + compare report
-func (m *Manager) Register(handle func(pattern string, h http.Handler)) {
-	handle("POST /v1/plugins", http.HandlerFunc(m.handleUpload))
-	handle("GET /v1/plugins", http.HandlerFunc(m.handleList))
-	handle("DELETE /v1/plugins/{sha}", http.HandlerFunc(m.handleDelete))
-	handle("POST /v1/views/{name}/activate", http.HandlerFunc(m.handleActivate))
-	handle("POST /v1/views/{name}/confirm", http.HandlerFunc(m.handleConfirm))
-	handle("POST /v1/views/{name}/rollback", http.HandlerFunc(m.handleRollback))
-	handle("POST /v1/views/{name}/dry-run", http.HandlerFunc(m.handleDryRun))
+//	POST   /v1/views/{name}/dry-run       body: the candidate wasm → NDJSON progress + compare report (admin)
+//
+// Admin tokens may do everything; deploy:cascade tokens may upload, list,
+// activate, confirm and roll back cascades (auth.Principal.AuthorizeUpload
+// and AuthorizeActivate decide).
+func (m *Manager) Register(r Router) {
+	r.HandleAuthenticated("POST /v1/plugins", http.HandlerFunc(m.handleUpload))
+	r.HandleAuthenticated("GET /v1/plugins", http.HandlerFunc(m.handleList))
+	r.Handle("DELETE /v1/plugins/{sha}", http.HandlerFunc(m.handleDelete))
+	r.HandleAuthenticated("POST /v1/views/{name}/activate", http.HandlerFunc(m.handleActivate))
+	r.HandleAuthenticated("POST /v1/views/{name}/confirm", http.HandlerFunc(m.handleConfirm))
+	r.HandleAuthenticated("POST /v1/views/{name}/rollback", http.HandlerFunc(m.handleRollback))
+	r.Handle("POST /v1/views/{name}/dry-run", http.HandlerFunc(m.handleDryRun))
+}
+
+// nobody is the principal of a request that carries none: it may do nothing.
+var nobody, _ = auth.NewPrincipal("", "unauthenticated request", nil, auth.Limits{})
+
+func principal(r *http.Request) *auth.Principal {
+	if p := auth.FromContext(r.Context()); p != nil {
+		return p
+	}
+	return nobody
+}
+
+// refuseNonCascade answers 403 and returns true when a non-admin asks to
+// act on an existing view that is not a cascade, so that the answer does not
+// depend on (or reveal) the state of views the token may not change.
+func (m *Manager) refuseNonCascade(w http.ResponseWriter, p *auth.Principal, action, view string) bool {
+	if p.Admin() {
+		return false
+	}
+	if kind, exists := m.viewKind(view); exists && kind != auth.KindCascade {
+		auth.WriteError(w, p.CheckAdmin(fmt.Sprintf("%s view %q: it is not a cascade view", action, view)))
+		return true
+	}
+	return false
+}
+
+// authorizeActivation is the authorisation of making version man active in
+// view (action: "activate", "confirm", "roll back").
+func (m *Manager) authorizeActivation(p *auth.Principal, action, view string) authorizer {
+	return func(man store.Manifest) error {
+		if p.Admin() {
+			return nil
+		}
+		kind, exists := m.viewKind(view)
+		return p.AuthorizeActivate(auth.Activation{Action: action, View: view, Kind: man.Kind, Inputs: man.Inputs,
+			Limits: auth.Limits(man.Limits), ViewExists: exists, ViewKind: kind})
+	}
 }
 
 func httpError(w http.ResponseWriter, status int, code, format string, args ...any) {
@@ -55,7 +105,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // errStatus maps an error to an HTTP status and code.
 func errStatus(err error) (int, string) {
 	var re *store.RejectError
+	var ae *auth.Error
 	switch {
+	case errors.As(err, &ae):
+		return ae.Status, ae.Code
 	case errors.As(err, &re):
 		return http.StatusUnprocessableEntity, "rejected"
 	case errors.Is(err, store.ErrNotFound):
@@ -93,10 +146,29 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if n := r.URL.Query().Get("name"); n != "" && man.Name == "" {
 		man.Name = n
 	}
+	p := principal(r)
+	if err := p.CheckListPlugins(); err != nil { // admin or deploy:cascade, before reading the body
+		auth.WriteError(w, err)
+		return
+	}
 	wasm, ok := readWasm(w, r)
 	if !ok {
 		return
 	}
+	// Authorise what the module itself declares (its kind and inputs come
+	// from its _initialize; a manifest cannot claim otherwise).
+	checked, err := m.cfg.Store.Validate(r.Context(), wasm, man)
+	if err != nil {
+		st, code := errStatus(err)
+		httpError(w, st, code, "%v", err)
+		return
+	}
+	lim, err := p.AuthorizeUpload(checked.Kind, checked.Inputs, auth.Limits(man.Limits))
+	if err != nil {
+		auth.WriteError(w, err)
+		return
+	}
+	man.Limits = store.Limits(lim)
 	out, stored, err := m.cfg.Store.Put(r.Context(), wasm, man)
 	if err != nil {
 		st, code := errStatus(err)
@@ -110,13 +182,39 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"manifest": out, "stored": stored})
 }
 
+// handleList lists every version and active record to an admin, and to a
+// deploy:cascade token the cascades over views it may read (and the views
+// running one).
 func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if err := p.CheckListPlugins(); err != nil {
+		auth.WriteError(w, err)
+		return
+	}
 	list, err := m.cfg.Store.List()
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, wire.CodeUnavailable, "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"plugins": list, "active": m.cfg.Store.Actives()})
+	actives := m.cfg.Store.Actives()
+	if !p.Admin() {
+		cascades := list[:0:0]
+		isCascade := map[string]bool{}
+		for _, man := range list {
+			if man.Kind == auth.KindCascade && p.CanDeployCascade(man.Inputs) == nil {
+				cascades = append(cascades, man)
+				isCascade[man.SHA256] = true
+			}
+		}
+		shown := actives[:0:0]
+		for _, a := range actives {
+			if isCascade[a.SHA256] {
+				shown = append(shown, a)
+			}
+		}
+		list, actives = cascades, shown
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"plugins": list, "active": actives})
 }
 
 func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
@@ -163,8 +261,15 @@ func (m *Manager) handleActivate(w http.ResponseWriter, r *http.Request) {
 		httpError(w, st, code, "%v", err)
 		return
 	}
+	// Decided here for a plain 403, and again with the view locked (the
+	// view may change in between), then reported in the stream.
+	authz := m.authorizeActivation(principal(r), "activate", name)
+	if err := authz(man); err != nil {
+		auth.WriteError(w, err)
+		return
+	}
 	out := newNDJSON(w)
-	rep, err := m.Activate(r.Context(), name, man.SHA256, req.Policy, false, out.progress)
+	rep, err := m.activate(r.Context(), name, man.SHA256, req.Policy, false, out.progress, authz)
 	m.finish(out, rep, err)
 }
 
@@ -181,7 +286,17 @@ func (m *Manager) finish(out *ndjson, rep any, err error) {
 }
 
 func (m *Manager) handleConfirm(w http.ResponseWriter, r *http.Request) {
-	rep, err := m.Confirm(r.Context(), r.PathValue("name"))
+	name := r.PathValue("name")
+	authz := m.authorizeActivation(principal(r), "confirm", name)
+	if man, ok := m.pendingManifest(name); ok {
+		if err := authz(man); err != nil {
+			auth.WriteError(w, err)
+			return
+		}
+	} else if m.refuseNonCascade(w, principal(r), "confirm swaps of", name) {
+		return
+	}
+	rep, err := m.confirm(r.Context(), name, authz)
 	if err != nil {
 		st, code := errStatus(err)
 		httpError(w, st, code, "%v", err)
@@ -192,12 +307,27 @@ func (m *Manager) handleConfirm(w http.ResponseWriter, r *http.Request) {
 
 func (m *Manager) handleRollback(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if a, ok := m.cfg.Store.Active(name); !ok || len(a.History) == 0 {
+	authz := m.authorizeActivation(principal(r), "roll back", name)
+	a, ok := m.cfg.Store.Active(name)
+	if !ok || len(a.History) == 0 {
+		if m.refuseNonCascade(w, principal(r), "roll back", name) {
+			return
+		}
 		httpError(w, http.StatusConflict, wire.CodeBadRequest, "view %q has no previous version to roll back to", name)
 		return
 	}
+	target, err := m.cfg.Store.Resolve("", a.History[len(a.History)-1])
+	if err != nil {
+		st, code := errStatus(err)
+		httpError(w, st, code, "%v", err)
+		return
+	}
+	if err := authz(target); err != nil {
+		auth.WriteError(w, err)
+		return
+	}
 	out := newNDJSON(w)
-	rep, err := m.Rollback(r.Context(), name, out.progress)
+	rep, err := m.rollback(r.Context(), name, out.progress, authz)
 	m.finish(out, rep, err)
 }
 

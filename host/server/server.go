@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth"
 	"github.com/nodb-dev/nodb/host/chronicler"
 	"github.com/nodb-dev/nodb/host/view"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	Logger hclog.Logger
 	// Registry receives the server's metrics; default a new registry.
 	Registry *prometheus.Registry
+	// Auth authenticates every request but /livez, /readyz and static
+	// files. Nil is open mode: every request acts as an admin.
+	Auth *auth.Authenticator
 }
 
 func (c *Config) setDefaults() {
@@ -136,17 +140,19 @@ func New(cfg Config) *Server {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.ChronMetrics = chronicler.NewMetrics(cfg.Registry)
 
+	// Who may call what: public, admin only, or any valid token with the
+	// handler checking the scopes (auth.FromContext).
 	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	s.mux.HandleFunc("GET /readyz", s.handleReady)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
-	s.mux.HandleFunc("GET /v1/ws", s.handleWS)
-	s.mux.HandleFunc("POST /v1/events", s.handlePublish)
-	s.mux.HandleFunc("GET /v1/producers/{producer}", s.handleProducer)
-	s.mux.HandleFunc("GET /v1/views", s.handleViews)
-	s.mux.HandleFunc("GET /v1/views/{name}", s.handleView)
-	s.mux.HandleFunc("GET /v1/views/{name}/state", s.handleViewState)
+	s.mux.Handle("GET /metrics", s.guard("read the metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	s.mux.Handle("GET /v1/producers/{producer}", s.guard("read a producer's records", http.HandlerFunc(s.handleProducer)))
+	s.HandleAuthenticated("GET /v1/ws", http.HandlerFunc(s.handleWS))
+	s.HandleAuthenticated("POST /v1/events", http.HandlerFunc(s.handlePublish))
+	s.HandleAuthenticated("GET /v1/views", http.HandlerFunc(s.handleViews))
+	s.HandleAuthenticated("GET /v1/views/{name}", http.HandlerFunc(s.handleView))
+	s.HandleAuthenticated("GET /v1/views/{name}/state", http.HandlerFunc(s.handleViewState))
 	return s
 }
 
@@ -165,9 +171,98 @@ func (s *Server) hub(name string) *hub {
 	return s.hubs[name]
 }
 
-// Handle registers an extra handler on the server's mux (used by the view
-// engine's API). Patterns follow net/http.ServeMux.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle registers an extra handler on the server's mux. Patterns follow
+// net/http.ServeMux. Endpoints of the API (paths under /v1/, and /metrics)
+// are for admin tokens only, the safe default for a handler that checks no
+// scopes itself; other paths (static files, the JavaScript client) are open
+// to everyone. Use HandleAuthenticated for an API endpoint that decides per
+// scope.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	if isAPIPattern(pattern) {
+		h = s.guard("use "+pattern, h)
+	}
+	s.mux.Handle(pattern, h)
+}
+
+// HandleAuthenticated registers h for any request with a valid token (every
+// request in open mode); a request without one gets 401. h decides what the
+// principal may do: auth.FromContext(r.Context()) returns it.
+func (s *Server) HandleAuthenticated(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.authenticated(h))
+}
+
+// isAPIPattern reports whether a ServeMux pattern ("[METHOD ][HOST]/PATH")
+// is an API path: /v1/… or /metrics.
+func isAPIPattern(pattern string) bool {
+	if _, rest, ok := strings.Cut(pattern, " "); ok {
+		pattern = strings.TrimSpace(rest)
+	}
+	if i := strings.IndexByte(pattern, '/'); i >= 0 {
+		pattern = pattern[i:]
+	}
+	return pattern == "/v1" || strings.HasPrefix(pattern, "/v1/") || pattern == "/metrics" || strings.HasPrefix(pattern, "/metrics/")
+}
+
+// authenticated wraps h: 401 without a valid token, else h runs with the
+// principal in its request's context.
+func (s *Server) authenticated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.cfg.Auth.Authenticate(r)
+		if err != nil {
+			s.refuse(w, r, nil, err)
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
+	})
+}
+
+// guard wraps h for admin tokens only; what describes the operation in the
+// 403 ("read the metrics").
+func (s *Server) guard(what string, h http.Handler) http.Handler {
+	return s.authenticated(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := auth.FromContext(r.Context())
+		if err := p.CheckAdmin(what); err != nil {
+			s.refuse(w, r, p, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// refuse answers a request with an authentication (401) or authorisation
+// (403) error and logs it.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, p *auth.Principal, err error) {
+	if p == nil {
+		s.logger.Debug("request refused: no valid token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+	} else {
+		s.logger.Info("request refused", "token", p.Name, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+	}
+	auth.WriteError(w, err)
+}
+
+// nobody is the principal of a request that was not authenticated (a
+// handler registered without HandleAuthenticated): it may do nothing.
+var nobody, _ = auth.NewPrincipal("", "unauthenticated request", nil, auth.Limits{})
+
+// principal returns the request's principal (set by authenticated).
+func principal(r *http.Request) *auth.Principal {
+	if p := auth.FromContext(r.Context()); p != nil {
+		return p
+	}
+	return nobody
+}
+
+// authWire converts an authorisation error to the protocol's error reply.
+func authWire(err error) *wire.Error {
+	var e *auth.Error
+	if errors.As(err, &e) {
+		return e.Wire()
+	}
+	return wire.Errorf(wire.CodeForbidden, "%v", err)
+}
+
+// HasView reports whether a view named name is being served.
+func (s *Server) HasView(name string) bool { return s.hub(name) != nil }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -244,6 +339,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		var de *wire.DecodeError
 		errors.As(err, &de)
 		httpError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadRequest, "%s", de.Message))
+		return
+	}
+	if p := principal(r); !p.CanPublish(ev.Type) {
+		s.refuse(w, r, p, p.CheckPublish(ev.Type))
 		return
 	}
 	ack, err := c.Publish(r.Context(), ev)

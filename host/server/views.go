@@ -10,19 +10,30 @@ import (
 	"github.com/nodb-dev/nodb/host/view"
 )
 
+// handleViews lists the views the principal may read.
 func (s *Server) handleViews(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	s.hubsMu.RLock()
 	out := make([]view.Status, 0, len(s.hubs))
-	for _, h := range s.hubs {
-		out = append(out, h.v.Status())
+	for name, h := range s.hubs {
+		if p.CanRead(name) {
+			out = append(out, h.v.Status())
+		}
 	}
 	s.hubsMu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, map[string]any{"views": out})
 }
 
+// lookupView finds the view of the request's path if the principal may read
+// it; otherwise it answers 403 or 404 and returns nil. The scope is checked
+// first, so a refusal does not tell whether the view exists.
 func (s *Server) lookupView(w http.ResponseWriter, r *http.Request) *view.View {
 	name := r.PathValue("name")
+	if p := principal(r); !p.CanRead(name) {
+		s.refuse(w, r, p, p.CheckRead(name))
+		return nil
+	}
 	h := s.hub(name)
 	if h == nil {
 		httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "no view named %q; GET /v1/views lists the views", name))

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth"
 	"github.com/nodb-dev/nodb/host/chronicler"
 )
 
@@ -23,6 +24,9 @@ type conn struct {
 	s      *Server
 	ws     *websocket.Conn
 	format wire.Format
+	// p is the principal authenticated at the handshake; every publish and
+	// subscribe is checked against its scopes.
+	p      *auth.Principal
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -112,6 +116,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "shutting down"))
 		return
 	}
+	p := principal(r)
+	if err := p.CheckWebSocket(); err != nil {
+		s.refuse(w, r, p, err)
+		return
+	}
 	if !s.checkOrigin(r) {
 		s.logger.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
 		httpError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "origin %q is not allowed; add it with nodb serve --allow-origin", r.Header.Get("Origin")))
@@ -126,7 +135,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(int64(s.cfg.MaxFrame)) // before the first read
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{s: s, ws: ws, format: format, ctx: ctx, cancel: cancel,
+	c := &conn{s: s, ws: ws, format: format, p: p, ctx: ctx, cancel: cancel,
 		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{}),
 		out: make(chan *websocket.PreparedMessage, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
@@ -142,6 +151,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.connGauge.Inc()
 	go c.writeLoop()
 	c.readLoop()
+}
+
+// revoked closes the connection with 1008 because its token was revoked.
+func (c *conn) revoked() {
+	c.s.logger.Info("closing a WebSocket: its token was revoked", "token", c.p.Name)
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation,
+		"token revoked; reconnect with a valid token"), time.Now().Add(time.Second))
 }
 
 func (c *conn) drain() {
@@ -212,6 +228,10 @@ func (c *conn) readLoop() {
 				time.Now().Add(time.Second))
 			return
 		}
+		if !s.cfg.Auth.Valid(c.p) {
+			c.revoked()
+			return
+		}
 		if err := wire.DecodeRequest(c.format, data, &req); err != nil {
 			var de *wire.DecodeError
 			errors.As(err, &de)
@@ -222,6 +242,10 @@ func (c *conn) readLoop() {
 		case wire.TypePublish:
 			c.publish(&req)
 		case wire.TypeSubscribe:
+			if !c.p.CanRead(req.View) {
+				c.push(wire.AppendError(c.format, nil, req.ID, authWire(c.p.CheckRead(req.View))))
+				continue
+			}
 			h := s.hub(req.View)
 			if h == nil && s.chron.Load() == nil {
 				c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeUnavailable,
@@ -255,6 +279,10 @@ func (c *conn) readLoop() {
 }
 
 func (c *conn) publish(req *wire.Request) {
+	if !c.p.CanPublish(req.Event.Type) {
+		c.push(wire.AppendError(c.format, nil, req.ID, authWire(c.p.CheckPublish(req.Event.Type))))
+		return
+	}
 	ch := c.s.chron.Load()
 	if ch == nil {
 		c.push(wire.AppendError(c.format, nil, req.ID, wire.Errorf(wire.CodeUnavailable, "the host is recovering its log; retry with the same producer and pseq")))
@@ -334,6 +362,11 @@ func (c *conn) writeLoop() {
 		case <-c.wake:
 			c.resyncIfDrained()
 		case <-ping.C:
+			if !s.cfg.Auth.Valid(c.p) {
+				c.revoked()
+				broken = true
+				c.ws.Close()
+			}
 			if !broken {
 				c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second))
 			}

@@ -29,6 +29,24 @@ function ui(state = { filter: filterFromHash(), editing: null, unsaved: 0 }, act
   }
 }
 
+// A host run with --tokens wants a token: open the page as /#token=nodb_…
+// (a fragment never leaves the browser); this tab keeps it for reloads. Read
+// before the store, which takes its filter from the fragment too.
+function pageToken() {
+  try {
+    const t = new URLSearchParams(location.hash.slice(1)).get('token');
+    if (t) {
+      sessionStorage.setItem('nodb-token', t);
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    return sessionStorage.getItem('nodb-token') ?? undefined;
+  } catch {
+    return undefined; // storage disabled: no token
+  }
+}
+
+const token = pageToken();
+
 const store = createStore(combineReducers({
   todos: viewReducer(VIEW), // null until the snapshot arrives, then {todos: {...}}
   stats: viewReducer(STATS_VIEW),
@@ -36,7 +54,7 @@ const store = createStore(combineReducers({
   ui,
 }));
 
-const client = createClient(); // same host as the page: ws(s)://HOST/v1/ws
+const client = createClient({ token }); // same host as the page: ws(s)://HOST/v1/ws
 syncConnection(store, client);
 syncView(store, client, VIEW);
 client.on('outbox', (n) => store.dispatch({ type: 'ui/unsaved', n }));

@@ -30,25 +30,6 @@ func apiError(resp *http.Response) error {
 	return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 }
 
-func doAPI(ctx context.Context, method, u string, body io.Reader, hdr map[string]string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w (is nodb serve running?)", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		return nil, apiError(resp)
-	}
-	return resp, nil
-}
-
 // progressPrinter shows streamed progress: a bar on a terminal, plain lines
 // otherwise, nothing with --quiet.
 type progressPrinter struct {
@@ -96,8 +77,8 @@ func (p *progressPrinter) done() {
 // longOperation sends a request whose answer is an NDJSON progress stream
 // (activate, rollback, dry-run), shows the progress as label, prints the
 // final report and returns it.
-func longOperation(ctx context.Context, method, u string, body io.Reader, hdr map[string]string, label string, quiet bool) (json.RawMessage, error) {
-	resp, err := doAPI(ctx, method, u, body, hdr)
+func longOperation(ctx context.Context, cf *clientOptions, method, u string, body io.Reader, hdr map[string]string, label string, quiet bool) (json.RawMessage, error) {
+	resp, err := cf.do(ctx, method, u, body, hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +150,8 @@ func outcomeErr(raw json.RawMessage) error {
 }
 
 func deployCmd() *cobra.Command {
-	var addr, name, manifest, policy string
+	var cf clientOptions
+	var name, manifest, policy string
 	var quiet, noActivate bool
 	cmd := &cobra.Command{
 		Use:   "deploy --name VIEW FILE.wasm",
@@ -184,7 +166,7 @@ refused or failed (the live view is then untouched).`,
   nodb deploy --name todos --policy always --manifest todos.json todos.wasm`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := httpURL(addr)
+			base, err := cf.base()
 			if err != nil {
 				return err
 			}
@@ -207,7 +189,7 @@ refused or failed (the live view is then untouched).`,
 			}
 			mj, _ := json.Marshal(man)
 			ctx := cmd.Context()
-			resp, err := doAPI(ctx, "POST", base+"/v1/plugins", bytes.NewReader(wasm), map[string]string{"Content-Type": "application/wasm", "X-Nodb-Manifest": string(mj)})
+			resp, err := cf.do(ctx, "POST", base+"/v1/plugins", bytes.NewReader(wasm), map[string]string{"Content-Type": "application/wasm", "X-Nodb-Manifest": string(mj)})
 			if err != nil {
 				return err
 			}
@@ -227,7 +209,7 @@ refused or failed (the live view is then untouched).`,
 				return nil
 			}
 			body, _ := json.Marshal(map[string]string{"sha256": up.Manifest.SHA256, "policy": policy})
-			raw, err := longOperation(ctx, "POST", base+"/v1/views/"+url.PathEscape(name)+"/activate", bytes.NewReader(body),
+			raw, err := longOperation(ctx, &cf, "POST", base+"/v1/views/"+url.PathEscape(name)+"/activate", bytes.NewReader(body),
 				map[string]string{"Content-Type": "application/json"}, "replaying "+name, quiet)
 			if err != nil {
 				return err
@@ -235,8 +217,8 @@ refused or failed (the live view is then untouched).`,
 			return outcomeErr(raw)
 		},
 	}
+	cf.addFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
 	f.StringVar(&name, "name", "", "view to activate the version in (required)")
 	f.StringVar(&manifest, "manifest", "", "manifest JSON file (name, version, limits, swap_policy, sha256)")
 	f.StringVar(&policy, "policy", "", "swap policy: always, if-identical or manual (default: the manifest's)")
@@ -247,18 +229,18 @@ refused or failed (the live view is then untouched).`,
 }
 
 func pluginsCmd() *cobra.Command {
-	var addr string
+	var cf clientOptions
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "plugins",
 		Short: "List the plugin versions in the host's store and the active one per view",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := httpURL(addr)
+			base, err := cf.base()
 			if err != nil {
 				return err
 			}
-			resp, err := doAPI(cmd.Context(), "GET", base+"/v1/plugins", nil, nil)
+			resp, err := cf.do(cmd.Context(), "GET", base+"/v1/plugins", nil, nil)
 			if err != nil {
 				return err
 			}
@@ -294,13 +276,14 @@ func pluginsCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
+	cf.addFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	return cmd
 }
 
 func replayCmd() *cobra.Command {
-	var addr, viewName string
+	var cf clientOptions
+	var viewName string
 	var dryRun, quiet bool
 	cmd := &cobra.Command{
 		Use:   "replay --view VIEW --dry-run FILE.wasm",
@@ -314,7 +297,7 @@ is stored or swapped. Exit status 3 when the states differ.`,
 			if !dryRun {
 				return fmt.Errorf("only --dry-run is supported; deploy a version with nodb deploy")
 			}
-			base, err := httpURL(addr)
+			base, err := cf.base()
 			if err != nil {
 				return err
 			}
@@ -322,7 +305,7 @@ is stored or swapped. Exit status 3 when the states differ.`,
 			if err != nil {
 				return err
 			}
-			raw, err := longOperation(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/dry-run", bytes.NewReader(wasm),
+			raw, err := longOperation(cmd.Context(), &cf, "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/dry-run", bytes.NewReader(wasm),
 				map[string]string{"Content-Type": "application/wasm"}, "comparing "+viewName, quiet)
 			if err != nil {
 				return err
@@ -342,8 +325,8 @@ is stored or swapped. Exit status 3 when the states differ.`,
 			return nil
 		},
 	}
+	cf.addFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
 	f.StringVar(&viewName, "view", "", "view whose active version to compare with (required)")
 	f.BoolVar(&dryRun, "dry-run", false, "compare only (required)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
@@ -352,26 +335,27 @@ is stored or swapped. Exit status 3 when the states differ.`,
 }
 
 func rollbackCmd() *cobra.Command {
-	var addr, viewName string
+	var cf clientOptions
+	var viewName string
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "rollback --view VIEW",
 		Short: "Swap a view back to the version active before the current one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := httpURL(addr)
+			base, err := cf.base()
 			if err != nil {
 				return err
 			}
-			raw, err := longOperation(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/rollback", nil, nil, "replaying "+viewName, quiet)
+			raw, err := longOperation(cmd.Context(), &cf, "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/rollback", nil, nil, "replaying "+viewName, quiet)
 			if err != nil {
 				return err
 			}
 			return outcomeErr(raw)
 		},
 	}
+	cf.addFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
 	f.StringVar(&viewName, "view", "", "view to roll back (required)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	cmd.MarkFlagRequired("view")

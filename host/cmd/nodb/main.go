@@ -23,6 +23,7 @@ func main() {
 		Version:       version,
 	}
 	root.AddCommand(serveCmd(), publishCmd(), logCmd(), verifyCmd(), stateCmd(), watchCmd(), deployCmd(), pluginsCmd(), replayCmd(), rollbackCmd())
+	root.AddCommand(tokenCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "nodb:", err)
 		os.Exit(exitCode(err))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -18,9 +17,10 @@ import (
 
 func publishCmd() *cobra.Command {
 	var (
-		addr, producer, typ, data string
-		pseq                      uint64
-		timeout                   time.Duration
+		cf                  clientOptions
+		producer, typ, data string
+		pseq                uint64
+		timeout             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "publish",
@@ -36,7 +36,7 @@ safe: it is acked as a duplicate with the original seq.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			ws, err := dialWS(ctx, addr)
+			ws, err := cf.dialWS(ctx)
 			if err != nil {
 				return err
 			}
@@ -68,8 +68,8 @@ safe: it is acked as a duplicate with the original seq.`,
 			}
 		},
 	}
+	cf.addFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
 	f.StringVar(&producer, "producer", "", "producer id (required)")
 	f.Uint64Var(&pseq, "pseq", 0, "producer sequence number, 1 for a producer's first event (required)")
 	f.StringVar(&typ, "type", "", "event type, e.g. todo/add (required)")
@@ -122,22 +122,6 @@ func httpURL(addr string) (string, error) {
 	}
 	u.Path = ""
 	return strings.TrimRight(u.String(), "/"), nil
-}
-
-func dialWS(ctx context.Context, addr string) (*websocket.Conn, error) {
-	u, err := wsURL(addr)
-	if err != nil {
-		return nil, err
-	}
-	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolJSON}, HandshakeTimeout: 10 * time.Second}
-	ws, resp, err := d.DialContext(ctx, u, http.Header{})
-	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("connecting to %s: %s", u, resp.Status)
-		}
-		return nil, fmt.Errorf("connecting to %s: %w (is nodb serve running?)", u, err)
-	}
-	return ws, nil
 }
 
 func readReply(ctx context.Context, ws *websocket.Conn) (*wire.Reply, error) {

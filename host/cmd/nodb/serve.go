@@ -25,6 +25,7 @@ import (
 type serveOptions struct {
 	data         string
 	addr         string
+	sec          securityOptions // --tokens, --insecure, --tls-cert, --tls-key (security.go)
 	maxFrame     int
 	logLevel     string
 	logJSON      bool
@@ -51,6 +52,7 @@ gracefully: in-flight publishes are acked, then WebSockets close with 1001.`,
 	f := cmd.Flags()
 	f.StringVar(&o.data, "data", "./data", "data directory (created if missing)")
 	f.StringVar(&o.addr, "addr", "127.0.0.1:7070", "address to listen on")
+	o.sec.addFlags(cmd, &o.addr)
 	f.IntVar(&o.maxFrame, "max-frame", wire.DefaultMaxFrame, "largest WebSocket frame or HTTP body accepted, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
@@ -94,6 +96,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	srv := server.New(server.Config{
 		MaxFrame:       o.maxFrame,
 		AllowedOrigins: o.allowOrigins,
+		Auth:           o.sec.auth,
 		Version:        version,
 		Logger:         logger.Named("server"),
 	})
@@ -108,6 +111,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.addr, err)
 	}
+	l = o.sec.wrap(l, logger) // TLS; logs what protects the host (security.go)
 	logger.Info("listening", "addr", l.Addr().String(), "data", o.data)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, l) }()

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,7 +16,8 @@ import (
 )
 
 func stateCmd() *cobra.Command {
-	var addr, path string
+	var cf clientOptions
+	var path string
 	var at int64
 	cmd := &cobra.Command{
 		Use:   "state VIEW",
@@ -28,7 +27,7 @@ func stateCmd() *cobra.Command {
   nodb state todos --at 1200`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := httpURL(addr)
+			base, err := cf.base()
 			if err != nil {
 				return err
 			}
@@ -45,35 +44,27 @@ func stateCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := cf.do(ctx, "GET", u, nil, nil)
 			if err != nil {
-				return fmt.Errorf("%w (is nodb serve running at %s?)", err, base)
+				return err
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(resp.Body)
 			if err != nil {
 				return err
 			}
-			if resp.StatusCode != 200 {
-				var e wire.Error
-				if json.Unmarshal(body, &e) == nil && e.Message != "" {
-					return &e
-				}
-				return fmt.Errorf("%s: %s", resp.Status, body)
-			}
 			fmt.Println(string(body))
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
+	cf.addFlags(cmd)
 	cmd.Flags().StringVar(&path, "path", "", "JSON Pointer of the value to print (default: the whole state)")
 	cmd.Flags().Int64Var(&at, "at", -1, "print the state as of this seq (time travel; default: the current state)")
 	return cmd
 }
 
 func watchCmd() *cobra.Command {
-	var addr string
+	var cf clientOptions
 	var since int64
 	cmd := &cobra.Command{
 		Use:   "watch VIEW",
@@ -84,7 +75,7 @@ for each change and {"type":"progress","seq":…} markers. Runs until interrupte
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			ws, err := dialWS(ctx, addr)
+			ws, err := cf.dialWS(ctx)
 			if err != nil {
 				return err
 			}
@@ -120,7 +111,7 @@ for each change and {"type":"progress","seq":…} markers. Runs until interrupte
 			}
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:7070", "nodb host URL")
+	cf.addFlags(cmd)
 	cmd.Flags().Int64Var(&since, "since", -1, "resume after this seq (missed patches if the host still holds them, else a snapshot flagged reset)")
 	return cmd
 }

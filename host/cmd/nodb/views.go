@@ -75,6 +75,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 		AddView: srv.AddView, Logger: logger,
 		RecordSwap: swapRecorder(chron),
 		Upstreams:  upstreams,
+		ViewExists: srv.HasView,
 	})
 	// Store every --plugin first, then start views in dependency order:
 	// reducers, then cascades whose local inputs run (a cascade may read
@@ -141,7 +142,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 		}
 		todo = later
 	}
-	rv.mgr.Register(srv.Handle)
+	rv.mgr.Register(srv)
 	return rv, nil
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,8 @@ type options struct {
 	backoffMax   time.Duration
 	maxInFlight  int
 	header       http.Header
+	token        string
+	tlsConfig    *tls.Config
 	dialer       *websocket.Dialer
 	pingInterval time.Duration
 	deadPeer     time.Duration
@@ -71,6 +74,18 @@ func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n
 // WithHeader adds HTTP headers (for example Authorization) to the WebSocket
 // handshake.
 func WithHeader(h http.Header) Option { return func(o *options) { o.header = h } }
+
+// WithToken authenticates with a bearer token (nodb token create) on every
+// connection: the handshake carries "Authorization: Bearer TOKEN". A host
+// without the token refuses the handshake with 401; a publish of an event
+// type the token may not publish fails with a *wire.Error of code
+// "forbidden" (see also WithHeader).
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTLSConfig sets the TLS configuration for wss:// (and https://) URLs,
+// e.g. a RootCAs pool that trusts a private CA. It is applied to the
+// Dialer of WithDialer too.
+func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
 
 // WithDialer sets the gorilla/websocket Dialer used for every connection
 // (TLS configuration, proxy, buffer sizes). Its Subprotocols and
@@ -207,6 +222,17 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		c.dialer = websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
 	}
 	c.dialer.Subprotocols = []string{o.format.String()}
+	if o.tlsConfig != nil {
+		c.dialer.TLSClientConfig = o.tlsConfig
+	}
+	if o.token != "" {
+		h := o.header.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
+		h.Set("Authorization", "Bearer "+o.token)
+		c.opts.header = h
+	}
 	first, err := c.dial(ctx)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -119,8 +120,14 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	ws, resp, err := d.DialContext(ctx, c.url, c.opts.header)
 	if err != nil {
 		if resp != nil && resp.Body != nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
+			// The host's refusals (401 without a valid token, 403 without
+			// a usable scope, 400, 503) carry a protocol error body.
+			var we wire.Error
+			if json.Unmarshal(body, &we) == nil && we.Code != "" {
+				return nil, fmt.Errorf("nodb client: dial %s: HTTP %s: %w", c.url, resp.Status, &we)
+			}
 			return nil, fmt.Errorf("nodb client: dial %s: %w (HTTP %s: %s)", c.url, err, resp.Status, strings.TrimSpace(string(body)))
 		}
 		return nil, fmt.Errorf("nodb client: dial %s: %w", c.url, err)

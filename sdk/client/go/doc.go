@@ -22,4 +22,13 @@
 // host treat the new events as re-sends of old ones and store nothing (the
 // acks would carry Duplicate). Without WithProducer each Client gets a fresh
 // random producer id and starts at pseq 1, which is always safe.
+//
+// Authentication: a host started with `nodb serve --tokens FILE` wants a
+// bearer token (WithToken); Dial then fails with a *wire.Error of code
+// "unauthorized" when the token is missing or unknown. A publish of an
+// event type the token's scopes do not cover fails with code "forbidden"
+// and is not stored; since its pseq was used, later events of the same
+// Client are refused with pseq_gap, so give a producer a token that covers
+// every type it publishes. For wss:// with a private CA, pass
+// WithTLSConfig (or set SSL_CERT_FILE).
 package client

@@ -84,11 +84,12 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startServer starts `nodb serve` and waits until /readyz answers 200.
-func startServer(t *testing.T, data, addr string) *serverProc {
+// startServer starts `nodb serve` (with extra args) and waits until /readyz
+// answers 200.
+func startServer(t *testing.T, data, addr string, args ...string) *serverProc {
 	t.Helper()
 	p := &serverProc{t: t, data: data, addr: addr, out: &bytes.Buffer{}}
-	p.cmd = exec.Command(nodbBin, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
+	p.cmd = exec.Command(nodbBin, append([]string{"serve", "--data", data, "--addr", addr, "--log-level", "warn"}, args...)...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {

@@ -62,6 +62,9 @@ export class NodbClient {
    * @param {number} [o.pingInterval] ms between app-level pings (default 10000; 0 disables)
    * @param {number} [o.deadPeerTimeout] ms without any message after which the connection is dropped (default 25000)
    * @param {boolean} [o.autoConnect] connect at once (default true)
+   * @param {string|(() => string)} [o.token] bearer token for a host started with --tokens, sent as the
+   *   access_token query parameter of the WebSocket URL (browsers cannot set headers on a WebSocket);
+   *   a function is called before every (re)connect, so a rotated token is picked up
    */
   constructor(o = {}) {
     let url = o.url ?? defaultURL();
@@ -76,6 +79,9 @@ export class NodbClient {
     this._ns = o.namespace ?? `nodb:${url}`;
     this._backoffMin = Math.max(1, o.backoff?.min ?? 100);
     this._backoffMax = Math.max(this._backoffMin, o.backoff?.max ?? 5000);
+    if (o.token !== undefined && o.token !== null && typeof o.token !== 'string' && typeof o.token !== 'function')
+      throw new NodbError('bad_request', 'token must be a string or a function returning one');
+    this._token = o.token ?? null;
     this._pingInterval = o.pingInterval ?? 10000;
     this._deadPeer = o.deadPeerTimeout ?? 25000;
 
@@ -374,7 +380,7 @@ export class NodbClient {
     this._setState('connecting');
     let ws;
     try {
-      ws = new this._WS(this.url, [SUBPROTOCOL]);
+      ws = new this._WS(this._dialURL(), [SUBPROTOCOL]);
     } catch (err) {
       this._emit('error', err);
       this._scheduleRetry();
@@ -385,6 +391,16 @@ export class NodbClient {
     ws.onmessage = (ev) => this._onFrame(conn, ev.data);
     ws.onclose = (ev) => this._onClose(conn, ev);
     ws.onerror = () => {}; // a close event follows
+  }
+
+  // _dialURL is this.url with the token, if any, as ?access_token=. The
+  // token is never part of this.url, so it stays out of storage keys.
+  _dialURL() {
+    const tok = typeof this._token === 'function' ? this._token() : this._token;
+    if (!tok) return this.url;
+    const u = new URL(this.url);
+    u.searchParams.set('access_token', String(tok));
+    return u.toString();
   }
 
   _scheduleRetry() {

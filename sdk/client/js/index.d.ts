@@ -47,6 +47,12 @@ export interface ClientOptions {
   deadPeerTimeout?: number;
   /** Connect at once (default true). */
   autoConnect?: boolean;
+  /**
+   * Bearer token for a host started with `nodb serve --tokens` (see `nodb token create`). It is sent as
+   * the `access_token` query parameter of the WebSocket URL, since browsers cannot set headers on a
+   * WebSocket; use wss:// so it is encrypted. A function is called before every (re)connect.
+   */
+  token?: string | (() => string);
 }
 
 export interface Ack {
@@ -129,7 +135,7 @@ export function createClient(options?: ClientOptions): NodbClient;
 
 export const SUBPROTOCOL: 'nodb.v1.json';
 
-/** An error from the host (code as in abi/PROTOCOL.md: bad_request, pseq_gap, not_found, ...) or the client (closed, too_large, storage, timeout). */
+/** An error from the host (code as in abi/PROTOCOL.md: bad_request, pseq_gap, not_found, forbidden, ...) or the client (closed, too_large, storage, timeout). */
 export class NodbError extends Error {
   constructor(code: string, message: string, extra?: Record<string, unknown>);
   code: string;

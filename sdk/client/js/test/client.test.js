@@ -396,3 +396,25 @@ test('a view that is missing at first (host still recovering) is retried until i
     assert.equal(errs.filter((e) => e.code === 'not_found').length, 1);
   });
 });
+
+test('token: sent as access_token on every (re)connect, never stored', async () => {
+  await withServer(async (srv, mk) => {
+    const storage = memoryStorage();
+    let n = 0;
+    const c = mk({ storage, token: () => `nodb_abc_secret${++n}` });
+    await c.publish('set', { key: 'a', value: 1 });
+    assert.equal(srv.requests.at(-1), '/v1/ws?access_token=nodb_abc_secret1');
+    assert.equal(c.url, srv.url, 'the token is not part of the client url');
+    for (const c2 of srv.conns) c2.ws.terminate();
+    await until(() => srv.requests.length === 2 && c.state === 'open', 5000, 'reconnect');
+    assert.equal(srv.requests.at(-1), '/v1/ws?access_token=nodb_abc_secret2');
+    for (let i = 0; i < storage.length; i++) {
+      const k = storage.key(i);
+      assert.ok(!k.includes('secret') && !String(storage.getItem(k)).includes('secret'), `token in storage: ${k}`);
+    }
+    const plain = mk({ storage: memoryStorage() });
+    await plain.publish('set', { key: 'b', value: 2 });
+    assert.equal(srv.requests.at(-1), '/v1/ws');
+    assert.throws(() => createClient({ url: srv.url, WebSocket, token: 42 }), /token must be a string/);
+  });
+});

@@ -19,6 +19,7 @@ export async function startFakeServer(opts = {}) {
     historyFrom: 0, // resume works for since >= historyFrom
     conns: new Set(),
     received: [], // every client message, parsed
+    requests: [], // the URL (path and query) of every WebSocket handshake
     // knobs
     loseAcks: 0, // store the next N publishes, then cut the connection instead of acking
     refuse: 0, // answer the next N publishes with "unavailable" (not stored)
@@ -111,7 +112,8 @@ export async function startFakeServer(opts = {}) {
     send(c, { type: 'snapshot', id: m.id, view: m.view, seq: head(), state: srv.state, ...(m.since !== undefined ? { reset: true } : {}) });
   }
 
-  wss.on('connection', (ws) => {
+  wss.on('connection', (ws, req) => {
+    srv.requests.push(req.url);
     const c = { ws, subs: new Map() };
     srv.conns.add(c);
     ws.on('close', () => srv.conns.delete(c));

@@ -1,0 +1,337 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth"
+	"github.com/nodb-dev/nodb/host/chronicler"
+	"github.com/nodb-dev/nodb/host/deploy"
+	"github.com/nodb-dev/nodb/host/eventlog/filelog"
+	"github.com/nodb-dev/nodb/host/server"
+	"github.com/nodb-dev/nodb/plugins"
+	"github.com/nodb-dev/nodb/plugins/store"
+)
+
+// host is a real server with the plugin API on a real listener.
+type host struct {
+	base  string
+	log   *filelog.Log
+	store *store.Store
+}
+
+func startHost(t *testing.T, a *auth.Authenticator) *host {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	lg, err := filelog.Open(filelog.DefaultConfig(filepath.Join(dir, "log")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{Auth: a})
+	chron, err := chronicler.New(ctx, lg, chronicler.Config{Metrics: srv.ChronMetrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := plugins.NewRuntime(ctx, plugins.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "plugins"), rt, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr := deploy.New(deploy.Config{Store: st, Runtime: rt, Log: lg, DataDir: dir, SnapshotEvery: 1000,
+		AddView: srv.AddView, ViewExists: srv.HasView})
+	mgr.Register(srv)
+	srv.SetChronicler(chron)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, l); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		mgr.Stop()
+		rt.Close(context.Background())
+		chron.Close()
+		lg.Close()
+	})
+	for i := 1; i <= 3; i++ {
+		ev := wire.Event{Producer: "seed", PSeq: uint64(i), Type: "todo/add", Payload: []byte(`{}`)}
+		if _, err := chron.Publish(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &host{base: "http://" + l.Addr().String(), log: lg, store: st}
+}
+
+type result struct {
+	status int
+	body   string
+	err    wire.Error
+}
+
+func call(t *testing.T, method, url, token string, body []byte, hdr ...string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := result{status: resp.StatusCode, body: string(b)}
+	json.Unmarshal(b, &r.err)
+	return r
+}
+
+func refused(t *testing.T, what string, r result, status int, contains string) {
+	t.Helper()
+	code := map[int]string{401: wire.CodeUnauthorized, 403: wire.CodeForbidden}[status]
+	if r.status != status || r.err.Code != code || !strings.Contains(r.err.Message, contains) {
+		t.Errorf("%s: got %d %s, want %d %s containing %q", what, r.status, r.body, status, code, contains)
+	}
+}
+
+func manifest(m map[string]any) string {
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func upload(t *testing.T, h *host, token string, wasm []byte, man map[string]any) result {
+	t.Helper()
+	return call(t, "POST", h.base+"/v1/plugins", token, wasm, "Content-Type", "application/wasm", deploy.ManifestHeader, manifest(man))
+}
+
+// plantCascade stores a version with kind "cascade" directly in the store's
+// directory (this host has no cascade engine to validate one), so the
+// activation rules for cascades can be exercised.
+func plantCascade(t *testing.T, h *host, wasm []byte, name string, inputs []string, limits store.Limits) string {
+	t.Helper()
+	sum := sha256.Sum256(wasm)
+	sha := hex.EncodeToString(sum[:])
+	m := store.Manifest{Name: name, Version: "c1", Kind: auth.KindCascade, Inputs: inputs, ABIVersion: 1, SHA256: sha,
+		Size: len(wasm), Limits: limits, SwapPolicy: store.PolicyAlways, UploadedAt: time.Now().UTC()}
+	mj, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(h.store.Dir(), sha+".wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.store.Dir(), sha+".json"), mj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return sha
+}
+
+// goWasm builds a Go guest (a package path relative to the repository's
+// root) once per test binary.
+func goWasm(t *testing.T, name, pkg string) []byte {
+	t.Helper()
+	out := filepath.Join(os.TempDir(), "nodb-deploy-test-"+name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(out)
+	return b
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "plugins", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// state is what refused requests must leave unchanged: the log's head, the
+// plugin list and the active versions.
+func state(t *testing.T, h *host, admin string) string {
+	t.Helper()
+	r := call(t, "GET", h.base+"/v1/plugins", admin, nil)
+	if r.status != 200 {
+		t.Fatalf("admin list: %d %s", r.status, r.body)
+	}
+	return r.body + "\nhead " + strconv.FormatUint(h.log.LastSeq(), 10)
+}
+
+func TestPluginAPIAuthorisation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	secrets := map[string]string{}
+	grants := []struct {
+		name   string
+		scopes []string
+		limits auth.Limits
+	}{
+		{"ops", []string{"admin"}, auth.Limits{}},
+		{"stats-bot", []string{"read:todos", "deploy:cascade"}, auth.Limits{MemoryPages: 64, EventTimeoutMS: 500}},
+		{"reader", []string{"read:*"}, auth.Limits{}},
+	}
+	err := auth.Update(path, func(f *auth.File) error {
+		for _, g := range grants {
+			tok, secret, err := auth.NewToken(g.name, g.scopes, g.limits)
+			if err != nil {
+				return err
+			}
+			secrets[g.name] = secret
+			f.Add(tok)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, a)
+	admin, bot, reader := secrets["ops"], secrets["stats-bot"], secrets["reader"]
+	reducer := fixture(t, "trap1000.wasm")
+	stats := goWasm(t, "stats", "./examples/todos/stats")          // a cascade over todos
+	payroll := goWasm(t, "payroll", "./host/deploy/testdata/payroll") // over todos and payroll
+
+	// The admin deploys a reducer view "todos".
+	r := upload(t, h, admin, reducer, map[string]any{"name": "todos", "version": "1"})
+	if r.status != 201 {
+		t.Fatalf("admin upload: %d %s", r.status, r.body)
+	}
+	r = call(t, "POST", h.base+"/v1/views/todos/activate", admin, []byte(`{"version":"1"}`))
+	if r.status != 200 || !strings.Contains(r.body, `"outcome":"started"`) {
+		t.Fatalf("admin activate: %d %s", r.status, r.body)
+	}
+	cascade := plantCascade(t, h, fixture(t, "loop.wasm"), "stats", []string{"todos"}, store.Limits{MemoryPages: 16, EventTimeoutMS: 100})
+	foreign := plantCascade(t, h, fixture(t, "recurse.wasm"), "payroll-stats", []string{"payroll"}, store.Limits{MemoryPages: 16, EventTimeoutMS: 100})
+	unlimited := plantCascade(t, h, fixture(t, "badbuf.wasm"), "big", []string{"todos"}, store.Limits{})
+	before := state(t, h, admin)
+
+	// No token, a wrong token: 401 everywhere.
+	for _, tok := range []string{"", bot[:len(bot)-2] + "xx"} {
+		for _, e := range []struct{ method, path string }{
+			{"POST", "/v1/plugins"}, {"GET", "/v1/plugins"}, {"DELETE", "/v1/plugins/" + cascade},
+			{"POST", "/v1/views/todos/activate"}, {"POST", "/v1/views/todos/confirm"},
+			{"POST", "/v1/views/todos/rollback"}, {"POST", "/v1/views/todos/dry-run"},
+		} {
+			r := call(t, e.method, h.base+e.path, tok, []byte(`{"version":"1"}`))
+			if r.status != 401 || r.err.Code != wire.CodeUnauthorized {
+				t.Errorf("%s %s with token %q: %d %s", e.method, e.path, tok, r.status, r.body)
+			}
+		}
+	}
+
+	// The third party: no reducers, no cascades over views it may not
+	// read, nothing over its limits, never over a reducer view.
+	refused(t, "bot uploads a reducer", upload(t, h, bot, reducer, map[string]any{"name": "evil"}),
+		403, `token "stats-bot" may not upload a plugin of kind "reducer"`)
+	refused(t, "bot uploads an explicit reducer", upload(t, h, bot, reducer, map[string]any{"name": "evil", "kind": "reducer"}), 403, "needs scope admin")
+	refused(t, "bot uploads a cascade over payroll", upload(t, h, bot, payroll, map[string]any{"name": "s"}),
+		403, `may not deploy a cascade over view "payroll": it needs scope read:payroll`)
+	refused(t, "bot asks for more memory", upload(t, h, bot, stats, map[string]any{"name": "s", "limits": map[string]any{"memory_pages": 65}}),
+		403, "limits.memory_pages 65: the token's limit is memory_pages 64")
+	refused(t, "bot asks for more time", upload(t, h, bot, stats, map[string]any{"name": "s", "limits": map[string]any{"event_timeout_ms": 501}}),
+		403, "event_timeout_ms 501")
+	// A manifest cannot make a reducer pass for a cascade: kind and inputs
+	// are what the module declares.
+	if r := upload(t, h, bot, reducer, map[string]any{"name": "s", "kind": "cascade", "inputs": []string{"todos"}}); r.status != 422 || !strings.Contains(r.body, "which makes it a reducer") {
+		t.Errorf("bot uploads a reducer labelled cascade: %d %s", r.status, r.body)
+	}
+	refused(t, "bot activates a reducer", call(t, "POST", h.base+"/v1/views/todos/activate", bot, []byte(`{"version":"1"}`)), 403, `kind "reducer"`)
+	refused(t, "bot activates a cascade over the reducer view", call(t, "POST", h.base+"/v1/views/todos/activate", bot, []byte(`{"sha256":"`+cascade+`"}`)),
+		403, `view "todos": that view exists and is a reducer view`)
+	refused(t, "bot activates a cascade over payroll", call(t, "POST", h.base+"/v1/views/stats/activate", bot, []byte(`{"sha256":"`+foreign+`"}`)), 403, "read:payroll")
+	refused(t, "bot activates an unlimited cascade", call(t, "POST", h.base+"/v1/views/big/activate", bot, []byte(`{"sha256":"`+unlimited+`"}`)), 403, "the host's maximum")
+	refused(t, "bot rolls back the reducer view", call(t, "POST", h.base+"/v1/views/todos/rollback", bot, nil), 403, `roll back view "todos": it is not a cascade view`)
+	refused(t, "bot confirms on the reducer view", call(t, "POST", h.base+"/v1/views/todos/confirm", bot, nil), 403, "not a cascade view")
+	refused(t, "bot dry-runs", call(t, "POST", h.base+"/v1/views/todos/dry-run", bot, reducer), 403, "needs scope admin")
+	refused(t, "bot deletes", call(t, "DELETE", h.base+"/v1/plugins/"+cascade, bot, nil), 403, "needs scope admin")
+	refused(t, "reader lists plugins", call(t, "GET", h.base+"/v1/plugins", reader, nil), 403, "deploy:cascade")
+	refused(t, "reader uploads", upload(t, h, reader, reducer, map[string]any{"name": "x", "kind": "cascade", "inputs": []string{"todos"}}), 403, "deploy:cascade")
+	refused(t, "reader activates", call(t, "POST", h.base+"/v1/views/stats/activate", reader, []byte(`{"sha256":"`+cascade+`"}`)), 403, "needs scope admin")
+
+	// The third party sees the cascades over views it may read, only.
+	r = call(t, "GET", h.base+"/v1/plugins", bot, nil)
+	var list struct {
+		Plugins []store.Manifest `json:"plugins"`
+		Active  []store.Active   `json:"active"`
+	}
+	json.Unmarshal([]byte(r.body), &list)
+	if r.status != 200 || len(list.Plugins) != 2 || len(list.Active) != 0 {
+		t.Fatalf("bot's plugin list: %d %s", r.status, r.body)
+	}
+	for _, m := range list.Plugins {
+		if m.Kind != auth.KindCascade || m.SHA256 == foreign {
+			t.Fatalf("bot sees %+v", m)
+		}
+	}
+
+	if after := state(t, h, admin); after != before {
+		t.Fatalf("refused requests changed the host:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// A cascade within the rules: uploaded with the token's limits filled
+	// in, activated in a new view, running.
+	r = upload(t, h, bot, stats, map[string]any{"name": "todo-stats"})
+	var up struct {
+		Manifest store.Manifest `json:"manifest"`
+	}
+	json.Unmarshal([]byte(r.body), &up)
+	if r.status != 201 || up.Manifest.Kind != "cascade" || up.Manifest.Limits.MemoryPages != 64 || up.Manifest.Limits.EventTimeoutMS != 500 {
+		t.Fatalf("allowed cascade upload: %d %s", r.status, r.body)
+	}
+	r = call(t, "POST", h.base+"/v1/views/todo-stats/activate", bot, []byte(`{"sha256":"`+up.Manifest.SHA256+`"}`))
+	if r.status != 200 || !strings.Contains(r.body, `"outcome":"started"`) {
+		t.Fatalf("bot activates its cascade: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", h.base+"/v1/views/todo-stats/state", admin, nil); r.status != 200 {
+		t.Fatalf("the cascade's state: %d %s", r.status, r.body)
+	}
+	refused(t, "bot reads its cascade without read:todo-stats", call(t, "GET", h.base+"/v1/views/todo-stats/state", bot, nil), 403, "read:todo-stats")
+
+	// The admin may do everything.
+	r = call(t, "POST", h.base+"/v1/views/todos/dry-run", admin, reducer)
+	if r.status != 200 || !strings.Contains(r.body, `"identical":true`) {
+		t.Fatalf("admin dry-run: %d %s", r.status, r.body)
+	}
+	r = call(t, "DELETE", h.base+"/v1/plugins/"+foreign, admin, nil)
+	if r.status != 200 {
+		t.Fatalf("admin delete: %d %s", r.status, r.body)
+	}
+	r = call(t, "GET", h.base+"/v1/plugins", admin, nil)
+	json.Unmarshal([]byte(r.body), &list)
+	if len(list.Plugins) != 4 || len(list.Active) != 2 {
+		t.Fatalf("admin list: %s", r.body)
+	}
+}
