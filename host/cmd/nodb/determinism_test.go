@@ -207,7 +207,7 @@ func copyLogDir(t testing.TB, src, dst string) {
 	}
 }
 
-var viewStartedRE = regexp.MustCompile(`view started: view=(\S+) plugin=\S+ from_seq=(\d+)`)
+var viewStartedRE = regexp.MustCompile(`view started: view=(\S+) (?:kind=\S+ )?plugin=\S+ from_seq=(\d+)`)
 
 // startedFrom returns the seq each named view of a host started from (its
 // loaded snapshot, or 0), from the host's "view started" log lines. The
@@ -541,7 +541,11 @@ func checkChaosState(t *testing.T, state []byte, ticks int) {
 			t.Fatalf("chaos record with time %d", r.Now)
 		}
 	}
-	if len(orders) < 2 || len(cryptos) < ticks*9/10 || len(rands) < ticks*9/10 {
+	// math/rand's global source is seeded once per guest, at _initialize,
+	// from (view) alone (guests are restored from one image, ABI.md 8), so
+	// its sequence restarts at every epoch: distinct within an epoch only.
+	// crypto/rand draws per event from (view, seq).
+	if len(orders) < 2 || len(cryptos) < ticks*9/10 || len(rands) < ticks/4 {
 		t.Fatalf("chaos state barely varies (%d map orders, %d crypto values, %d rand values over %d ticks): the test would not catch nondeterminism",
 			len(orders), len(cryptos), len(rands), ticks)
 	}
