@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -119,21 +118,7 @@ type Instance struct {
 
 	broken error // set after a trap; Reduce refuses afterwards
 	closed bool
-
-	// The guest right after its first _initialize: restoring it is how a
-	// fresh guest is made for the next epoch (see restore).
-	image *image
-	fresh int // guests instantiated (for tests)
 }
-
-// image is a guest's whole state: its memory and its globals.
-type image struct {
-	mem     []byte
-	globals []uint64
-}
-
-// noRestore disables restoring images (tests compare both ways).
-var noRestore bool
 
 // NewInstance creates an instance for a view: it instantiates the module for
 // the epoch of cfg.StartSeq and runs its _initialize. A failure there wraps
@@ -206,16 +191,23 @@ func (i *Instance) instantiate(e uint64) error {
 	}
 	i.bufPtr, i.bufSize = 0, 0
 	i.epoch = e
-	i.fresh++
-	// _initialize draws its random bytes from (view) alone, so every fresh
-	// guest of this instance is the same: the first one's image can stand
-	// in for the others.
-	i.beginCall(0, 'i', 0, nil)
+	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
 	i.watch.begin()
 	mod, err := i.eng.r.InstantiateModule(i.instCtx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err == nil {
-		i.bind(mod)
+		g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+		i.watch.mu.Lock()
+		i.stopG = g
+		if i.watch.fired && g != nil {
+			g.Set(1)
+		}
+		i.fuelG, _ = mod.ExportedGlobal(fuelExport).(api.MutableGlobal)
+		i.watch.mu.Unlock()
+		i.mod = mod
+		i.fnBuffer = mod.ExportedFunction(abi.ExportBuffer)
+		i.fnReduce = mod.ExportedFunction(abi.ExportReduce)
+		i.fnInit = mod.ExportedFunction(abi.ExportInitialize)
 		if i.fnInit != nil {
 			err = i.fnInit.CallWithStack(i.ctx, nil)
 		}
@@ -228,104 +220,7 @@ func (i *Instance) instantiate(e uint64) error {
 	if err != nil {
 		return i.trap(0, "_initialize failed", err)
 	}
-	if i.image == nil && !i.probe && !noRestore {
-		i.image = i.capture()
-	}
 	return nil
-}
-
-// bind makes mod the current guest.
-func (i *Instance) bind(mod api.Module) {
-	g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
-	i.watch.mu.Lock()
-	i.stopG = g
-	if i.watch.fired && g != nil {
-		g.Set(1)
-	}
-	i.fuelG, _ = mod.ExportedGlobal(fuelExport).(api.MutableGlobal)
-	i.watch.mu.Unlock()
-	i.mod = mod
-	i.fnBuffer = mod.ExportedFunction(abi.ExportBuffer)
-	i.fnReduce = mod.ExportedFunction(abi.ExportReduce)
-	i.fnInit = mod.ExportedFunction(abi.ExportInitialize)
-}
-
-func (i *Instance) logger() hclog.Logger { return i.cfg.Logger }
-
-// capture saves the guest's memory and globals (nil if it cannot).
-func (i *Instance) capture() *image {
-	mem := i.mod.Memory()
-	if mem == nil {
-		return nil
-	}
-	b, ok := mem.Read(0, mem.Size())
-	if !ok {
-		return nil
-	}
-	img := &image{mem: append([]byte(nil), b...)}
-	for k := uint32(0); k < i.m.globals; k++ {
-		g := i.mod.ExportedGlobal(globalExportPrefix + strconv.FormatUint(uint64(k), 10))
-		if g == nil {
-			return nil
-		}
-		switch g.Type() {
-		case api.ValueTypeI32, api.ValueTypeI64, api.ValueTypeF32, api.ValueTypeF64:
-		default:
-			return nil // a vector or reference global: not saved, always instantiate
-		}
-		img.globals = append(img.globals, g.Get())
-	}
-	return img
-}
-
-// restore makes the guest for epoch e from the image of the first one: a
-// new instance of the module without _initialize, its memory grown to the
-// image's size and filled with it, its globals set. It is indistinguishable
-// from a fresh guest (same memory size and bytes, same globals, same table)
-// and costs an instantiation and a copy instead of a run of _initialize
-// (Go's runtime start-up, ~10 ms). It reports false if there is no image.
-func (i *Instance) restore(e uint64) (bool, error) {
-	img := i.image
-	if img == nil || noRestore {
-		return false, nil
-	}
-	if i.mod != nil {
-		_ = i.mod.Close(i.ctx)
-		i.mod = nil
-	}
-	i.bufPtr, i.bufSize = 0, 0
-	i.epoch = e
-	i.beginCall(0, 'i', 0, nil)
-	mod, err := i.eng.r.InstantiateModule(i.instCtx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
-	if err != nil {
-		return true, i.trap(0, "instantiating the plugin", err)
-	}
-	fail := func(what string) (bool, error) {
-		_ = mod.Close(i.ctx)
-		i.image = nil // instantiate normally from now on
-		i.logger().Warn("cannot restore the plugin's first guest; instantiating instead", "reason", what)
-		return false, nil
-	}
-	mem := mod.Memory()
-	want := uint32(len(img.mem) / 65536)
-	if have := mem.Size() / 65536; have < want {
-		if _, ok := mem.Grow(want - have); !ok {
-			return fail("growing the memory")
-		}
-	}
-	if mem.Size() != uint32(len(img.mem)) || !mem.Write(0, img.mem) {
-		return fail("memory size")
-	}
-	for k, v := range img.globals {
-		g := mod.ExportedGlobal(globalExportPrefix + strconv.Itoa(k))
-		if mg, ok := g.(api.MutableGlobal); ok {
-			mg.Set(v)
-		} else if g == nil || g.Get() != v {
-			return fail("an immutable global differs")
-		}
-	}
-	i.bind(mod)
-	return true, nil
 }
 
 // refuel gives the guest a full tank for the next call.
@@ -382,14 +277,8 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 		}
 	}
 	if e := abi.Epoch(ev.Seq); e != i.epoch || i.mod == nil {
-		restored, err := i.restore(e)
-		if err != nil {
+		if err := i.instantiate(e); err != nil {
 			return err
-		}
-		if !restored {
-			if err := i.instantiate(e); err != nil {
-				return err
-			}
 		}
 	}
 	frame, err := abi.AppendFrame(i.frame[:0], ev.Seq, ev.Time, ev.PSeq, ev.Producer, ev.Type, ev.Payload)

@@ -1,7 +1,9 @@
 package plugins
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"fmt"
 	"strings"
 )
@@ -35,13 +37,9 @@ import (
 // every host).
 
 // stopExport and fuelExport name the globals the host adds to every module.
-// globalExportPrefix+N exports the module's own global N, so that the host
-// can save and restore the guest's whole state after _initialize (see
-// Instance.restore).
 const (
-	stopExport         = "__nodb_stop"
-	fuelExport         = "__nodb_fuel"
-	globalExportPrefix = "__nodb_g"
+	stopExport = "__nodb_stop"
+	fuelExport = "__nodb_fuel"
 )
 
 // Fuel is the number of loop iterations one event (or one _initialize) may
@@ -152,11 +150,10 @@ func appendU32(dst []byte, v uint32) []byte {
 var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
 // instrument returns the module with the stop global and loop checks added,
-// its own globals exported, the minimum of its memory in pages (0 if it
-// defines none) and the number of globals it defines.
-func instrument(wasm []byte) (out []byte, minPages, globals uint32, err error) {
+// and the minimum of its memory in pages (0 if it defines none).
+func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || string(wasm[4:8]) != "\x01\x00\x00\x00" {
-		return nil, 0, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
+		return nil, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", errMalformed)
 	}
 	type section struct {
 		id   byte
@@ -178,7 +175,7 @@ func instrument(wasm []byte) (out []byte, minPages, globals uint32, err error) {
 		case 2:
 			n, err := countImportedGlobals(body)
 			if err != nil {
-				return nil, 0, 0, err
+				return nil, 0, err
 			}
 			importedGlobals = n
 		case 5:
@@ -188,13 +185,13 @@ func instrument(wasm []byte) (out []byte, minPages, globals uint32, err error) {
 				minPages = sr.u32()
 			}
 			if sr.err != nil {
-				return nil, 0, 0, sr.err
+				return nil, 0, sr.err
 			}
 		case 6:
 			sr := &reader{b: body}
 			definedGlobals = sr.u32()
 			if sr.err != nil {
-				return nil, 0, 0, sr.err
+				return nil, 0, sr.err
 			}
 		case 0:
 			sr := &reader{b: body}
@@ -205,7 +202,7 @@ func instrument(wasm []byte) (out []byte, minPages, globals uint32, err error) {
 		secs = append(secs, section{id, body})
 	}
 	if r.err != nil {
-		return nil, 0, 0, r.err
+		return nil, 0, r.err
 	}
 	stop := importedGlobals + definedGlobals
 	out = append([]byte(nil), wasm[:8]...)
@@ -224,53 +221,59 @@ func instrument(wasm []byte) (out []byte, minPages, globals uint32, err error) {
 		return appendU32(e, idx)
 	}
 	exportEntries := append(exportEntry(stopExport, stop), exportEntry(fuelExport, stop+1)...)
-	for k := uint32(0); k < definedGlobals; k++ {
-		exportEntries = append(exportEntries, exportEntry(fmt.Sprintf("%s%d", globalExportPrefix, k), importedGlobals+k)...)
-	}
-	newVec := func(n uint32, items []byte) []byte { return append(appendU32(nil, n), items...) }
-	addItems := func(body []byte, k uint32, items []byte) []byte {
+	newVec := func(items []byte) []byte { return append(appendU32(nil, 2), items...) }
+	addItems := func(body, items []byte) []byte {
 		r := &reader{b: body}
 		n := r.u32()
-		out := appendU32(nil, n+k)
+		out := appendU32(nil, n+2)
 		out = append(out, body[r.pos:]...)
 		return append(out, items...)
 	}
-	nExports := 2 + definedGlobals
+	hasDataCount := false
+	for _, s := range secs {
+		hasDataCount = hasDataCount || s.id == 12
+	}
 	doneGlobal, doneExport := false, false
 	for _, s := range secs {
 		rank := sectionRank[s.id]
 		if s.id != 0 && !doneGlobal && rank > sectionRank[6] {
-			emit(6, newVec(2, globalEntries))
+			emit(6, newVec(globalEntries))
 			doneGlobal = true
 		}
 		if s.id != 0 && !doneExport && rank > sectionRank[7] {
-			emit(7, newVec(nExports, exportEntries))
+			emit(7, newVec(exportEntries))
 			doneExport = true
 		}
 		switch s.id {
 		case 6:
-			emit(6, addItems(s.body, 2, globalEntries))
+			emit(6, addItems(s.body, globalEntries))
 			doneGlobal = true
 		case 7:
-			emit(7, addItems(s.body, nExports, exportEntries))
+			emit(7, addItems(s.body, exportEntries))
 			doneExport = true
 		case 10:
 			body, err := instrumentCode(s.body, stop)
 			if err != nil {
-				return nil, 0, 0, err
+				return nil, 0, err
 			}
 			emit(10, body)
+		case 11:
+			if hasDataCount {
+				emit(11, s.body)
+			} else {
+				emit(11, mergeData(s.body))
+			}
 		default:
 			emit(s.id, s.body)
 		}
 	}
 	if !doneGlobal {
-		emit(6, newVec(2, globalEntries))
+		emit(6, newVec(globalEntries))
 	}
 	if !doneExport {
-		emit(7, newVec(nExports, exportEntries))
+		emit(7, newVec(exportEntries))
 	}
-	return out, minPages, definedGlobals, nil
+	return out, minPages, nil
 }
 
 // appendVecItem returns a vector section body with one more item.
@@ -453,4 +456,92 @@ func prefixFD(r *reader) {
 	case sub > 0xff:
 		r.fail("unsupported instruction 0xfd %d", sub)
 	}
+}
+
+// dataGap is the largest run of zeros mergeData fills in to join two data
+// segments.
+const dataGap = 4096
+
+// mergeData joins a data section's active segments that lie close together
+// into fewer, larger ones, filling the gaps with zeros (which is what fresh
+// memory holds there anyway). Go writes one segment per run of non-zero
+// bytes, tens of thousands of them, and instantiating a module evaluates
+// and copies each: merged, a new guest costs a fraction of the time. The
+// memory a module starts with is unchanged. Sections it does not understand
+// (passive segments, offsets that are not constants, overlapping or
+// unordered segments) are returned as they are.
+func mergeData(body []byte) []byte {
+	type seg struct {
+		off  uint32
+		data []byte
+	}
+	r := &reader{b: body}
+	n := r.u32()
+	segs := make([]seg, 0, n)
+	for k := uint32(0); k < n && r.err == nil; k++ {
+		if flag := r.u32(); flag != 0 || r.byte() != 0x41 {
+			return body // passive, explicit memory index, or not i32.const
+		}
+		start := r.pos
+		r.skipLEB(5)
+		if r.err != nil {
+			return body
+		}
+		off := &reader{b: body[start:r.pos]}
+		v := int64(0)
+		shift := uint(0)
+		for {
+			b := off.byte()
+			v |= int64(b&0x7f) << shift
+			shift += 7
+			if b&0x80 == 0 {
+				if shift < 64 && b&0x40 != 0 {
+					v |= -1 << shift
+				}
+				break
+			}
+		}
+		if r.byte() != 0x0b || v < 0 || off.err != nil {
+			return body
+		}
+		size := int(r.u32())
+		p := r.pos
+		r.skip(size)
+		if r.err != nil {
+			return body
+		}
+		segs = append(segs, seg{uint32(v), body[p:r.pos]})
+	}
+	if r.err != nil || r.pos != len(body) {
+		return body
+	}
+	// Disjoint segments may be written in any order.
+	slices.SortStableFunc(segs, func(a, b seg) int { return cmp.Compare(a.off, b.off) })
+	for k := 1; k < len(segs); k++ {
+		if uint64(segs[k].off) < uint64(segs[k-1].off)+uint64(len(segs[k-1].data)) {
+			return body // overlapping: the order matters, keep it
+		}
+	}
+	var merged []seg
+	for _, sg := range segs {
+		if k := len(merged) - 1; k >= 0 {
+			end := uint64(merged[k].off) + uint64(len(merged[k].data))
+			if gap := uint64(sg.off) - end; gap <= dataGap {
+				d := merged[k].data
+				d = append(d, make([]byte, gap)...)
+				merged[k].data = append(d, sg.data...)
+				continue
+			}
+		}
+		merged = append(merged, seg{sg.off, append([]byte(nil), sg.data...)})
+	}
+	out := appendU32(make([]byte, 0, len(body)), uint32(len(merged)))
+	for _, sg := range merged {
+		out = append(out, 0x00, 0x41)
+		out = appendS32(out, int32(sg.off))
+		out = append(out, 0x0b)
+		out = appendU32(out, uint32(len(sg.data)))
+		out = append(out, sg.data...)
+	}
+	return out
 }

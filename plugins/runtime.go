@@ -202,7 +202,6 @@ type Module struct {
 	rt       *Runtime
 	wasm     []byte // instrumented
 	info     Info
-	globals  uint32 // globals the module defines (exported by instrument)
 	consumes map[string]struct{} // nil = all
 
 	mu       sync.Mutex
@@ -224,7 +223,7 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	size := len(wasm)
 	sum := sha256.Sum256(wasm)
-	wasm, minPages, nGlobals, err := instrument(wasm)
+	wasm, minPages, err := instrument(wasm)
 	if err != nil {
 		return nil, errInvalid("decode", err)
 	}
@@ -243,7 +242,6 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	m := &Module{
 		rt:       r,
 		wasm:     wasm,
-		globals:  nGlobals,
 		compiled: map[uint32]wazero.CompiledModule{e.limit: cm},
 		info: Info{
 			ABIVersion:     abi.Version,
