@@ -8,20 +8,25 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { NODB, startNodb, client, raw, until, closeClients } from './lib.js';
+import { NODB, STATS_WASM, TODOS_WASM, startNodb, client, raw, until, closeClients } from './lib.js';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const skipBrowser = process.env.NODB_E2E_SKIP_BROWSER === '1';
 
 let node;
 let dir;
-let app; // publish:todo/ read:todos
+let app; // publish:todo/ read:todos read:todo-stats
+let bot; // a third party: read:todos deploy:cascade
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodb-e2e-auth-'));
   const file = path.join(dir, 'tokens.json');
-  const r = spawnSync(NODB, ['token', 'create', '--tokens', file, '--name', 'todo-app', '--scope', 'publish:todo/', '--scope', 'read:todos'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  app = r.stdout.trim();
+  const create = (...args) => {
+    const r = spawnSync(NODB, ['token', 'create', '--tokens', file, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  app = create('--name', 'todo-app', '--scope', 'publish:todo/', '--scope', 'read:todos', '--scope', 'read:todo-stats');
+  bot = create('--name', 'stats-bot', '--scope', 'read:todos', '--scope', 'deploy:cascade', '--memory-pages', '512', '--event-timeout', '1000');
   node = await startNodb({ web: true, extraArgs: ['--tokens', file] });
 });
 after(async () => {
@@ -79,6 +84,26 @@ test('a wrong token never opens', async () => {
   c.close();
 });
 
+test('a third party deploys the todo-stats cascade with its token, and nothing else', async () => {
+  const deploy = (file, name) => spawnSync(NODB, ['deploy', '--addr', node.url, '--token', bot, '--name', name, '--quiet', file], { encoding: 'utf8' });
+  const denied = deploy(TODOS_WASM, 'todos-copy');
+  assert.notEqual(denied.status, 0);
+  assert.match(denied.stderr, /stats-bot.*reducer/);
+  const r = deploy(STATS_WASM, 'todo-stats');
+  assert.equal(r.status, 0, r.stderr);
+  // Its limits are the token's.
+  const list = await (await fetch(node.url + '/v1/plugins', { headers: { authorization: `Bearer ${bot}` } })).json();
+  const m = list.plugins.find((p) => p.name === 'todo-stats');
+  assert.equal(m.kind, 'cascade');
+  assert.deepEqual(m.inputs, ['todos']);
+  assert.deepEqual(m.limits, { memory_pages: 512, event_timeout_ms: 1000 });
+  // The app's token reads it; the bot's (no read:todo-stats) does not.
+  const st = await fetch(node.url + '/v1/views/todo-stats/state', { headers: { authorization: `Bearer ${app}` } });
+  assert.equal(st.status, 200);
+  const no = await fetch(node.url + '/v1/views/todo-stats/state', { headers: { authorization: `Bearer ${bot}` } });
+  assert.equal(no.status, 403);
+});
+
 test('the todo page in chromium: #token= in the URL opens it, without a token it stays offline', { skip: skipBrowser, timeout: 120000 }, async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM, or NODB_E2E_SKIP_BROWSER=1)`);
   const browser = await chromium.launch({
@@ -95,6 +120,10 @@ test('the todo page in chromium: #token= in the URL opens it, without a token it
     await page.fill('[data-testid=new-todo]', 'from chromium');
     await page.press('[data-testid=new-todo]', 'Enter');
     await page.waitForSelector('[data-testid=list] label:text-is("from chromium")', { timeout: 15000 });
+    // The third party's todo-stats cascade is on the page, and agrees with todos.
+    const todos = await (await fetch(node.url + '/v1/views/todos/state', { headers: { authorization: `Bearer ${app}` } })).json();
+    const n = Object.keys(todos.todos).length;
+    await page.waitForSelector(`[data-testid=stats-summary]:text-matches("^${n} todos")`, { timeout: 15000 });
     await page.reload(); // the tab keeps its token
     await page.waitForSelector('[data-testid=conn]:text("online")', { timeout: 15000 });
 

@@ -1,12 +1,14 @@
 package deploy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
-	"strings"
 
 	"github.com/nodb-dev/nodb/abi/wire"
 	"github.com/nodb-dev/nodb/host/auth"
@@ -31,6 +33,7 @@ type Router interface {
 // Register adds the plugin API to a server:
 //
 //	POST   /v1/plugins                    body: the wasm; header X-Nodb-Manifest: manifest JSON
+//	                                      or multipart/form-data: parts "manifest" (JSON) and "wasm"
 //	GET    /v1/plugins                    versions and active versions
 //	DELETE /v1/plugins/{sha}              an inactive version (admin)
 //	POST   /v1/views/{name}/activate      {"version"|"sha256", "policy"} → NDJSON progress + report
@@ -133,27 +136,82 @@ func readWasm(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return wasm, true
 }
 
-func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
-	var man store.Manifest
-	if h := r.Header.Get(ManifestHeader); h != "" {
-		dec := json.NewDecoder(strings.NewReader(h))
+// readUpload reads an upload: a raw wasm body with the manifest in the
+// X-Nodb-Manifest header, or multipart/form-data with a "manifest" part
+// (JSON) and a "wasm" part (the module). ok is false when it answered.
+func readUpload(w http.ResponseWriter, r *http.Request) (man store.Manifest, wasm []byte, ok bool) {
+	decode := func(src string, text []byte) bool {
+		dec := json.NewDecoder(bytes.NewReader(text))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&man); err != nil {
-			httpError(w, http.StatusUnprocessableEntity, "rejected", "plugin rejected: the %s header is not a valid manifest: %v", ManifestHeader, err)
-			return
+			httpError(w, http.StatusUnprocessableEntity, "rejected", "plugin rejected: the %s is not a valid manifest: %v", src, err)
+			return false
+		}
+		return true
+	}
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		if h := r.Header.Get(ManifestHeader); h != "" && !decode(ManifestHeader+" header", []byte(h)) {
+			return man, nil, false
+		}
+		wasm, ok = readWasm(w, r)
+		return man, wasm, ok
+	}
+	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, MaxUpload+1<<20), params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				httpError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "the upload is over the %d-byte limit", MaxUpload)
+			} else {
+				httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "reading the multipart body: %v", err)
+			}
+			return man, nil, false
+		}
+		b, err := io.ReadAll(io.LimitReader(part, MaxUpload+1))
+		if err != nil {
+			httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "reading part %q: %v", part.FormName(), err)
+			return man, nil, false
+		}
+		switch part.FormName() {
+		case "manifest":
+			if !decode("\"manifest\" part", b) {
+				return man, nil, false
+			}
+		case "wasm":
+			if len(b) > MaxUpload {
+				httpError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "the module is over the %d-byte limit", MaxUpload)
+				return man, nil, false
+			}
+			wasm = b
+		default:
+			httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "unknown part %q: send \"manifest\" (JSON) and \"wasm\" (the module)", part.FormName())
+			return man, nil, false
 		}
 	}
-	if n := r.URL.Query().Get("name"); n != "" && man.Name == "" {
-		man.Name = n
+	if wasm == nil {
+		httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "the multipart upload has no \"wasm\" part (the module)")
+		return man, nil, false
 	}
+	return man, wasm, true
+}
+
+func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	if err := p.CheckListPlugins(); err != nil { // admin or deploy:cascade, before reading the body
 		auth.WriteError(w, err)
 		return
 	}
-	wasm, ok := readWasm(w, r)
+	man, wasm, ok := readUpload(w, r)
 	if !ok {
 		return
+	}
+	if n := r.URL.Query().Get("name"); n != "" && man.Name == "" {
+		man.Name = n
 	}
 	// Authorise what the module itself declares (its kind and inputs come
 	// from its _initialize; a manifest cannot claim otherwise).
