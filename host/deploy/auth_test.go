@@ -263,6 +263,8 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 		403, "limits.memory_pages 65: the token's limit is memory_pages 64")
 	refused(t, "bot asks for more time", upload(t, h, bot, stats, map[string]any{"name": "s", "limits": map[string]any{"event_timeout_ms": 501}}),
 		403, "event_timeout_ms 501")
+	refused(t, "bot points a cascade at another host", upload(t, h, bot, stats, map[string]any{"name": "s", "upstreams": map[string]string{"todos": "ws://10.0.0.1:7070"}}),
+		403, "point a cascade at another host")
 	// A manifest cannot make a reducer pass for a cascade: kind and inputs
 	// are what the module declares.
 	if r := upload(t, h, bot, reducer, map[string]any{"name": "s", "kind": "cascade", "inputs": []string{"todos"}}); r.status != 422 || !strings.Contains(r.body, "which makes it a reducer") {

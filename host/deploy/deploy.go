@@ -160,12 +160,22 @@ func (m *Manager) lookup(name string) *view.View {
 	return nil
 }
 
-// inputs resolves a cascade's declared inputs: remote if Upstreams names
-// them, else views of this host, which must be running.
-func (m *Manager) inputs(viewName string, names []string) ([]cascade.Input, error) {
+// Upstream returns the remote URL of a cascade's input (from its manifest,
+// else the host's --upstream flags), or "" for a view of this host.
+func (m *Manager) Upstream(man store.Manifest, input string) string {
+	if u, ok := man.Upstreams[input]; ok {
+		return u
+	}
+	return m.cfg.Upstreams[input]
+}
+
+// inputs resolves a cascade's declared inputs: remote if its manifest or the
+// host's Upstreams name them, else views of this host, which must be
+// running.
+func (m *Manager) inputs(viewName string, man store.Manifest) ([]cascade.Input, error) {
 	var out []cascade.Input
-	for _, name := range names {
-		if u, ok := m.cfg.Upstreams[name]; ok {
+	for _, name := range man.Inputs {
+		if u := m.Upstream(man, name); u != "" {
 			in, err := cascade.ParseRemote(name, u, m.logger.Named("upstream."+name))
 			if err != nil {
 				return nil, err
@@ -214,7 +224,7 @@ func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, 
 		cas *cascade.Cascade
 	)
 	if man.Kind == "cascade" {
-		ins, err := m.inputs(name, man.Inputs)
+		ins, err := m.inputs(name, man)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/cascade"
 	"github.com/nodb-dev/nodb/host/auth"
 	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/plugins/store"
@@ -225,6 +226,20 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		auth.WriteError(w, err)
 		return
+	}
+	if len(man.Upstreams) > 0 {
+		// A cascade reading another host makes this host connect where the
+		// manifest says: an administrator's decision.
+		if err := p.CheckAdmin("point a cascade at another host (manifest upstreams)"); err != nil {
+			auth.WriteError(w, err)
+			return
+		}
+		for name, u := range man.Upstreams {
+			if _, err := cascade.ParseRemote(name, u, nil); err != nil {
+				httpError(w, http.StatusUnprocessableEntity, "rejected", "plugin rejected: %v", err)
+				return
+			}
+		}
 	}
 	man.Limits = store.Limits(lim)
 	out, stored, err := m.cfg.Store.Put(r.Context(), wasm, man)

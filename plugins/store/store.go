@@ -65,6 +65,10 @@ type Manifest struct {
 	// Inputs lists the upstream views a cascade reads (from its
 	// _initialize), in delivery order.
 	Inputs []string `json:"inputs,omitempty"`
+	// Upstreams maps some of a cascade's inputs to views on other nodb
+	// hosts (ws://HOST:PORT[?view=NAME&access_token=T]); the others are
+	// views of the host the cascade runs on.
+	Upstreams map[string]string `json:"upstreams,omitempty"`
 	// ABIVersion is the guest ABI version the module speaks.
 	ABIVersion int `json:"abi_version"`
 	// SHA256 is the hex SHA-256 of the module. An upload that declares it
@@ -220,6 +224,11 @@ func (s *Store) Validate(ctx context.Context, wasm []byte, m Manifest) (Manifest
 		return m, reject("manifest declares inputs %q but the module reads %q", m.Inputs, info.Inputs)
 	}
 	m.Kind, m.Inputs = info.Kind, info.Inputs
+	for name := range m.Upstreams {
+		if !slices.Contains(m.Inputs, name) {
+			return m, reject("upstreams names %q, which is not one of the module's inputs %q", name, m.Inputs)
+		}
+	}
 	m.ABIVersion = info.ABIVersion
 	m.Consumes = info.Consumes
 	m.Size = len(wasm)

@@ -122,6 +122,25 @@ func TestRemoteCascade(t *testing.T) {
 	pseq += 300
 	final := waitEqualState(t, a, b, "todo-stats", head)
 
+	// A cascade deployed over the API whose manifest names the upstream.
+	man := filepath.Join(t.TempDir(), "manifest.json")
+	os.WriteFile(man, []byte(`{"name":"todo-stats-2","upstreams":{"todos":"ws://`+addrA+`"}}`), 0o644)
+	if out, errOut, code := run(t, "deploy", "--addr", "http://"+addrB, "--name", "todo-stats-2", "--manifest", man, "--quiet", stats); code != 0 {
+		t.Fatalf("deploy with manifest upstreams: %d %s %s", code, out, errOut)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sa, qa := viewStateJSON(t, addrA, "todo-stats")
+		sb, qb := viewStateJSON(t, addrB, "todo-stats-2")
+		if qa == qb && bytes.Equal(sa, sb) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("todo-stats-2 (manifest upstream) differs: %d %s vs %d %s", qa, sa, qb, sb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// And the downstream's view is really the statistics of the todos.
 	if !bytes.Contains(final, []byte(`"total":`)) || !bytes.Contains(final, []byte(`"tags":`)) {
 		t.Fatalf("todo-stats looks wrong: %s", final)

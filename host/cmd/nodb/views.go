@@ -118,7 +118,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			}
 			ready := true
 			for _, in := range man.Inputs {
-				if _, remote := upstreams[in]; !remote && !started[in] && (given[in] || hasActive(st, in)) {
+				if rv.mgr.Upstream(man, in) == "" && !started[in] && (given[in] || hasActive(st, in)) {
 					ready = false
 				}
 			}
