@@ -164,3 +164,92 @@ func TestRemoteCascade(t *testing.T) {
 		t.Fatalf("state at %d: upstream %d %s, downstream %d %s", past, respA.StatusCode, ba.Bytes(), respB.StatusCode, bb.Bytes())
 	}
 }
+
+// buildGuest builds a Go guest of this repository once per test binary.
+func buildGuest(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(nodbBin), name+".wasm")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, pkg)
+	cmd.Dir = "../../.."
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	return p
+}
+
+// TestCascadeTwoInputsRestart: a cascade over two views (join: todos by
+// owner) has the same state before a SIGKILL, after the restart, and as a
+// second copy of it deployed from scratch.
+func TestCascadeTwoInputsRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	args := []string{"--plugin", "todos=" + todosWasm(t),
+		"--plugin", "owners=" + buildGuest(t, "owners", "./host/cascade/testdata/owners"),
+		"--plugin", "join=" + buildGuest(t, "join", "./host/cascade/testdata/join")}
+	dir, addr := t.TempDir(), freeAddr(t)
+	p := startServe(t, dir, addr, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+addr+"/v1/ws", client.WithProducer("joiner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	var last *client.Future
+	for range 1500 {
+		id := fmt.Sprintf("t%d", r.IntN(50))
+		switch k := r.IntN(10); {
+		case k < 4:
+			last = c.PublishAsync(ctx, "todo/add", map[string]any{"id": id, "text": "x"})
+		case k < 6:
+			last = c.PublishAsync(ctx, "todo/toggle", map[string]any{"id": id})
+		case k < 7:
+			last = c.PublishAsync(ctx, "todo/delete", map[string]any{"id": id})
+		default:
+			last = c.PublishAsync(ctx, "owner/assign", map[string]any{"id": id, "owner": []string{"ann", "bob", "cyd"}[r.IntN(3)]})
+		}
+	}
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := last.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	head := ack.Seq
+	waitState := func(p *proc, name string) []byte {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			st, seq := viewStateJSON(t, p.addr, name)
+			if seq >= head {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("view %s at seq %d after 60 s, want %d", name, seq, head)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	before := waitState(p, "join")
+	if !bytes.Contains(before, []byte(`"by_owner"`)) || !bytes.Contains(before, []byte(`"ann"`)) {
+		t.Fatalf("join state looks wrong: %s", before)
+	}
+	p.kill()
+	p = startServe(t, dir, addr, args...)
+	if after := waitState(p, "join"); !bytes.Equal(after, before) {
+		t.Fatalf("join after a SIGKILL and restart:\n got %s\nwant %s", after, before)
+	}
+	if out, errOut, code := run(t, "deploy", "--addr", "http://"+addr, "--name", "join-copy", "--quiet", buildGuest(t, "join", "")); code != 0 {
+		t.Fatalf("deploying a second join: %d %s %s", code, out, errOut)
+	}
+	if fresh := waitState(p, "join-copy"); !bytes.Equal(fresh, before) {
+		t.Fatalf("a join built from scratch:\n got %s\nwant %s", fresh, before)
+	}
+}
