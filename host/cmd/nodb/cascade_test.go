@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,4 +255,74 @@ func TestCascadeTwoInputsRestart(t *testing.T) {
 	if fresh := waitState(p, "join-copy"); !bytes.Equal(fresh, before) {
 		t.Fatalf("a join built from scratch:\n got %s\nwant %s", fresh, before)
 	}
+}
+
+// TestThirdPartyCascadeBudget: a third party's cascades run within its
+// token's limits. One that spins past its time limit is halted and
+// reported; the reducer it reads and the third party's other cascade go on.
+func TestThirdPartyCascadeBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.json")
+	admin := newToken(t, tokens, "ops", "admin")
+	out, errOut, code := run(t, "token", "create", "--tokens", tokens, "--name", "stats-bot", "--scope", "read:todos", "--scope", "read:todo-stats",
+		"--scope", "read:spin", "--scope", "deploy:cascade", "--event-timeout", "300")
+	if code != 0 {
+		t.Fatalf("token create: %d %s", code, errOut)
+	}
+	bot := strings.TrimSpace(out)
+	addr := freeAddr(t)
+	p := startServe(t, filepath.Join(dir, "data"), addr, "--tokens", tokens, "--plugin", "todos="+todosWasm(t))
+	base := "http://" + addr
+	for _, c := range []struct{ name, file string }{{"todo-stats", statsWasm(t)}, {"spin", buildGuest(t, "spin", "./host/cascade/testdata/spin")}} {
+		if out, errOut, code := run(t, "deploy", "--addr", base, "--token", bot, "--name", c.name, "--quiet", c.file); code != 0 {
+			t.Fatalf("the third party deploys %s: %d %s %s", c.name, code, out, errOut)
+		}
+	}
+	for i := 1; i <= 20; i++ {
+		if out, errOut, code := run(t, "publish", "--addr", base, "--token", admin, "--producer", "budget", "--pseq", fmt.Sprint(i),
+			"--type", "todo/add", "--data", fmt.Sprintf(`{"id":"t%d","text":"x #tag"}`, i)); code != 0 {
+			t.Fatalf("publish: %d %s %s", code, out, errOut)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _, _ := run(t, "state", "--addr", base, "--token", bot, "todo-stats")
+		views := authViews(t, base, admin)
+		if strings.Contains(out, `"total":20`) && views["spin"].Status == "halted" && views["todos"].Seq == 20 {
+			if !strings.Contains(views["spin"].Error, "time") {
+				t.Fatalf("the halted cascade's error does not say it ran out of time: %q", views["spin"].Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: todo-stats %s; views %+v\n%s", out, views, p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// authViews lists the views with a token.
+func authViews(t *testing.T, base, token string) map[string]apiView {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/v1/views", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := testHTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Views []apiView `json:"views"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]apiView{}
+	for _, v := range out.Views {
+		m[v.Name] = v
+	}
+	return m
 }
