@@ -66,7 +66,8 @@ type Value struct {
 // small arrays state trees hold; large keyed collections belong in maps.
 type arrNode struct {
 	elems []Value
-	depth int32 // 1 + the deepest nesting of the elements
+	depth int32  // 1 + the deepest nesting of the elements
+	edit  uint64 // the edit token of the Tx that may change it in place (see tnode)
 	hash  hashCell
 }
 
@@ -199,6 +200,19 @@ func arrayOwned(elems []Value) Value {
 		d = max(d, elems[i].depth())
 	}
 	return Value{kind: KindArray, arr: &arrNode{elems: elems, depth: d + 1}}
+}
+
+// editedBy reports whether v's top node is owned by the edit token e (see
+// Tx). Every node on the path from a Tx's root to a node it owns is owned
+// too, so a container whose top node is not owned holds no owned node.
+func (v Value) editedBy(e uint64) bool {
+	switch v.kind {
+	case KindMap:
+		return v.m != nil && v.m.edit == e
+	case KindArray:
+		return v.arr != nil && v.arr.edit == e
+	}
+	return false
 }
 
 // depth returns how deeply v nests: 0 for scalars, 1 for a container of
