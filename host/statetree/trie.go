@@ -46,6 +46,7 @@ type tnode struct {
 	edit uint64
 	hash hashCell
 }
+
 // entry is a map entry.
 type entry struct {
 	key string
