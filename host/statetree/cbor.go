@@ -96,6 +96,19 @@ func (e *cborEncoder) value(v Value, depth int) {
 		}
 	case KindMap:
 		e.head(5, uint64(v.Len()))
+		if v.m == nil {
+			return
+		}
+		// The trie iterates in bytewise key order, which is the canonical
+		// order (shorter keys first, then bytewise) whenever the key lengths
+		// never decrease along it, as in maps whose keys all have the same
+		// length. Write the entries in trie order until a key is shorter
+		// than the one before; only then sort.
+		mark, last := len(e.buf), 0
+		if e.inOrder(v.m, depth, &last) {
+			return
+		}
+		e.buf = e.buf[:mark]
 		for len(e.scratch) <= depth {
 			e.scratch = append(e.scratch, nil)
 		}
@@ -109,6 +122,27 @@ func (e *cborEncoder) value(v Value, depth int) {
 		clear(es)
 		e.scratch[depth] = es[:0]
 	}
+}
+
+// inOrder writes the entries of trie n in trie order, and returns false as
+// soon as a key is shorter than the one before (*last is the length of the
+// previous key): the caller then discards what was written.
+func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
+	if n.hasVal {
+		if len(n.pfx) < *last {
+			return false
+		}
+		*last = len(n.pfx)
+		e.head(3, uint64(len(n.pfx)))
+		e.buf = append(e.buf, n.pfx...)
+		e.value(n.val, depth+1)
+	}
+	for _, k := range n.kids {
+		if !e.inOrder(k, depth, last) {
+			return false
+		}
+	}
+	return true
 }
 
 // toHalf returns f as an IEEE 754 half-precision float if that is exact.

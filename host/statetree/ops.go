@@ -108,15 +108,16 @@ func (a Value) editable(e uint64) *arrNode {
 	return n
 }
 
-// redepth recomputes the depth of an array changed in place after an
-// element of depth old was replaced by a shallower one or removed.
-func (n *arrNode) redepth(old int32) {
-	if old+1 < n.depth {
-		return
-	}
+// redepth recomputes n.depth, which still holds the old depth, after an
+// element may have become shallower or was removed (see tnode.shallower).
+func (n *arrNode) redepth() {
 	d := int32(0)
 	for i := range n.elems {
-		d = max(d, n.elems[i].depth())
+		ed := n.elems[i].depth()
+		if ed+1 >= n.depth {
+			return
+		}
+		d = max(d, ed)
 	}
 	n.depth = d + 1
 }
@@ -124,12 +125,11 @@ func (n *arrNode) redepth(old int32) {
 // arraySet returns array a with element i replaced by x.
 func arraySet(a Value, i int, x Value, e uint64) Value {
 	if n := a.editable(e); n != nil {
-		old := n.elems[i].depth()
 		n.elems[i] = x
 		if d := x.depth() + 1; d >= n.depth {
 			n.depth = d
-		} else if x.depth() < old {
-			n.redepth(old)
+		} else {
+			n.redepth()
 		}
 		return a
 	}
@@ -158,9 +158,8 @@ func arrayRemove(a Value, i int, e uint64) Value {
 		if len(n.elems) == 1 {
 			return Value{kind: KindArray}
 		}
-		old := n.elems[i].depth()
 		n.elems = slices.Delete(n.elems, i, i+1)
-		n.redepth(old)
+		n.redepth()
 		return a
 	}
 	return arrayEdited(slices.Delete(slices.Clone(a.elems()), i, i+1), e)
@@ -455,6 +454,16 @@ func (t *Tx) Delete(p Path) error {
 	t.root = root
 	t.ops = append(t.ops, Op{Op: OpRemove, Path: p.String()})
 	return nil
+}
+
+// Remove is Delete reporting whether there was a value at p to remove
+// (whether an op was recorded), in the same single descent.
+func (t *Tx) Remove(p Path) (bool, error) {
+	n := len(t.ops)
+	if err := t.Delete(p); err != nil {
+		return false, err
+	}
+	return len(t.ops) > n, nil
 }
 
 // Set returns v with x stored at p and the op recorded (see Tx.Set).

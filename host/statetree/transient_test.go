@@ -192,3 +192,28 @@ func TestPropertyTransientWideMap(t *testing.T) {
 		before.check(t)
 	})
 }
+
+// TestTransientNestedDepth is a regression test: a nested map changed in
+// place shares its node with the new value, so the old depth of the entry
+// must come from the trie, not from the (already changed) old value.
+func TestTransientNestedDepth(t *testing.T) {
+	tx := Null().Begin()
+	for _, s := range []struct {
+		p Path
+		x Value
+	}{{Path{"a"}, EmptyMap()}, {Path{"a", "a"}, EmptyMap()}, {Path{""}, Null()}, {Path{"a", "a"}, Null()}} {
+		if err := tx.Set(s.p, s.x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, _ := tx.Commit()
+	if got := root.depth(); got != 2 {
+		t.Fatalf("depth of %s = %d, want 2", root, got)
+	}
+	if a, _ := root.Lookup("a"); a.m.depth != 0 {
+		t.Fatalf("trie depth of %s = %d, want 0", a, a.m.depth)
+	}
+	if root.m.depth != 1 {
+		t.Fatalf("root trie depth %d, want 1", root.m.depth)
+	}
+}

@@ -120,14 +120,14 @@ func (n *tnode) mut(e uint64, extra int) *tnode {
 	return c
 }
 
-// shallower recomputes depth after a subtree of depth old was replaced by
-// a shallower one or removed: the depth only drops if no other part of the
-// node reaches the old one, which the scan stops at as soon as it finds.
-func (n *tnode) shallower(old int32) {
-	if old < n.depth {
-		return
-	}
-	d := int32(0)
+// shallower recomputes n.depth, which still holds the old depth, after a
+// part of n may have become shallower. The depth only drops if no part of
+// n reaches the old one any more, which the scan stops at as soon as it
+// finds. (The old value of an entry replaced in place is no help here: a
+// nested map changed in place by the same Tx shares its node with the new
+// value, so only the depths recorded in the trie are the old ones.)
+func (n *tnode) shallower() {
+	old, d := n.depth, int32(0)
 	if n.hasVal {
 		if d = n.val.depth(); d >= old {
 			return
@@ -222,10 +222,6 @@ func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
 		return nn
 	}
 	if len(key) == l {
-		old := int32(-1)
-		if n.hasVal {
-			old = n.val.depth()
-		}
 		c := n.mut(e, 0)
 		if !c.hasVal {
 			c.size++
@@ -234,7 +230,7 @@ func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
 		if vd := val.depth(); vd >= c.depth {
 			c.depth = vd
 		} else {
-			c.shallower(old)
+			c.shallower()
 		}
 		return c
 	}
@@ -248,8 +244,8 @@ func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
 		c.size += kid.size - oldSize
 		if kid.depth >= c.depth {
 			c.depth = kid.depth
-		} else if kid.depth < oldDepth {
-			c.shallower(oldDepth) // the deepest subtree may have become shallower
+		} else if kid.depth < oldDepth && oldDepth == c.depth {
+			c.shallower() // the deepest subtree may have become shallower
 		}
 		return c
 	}
@@ -330,11 +326,10 @@ func (n *tnode) del(key string, d int, e uint64) (*tnode, bool) {
 		case 1:
 			return n.kids[0], true
 		}
-		old := n.val.depth()
 		c := n.mut(e, 0)
 		c.val, c.hasVal = null, false
 		c.size--
-		c.shallower(old)
+		c.shallower()
 		return c, true
 	}
 	i := strings.IndexByte(n.edges, key[len(p)])
@@ -355,14 +350,16 @@ func (n *tnode) del(key string, d int, e uint64) (*tnode, bool) {
 		c.kids = slices.Delete(c.kids, i, i+1)
 		c.edges = removeEdge(c.edges, i)
 		c.size -= oldSize
-		c.shallower(oldDepth)
+		if oldDepth == c.depth {
+			c.shallower()
+		}
 		return c, true
 	}
 	c := n.mut(e, 0)
 	c.kids[i] = kid
 	c.size += kid.size - oldSize
-	if kid.depth < oldDepth {
-		c.shallower(oldDepth)
+	if kid.depth < oldDepth && oldDepth == c.depth {
+		c.shallower()
 	}
 	return c, true
 }
