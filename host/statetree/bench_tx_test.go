@@ -91,3 +91,27 @@ func BenchmarkTxClearCompleted(b *testing.B) {
 		tx.Commit()
 	}
 }
+
+// BenchmarkDecodeTodo decodes one todo as a reducer's state_set sends it.
+func BenchmarkDecodeTodo(b *testing.B) {
+	todo, _ := Map(map[string]Value{"text": String("a new todo of some forty bytes of text"), "done": Bool(false)})
+	data := EncodeCBOR(todo)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeCBOR(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseSetPath parses a pointer as the host functions get it.
+func BenchmarkParseSetPath(b *testing.B) {
+	var p Path
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if p, err = ParsePath("/todos/k3j9x0qa/done"); err != nil || len(p) != 3 {
+			b.Fatal(err)
+		}
+	}
+}

@@ -280,6 +280,34 @@ func (d *cborDecoder) text() (string, error) {
 	return string(b), nil
 }
 
+// key reads a map key: text, interned (see internBytes).
+func (d *cborDecoder) key() (string, error) {
+	if d.pos < len(d.data) {
+		// The common case: a short text head (major type 3, length < 24).
+		if h := d.data[d.pos]; h>>5 == 3 && h&0x1f < 24 {
+			n := int(h & 0x1f)
+			if n <= len(d.data)-d.pos-1 {
+				b := d.data[d.pos+1 : d.pos+1+n]
+				if ascii(b) || utf8.Valid(b) {
+					d.pos += 1 + n
+					return internBytes(b), nil
+				}
+			}
+		}
+	}
+	return d.text()
+}
+
+// ascii reports whether b is all ASCII (and so valid UTF-8).
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func (d *cborDecoder) value(depth int) (Value, error) {
 	start := d.pos
 	major, info, n, err := d.head()
@@ -322,11 +350,17 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 		if n > uint64(len(d.data)-d.pos)/2 { // each entry takes two bytes at least
 			return null, d.errorf("map length %d exceeds the input", n)
 		}
-		es := make([]entry, n)
+		var small [8]entry // most maps are small: no slice to allocate
+		var es []entry
+		if n <= uint64(len(small)) {
+			es = small[:n]
+		} else {
+			es = make([]entry, n)
+		}
 		sorted := true
 		for i := range es {
 			at := d.pos
-			k, err := d.text()
+			k, err := d.key()
 			if err != nil {
 				return null, err
 			}

@@ -426,7 +426,19 @@ func build(es []entry, d int) *tnode {
 		n.kids = append(n.kids, build(es[i:j], l+1))
 		i = j
 	}
-	n.edges = string(edges)
+	n.edges = edgesString(edges)
 	n.fix()
 	return n
+}
+
+// edgesString returns string(edges), without allocating for one byte or
+// two consecutive ones, and interned when short.
+func edgesString(edges []byte) string {
+	switch {
+	case len(edges) == 1:
+		return edgeBytes[edges[0] : int(edges[0])+1]
+	case len(edges) == 2 && edges[1] == edges[0]+1:
+		return edgeBytes[edges[0] : int(edges[0])+2]
+	}
+	return internBytes(edges)
 }
