@@ -67,10 +67,13 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 	return err
 }
 
-// txState is plugins.State over a statetree transaction.
+// txState is plugins.State over a statetree transaction. Its buffers are
+// reused from call to call: paths are parsed into path, values encoded into
+// buf.
 type txState struct {
-	tx  *statetree.Tx
-	buf []byte
+	tx   *statetree.Tx
+	buf  []byte
+	path statetree.Path
 }
 
 // statusError gives a state error the ABI status the guest sees, keeping
@@ -84,10 +87,11 @@ func (e *statusError) Error() string   { return e.err.Error() }
 func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
 
 func (s *txState) parse(path string) (statetree.Path, error) {
-	p, err := statetree.ParsePath(path)
+	p, err := statetree.AppendPath(s.path[:0], path)
 	if err != nil {
 		return nil, &statusError{abi.StatusInvalidPath, err}
 	}
+	s.path = p
 	return p, nil
 }
 
@@ -130,11 +134,12 @@ func (s *txState) Delete(path string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := s.tx.Get(p); !ok {
-		return abi.StatusNotFound
-	}
-	if err := s.tx.Delete(p); err != nil {
+	removed, err := s.tx.Remove(p)
+	if err != nil {
 		return &statusError{abi.StatusTypeMismatch, err}
+	}
+	if !removed {
+		return abi.StatusNotFound
 	}
 	return nil
 }
