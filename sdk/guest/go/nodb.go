@@ -73,8 +73,8 @@ func reduce(frame []byte) int32 {
 		hostSetError("nodb: malformed event frame")
 		return int32(abi.StatusError)
 	}
-	en, ok := handlers[string(f.Type)]
-	if !ok {
+	en := handlerFor(f.Type)
+	if en == nil {
 		return 0
 	}
 	ev := Event{seq: f.Seq, time: f.Time, pseq: f.PSeq, producer: f.Producer, typ: en.typ, payload: Value{b: f.Payload}}
