@@ -86,8 +86,8 @@ func (e *cborEncoder) value(v Value, depth int) {
 			e.buf = binary.BigEndian.AppendUint64(append(e.buf, 0xfb), v.bits)
 		}
 	case KindString:
-		e.head(3, uint64(len(v.str)))
-		e.buf = append(e.buf, v.str...)
+		e.head(3, uint64(len(v.sv())))
+		e.buf = append(e.buf, v.sv()...)
 	case KindArray:
 		es := v.elems()
 		e.head(4, uint64(len(es)))
@@ -96,7 +96,7 @@ func (e *cborEncoder) value(v Value, depth int) {
 		}
 	case KindMap:
 		e.head(5, uint64(v.Len()))
-		if v.m == nil {
+		if v.node() == nil {
 			return
 		}
 		// The trie iterates in bytewise key order, which is the canonical
@@ -105,14 +105,14 @@ func (e *cborEncoder) value(v Value, depth int) {
 		// length. Write the entries in trie order until a key is shorter
 		// than the one before; only then sort.
 		mark, last := len(e.buf), 0
-		if e.inOrder(v.m, depth, &last) {
+		if e.inOrder(v.node(), depth, &last) {
 			return
 		}
 		e.buf = e.buf[:mark]
 		for len(e.scratch) <= depth {
 			e.scratch = append(e.scratch, nil)
 		}
-		es := v.m.entries(e.scratch[depth][:0])
+		es := v.node().entries(e.scratch[depth][:0])
 		slices.SortStableFunc(es, func(a, b entry) int { return len(a.key) - len(b.key) })
 		for _, x := range es {
 			e.head(3, uint64(len(x.key)))
@@ -328,7 +328,7 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 	case 3:
 		d.pos = start
 		s, err := d.text()
-		return Value{kind: KindString, str: s}, err
+		return stringValue(s), err
 	case 4:
 		if depth >= MaxDepth {
 			return null, d.errorf("nesting deeper than %d", MaxDepth)
@@ -385,7 +385,7 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 				}
 			}
 		}
-		return Value{kind: KindMap, m: buildTrie(es)}, nil
+		return mapValue(buildTrie(es)), nil
 	case 7:
 		var f float64
 		switch info {

@@ -34,13 +34,13 @@ var errNotFound = errors.New("statetree: path not found")
 func childOf(cur Value, tok string) (Value, bool) {
 	switch cur.kind {
 	case KindMap:
-		return cur.m.get(tok)
+		return cur.node().get(tok)
 	case KindArray:
 		i, ok := arrayIndex(tok, cur.Len())
 		if !ok || i >= cur.Len() {
 			return null, false
 		}
-		return cur.arr.elems[i], true
+		return cur.array().elems[i], true
 	}
 	return null, false
 }
@@ -79,7 +79,7 @@ func modify(cur Value, p Path, i int, e uint64, fn func(Value) (Value, bool, err
 // withChild returns container cur with the existing child tok replaced.
 func withChild(cur Value, tok string, nc Value, e uint64) Value {
 	if cur.kind == KindMap {
-		return Value{kind: KindMap, m: cur.m.set(tok, nc, 0, e)}
+		return mapValue(cur.node().set(tok, nc, 0, e))
 	}
 	i, _ := arrayIndex(tok, cur.Len())
 	return arraySet(cur, i, nc, e)
@@ -89,8 +89,8 @@ func withChild(cur Value, tok string, nc Value, e uint64) Value {
 // edit token e.
 func arrayEdited(elems []Value, e uint64) Value {
 	v := arrayOwned(elems)
-	if v.arr != nil {
-		v.arr.edit = e
+	if v.array() != nil {
+		v.array().edit = e
 	}
 	return v
 }
@@ -98,7 +98,7 @@ func arrayEdited(elems []Value, e uint64) Value {
 // editable returns a's node if the edit token e owns it, with its cached
 // hash dropped, ready to be changed in place; else nil.
 func (a Value) editable(e uint64) *arrNode {
-	n := a.arr
+	n := a.array()
 	if e == 0 || n == nil || n.edit != e {
 		return nil
 	}
@@ -170,7 +170,7 @@ func arrayRemove(a Value, i int, e uint64) Value {
 // op's, which must never change.
 func wrap(toks Path, x Value) Value {
 	for i := len(toks) - 1; i >= 0; i-- {
-		x = Value{kind: KindMap, m: newLeaf(toks[i], x, 0)}
+		x = mapValue(newLeaf(toks[i], x, 0))
 	}
 	return x
 }
@@ -315,7 +315,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 	tok := p[i]
 	switch cur.kind {
 	case KindMap:
-		child, ok := cur.m.get(tok)
+		child, ok := cur.node().get(tok)
 		var nc Value
 		switch {
 		case !ok:
@@ -337,7 +337,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 				return cur, false, err
 			}
 		}
-		return Value{kind: KindMap, m: cur.m.set(tok, nc, 0, e)}, true, nil
+		return mapValue(cur.node().set(tok, nc, 0, e)), true, nil
 	case KindArray:
 		es := cur.elems()
 		j, ok := arrayIndex(tok, len(es))
@@ -433,8 +433,8 @@ func (t *Tx) Delete(p Path) error {
 	root, changed, err := modify(t.root, p[:len(p)-1], 0, e, func(c Value) (Value, bool, error) {
 		switch c.kind {
 		case KindMap:
-			m, ok := c.m.del(last, 0, e)
-			return Value{kind: KindMap, m: m}, ok, nil
+			m, ok := c.node().del(last, 0, e)
+			return mapValue(m), ok, nil
 		case KindArray:
 			n := c.Len()
 			i, ok := arrayIndex(last, n)
@@ -513,13 +513,13 @@ func applyOp(root Value, op Op) (Value, error) {
 	nr, _, err := modify(root, p[:len(p)-1], 0, 0, func(c Value) (Value, bool, error) {
 		switch c.kind {
 		case KindMap:
-			_, exists := c.m.get(last)
+			_, exists := c.node().get(last)
 			switch {
 			case op.Op == OpAdd || exists && op.Op == OpReplace:
-				return Value{kind: KindMap, m: c.m.set(last, op.Value, 0, 0)}, true, nil
+				return mapValue(c.node().set(last, op.Value, 0, 0)), true, nil
 			case exists:
-				m, _ := c.m.del(last, 0, 0)
-				return Value{kind: KindMap, m: m}, true, nil
+				m, _ := c.node().del(last, 0, 0)
+				return mapValue(m), true, nil
 			}
 			return c, false, errNotFound
 		case KindArray:
