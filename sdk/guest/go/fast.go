@@ -184,23 +184,44 @@ func (v Value) each(fn func(key string, val Value) bool) {
 	}
 }
 
-// handlerList is handlers as a slice, for lookups without hashing; it is
-// rebuilt when On has added types since (On runs only during
-// initialisation).
+// handlerList is handlers as a slice, for lookups without hashing. On only
+// runs during initialisation, so the list is built once; it is rebuilt if
+// the map has changed since (a type missing from the list is looked up in
+// the map before it counts as unknown).
 var handlerList []*entry
 
 // handlerFor returns the entry registered for an event type, or nil.
 func handlerFor(typ []byte) *entry {
-	if len(handlerList) != len(handlers) {
-		handlerList = handlerList[:0]
-		for _, e := range handlers {
-			handlerList = append(handlerList, e)
+	if len(handlerList) == len(handlers) {
+		for _, e := range handlerList {
+			if len(e.typ) == len(typ) && e.typ == string(typ) {
+				return e
+			}
 		}
 	}
-	for _, e := range handlerList {
-		if len(e.typ) == len(typ) && e.typ == string(typ) {
-			return e
-		}
+	e, ok := handlers[string(typ)]
+	if !ok && len(handlerList) == len(handlers) {
+		return nil
 	}
-	return nil
+	handlerList = handlerList[:0]
+	for _, h := range handlers {
+		handlerList = append(handlerList, h)
+	}
+	return e
+}
+
+// keepWhole is the size from which State.Get hands its read buffer to the
+// returned Value instead of copying the value out of it (the next read gets
+// a fresh buffer): a large map read whole is then neither copied nor
+// allocated twice.
+const keepWhole = 64 << 10
+
+// keep returns a copy of b, the value just read into s.buf, that the caller
+// may keep.
+func (s *State) keep(b []byte) []byte {
+	if len(b) >= keepWhole {
+		s.buf = nil
+		return b[:len(b):len(b)]
+	}
+	return append([]byte(nil), b...)
 }
