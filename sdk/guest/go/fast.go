@@ -1,5 +1,7 @@
 package nodb
 
+import "github.com/nodb-dev/nodb/abi"
+
 // Fast paths for the per-event work of a reducer. Go compiled to
 // WebAssembly pays dearly for every call, multi-value return and map hash
 // (there are no registers to keep values in across calls and no AES hash),
@@ -224,4 +226,23 @@ func (s *State) keep(b []byte) []byte {
 		return b[:len(b):len(b)]
 	}
 	return append([]byte(nil), b...)
+}
+
+// appendCommon appends the most common values of State.Set and Map
+// entries: a type switch of a few cases is a few comparisons, where
+// AppendCBOR's full one is a search over type hashes. ok is false for
+// every other type.
+func appendCommon(dst []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case string:
+		if len(x) < 24 {
+			return append(append(dst, 0x60|byte(len(x))), x...), true
+		}
+		return abi.AppendString(dst, x), true
+	case bool:
+		return abi.AppendBool(dst, x), true
+	case int:
+		return abi.AppendInt(dst, int64(x)), true
+	}
+	return dst, false
 }

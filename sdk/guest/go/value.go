@@ -296,7 +296,9 @@ func (m MapValue) AppendCBOR(dst []byte) ([]byte, error) {
 			return dst, ErrUnsupported
 		}
 		dst = abi.AppendString(dst, k)
-		if dst, err = AppendCBOR(dst, m[i+1]); err != nil {
+		if b, ok := appendCommon(dst, m[i+1]); ok {
+			dst = b
+		} else if dst, err = AppendCBOR(dst, m[i+1]); err != nil {
 			return dst, err
 		}
 	}
@@ -325,6 +327,9 @@ func (j JSON) AppendCBOR(dst []byte) ([]byte, error) {
 // AppendCBOR appends the CBOR encoding of v (see State.Set for the supported
 // types) to dst, without reflection.
 func AppendCBOR(dst []byte, v any) ([]byte, error) {
+	if b, ok := appendCommon(dst, v); ok {
+		return b, nil
+	}
 	switch x := v.(type) {
 	case nil:
 		return abi.AppendNull(dst), nil
