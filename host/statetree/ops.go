@@ -315,8 +315,12 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 	tok := p[i]
 	switch cur.kind {
 	case KindMap:
-		child, ok := cur.node().get(tok)
-		var nc Value
+		var buf [16]step
+		leaf, path, ok := cur.node().find(tok, buf[:0])
+		var child, nc Value
+		if ok {
+			child = leaf.val
+		}
 		switch {
 		case !ok:
 			nc = wrap(p[i+1:], x)
@@ -336,6 +340,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 			if nc, changed, err = setIn(child, p, i+1, x, op, e); err != nil || !changed {
 				return cur, false, err
 			}
+			return mapValue(replaceAt(path, leaf, nc, e)), true, nil
 		}
 		return mapValue(cur.node().set(tok, nc, 0, e)), true, nil
 	case KindArray:

@@ -179,6 +179,65 @@ func (n *tnode) get(key string) (Value, bool) {
 	return null, false
 }
 
+// step is one node on the way from a trie's root to an entry, and the
+// index of the child taken from it.
+type step struct {
+	n *tnode
+	i int
+}
+
+// find returns the node holding key's entry and path with the nodes above
+// it appended, so that replaceAt can change the entry without searching
+// again.
+func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
+	d := 0
+	for n != nil {
+		p := n.pfx
+		if len(key) < len(p) || key[d:len(p)] != p[d:] {
+			return nil, path, false
+		}
+		if len(key) == len(p) {
+			return n, path, n.hasVal
+		}
+		i := strings.IndexByte(n.edges, key[len(p)])
+		if i < 0 {
+			return nil, path, false
+		}
+		path = append(path, step{n, i})
+		d = len(p) + 1
+		n = n.kids[i]
+	}
+	return nil, path, false
+}
+
+// replaceAt returns the trie with the value of the entry at node leaf
+// (found by find, with path) replaced by val: set for a key known to be
+// present, without the search.
+func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
+	oldDepth := leaf.depth
+	c := leaf.mut(e, 0)
+	c.val = val
+	if vd := val.depth(); vd >= c.depth {
+		c.depth = vd
+	} else {
+		c.shallower()
+	}
+	for k := len(path) - 1; k >= 0; k-- {
+		kid := c
+		n := path[k].n
+		nodeOld := n.depth
+		c = n.mut(e, 0)
+		c.kids[path[k].i] = kid
+		if kid.depth >= c.depth {
+			c.depth = kid.depth
+		} else if kid.depth < oldDepth && oldDepth == c.depth {
+			c.shallower()
+		}
+		oldDepth = nodeOld
+	}
+	return c
+}
+
 // fix recomputes the derived fields size and depth of a fresh node.
 func (n *tnode) fix() {
 	size, depth := 0, int32(0)
