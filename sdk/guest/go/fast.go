@@ -212,22 +212,6 @@ func handlerFor(typ []byte) *entry {
 	return e
 }
 
-// keepWhole is the size from which State.Get hands its read buffer to the
-// returned Value instead of copying the value out of it (the next read gets
-// a fresh buffer): a large map read whole is then neither copied nor
-// allocated twice.
-const keepWhole = 64 << 10
-
-// keep returns a copy of b, the value just read into s.buf, that the caller
-// may keep.
-func (s *State) keep(b []byte) []byte {
-	if len(b) >= keepWhole {
-		s.buf = nil
-		return b[:len(b):len(b)]
-	}
-	return append([]byte(nil), b...)
-}
-
 // appendCommon appends the most common values of State.Set and Map
 // entries: a type switch of a few cases is a few comparisons, where
 // AppendCBOR's full one is a search over type hashes. ok is false for

@@ -142,33 +142,3 @@ func TestHandlerFor(t *testing.T) {
 	}
 	delete(handlers, "test/handler-for")
 }
-
-// TestGetLargeValueIsKept: a large value read with Get (whose buffer is
-// handed over rather than copied) stays intact across later reads.
-func TestGetLargeValueIsKept(t *testing.T) {
-	h := NewHarness()
-	big := strings.Repeat("x", 100<<10)
-	var first, second Value
-	var okFirst bool
-	On("test/large-get", func(s *State, e Event) error {
-		if err := s.Set("/big", Map("a", big, "b", 1)); err != nil {
-			return err
-		}
-		if err := s.Set("/small", "yz"); err != nil {
-			return err
-		}
-		first, okFirst = s.Get("/big")
-		second, _ = s.Get("/small")
-		s.GetStr("/small")
-		s.Get("/big")
-		return nil
-	})
-	n := len(consumed)
-	defer func() { consumed = consumed[:n]; delete(handlers, "test/large-get") }()
-	if err := h.Reduce("test/large-get", `{}`); err != nil {
-		t.Fatal(err)
-	}
-	if !okFirst || first.Key("a").Str() != big || first.Key("b").Int() != 1 || second.Str() != "yz" {
-		t.Fatalf("values changed: %d bytes, %q", len(first.Key("a").Str()), second.Str())
-	}
-}

@@ -182,7 +182,7 @@ func (s *State) Get(path string) (Value, bool) {
 	if !ok {
 		return Value{}, false
 	}
-	return Value{b: s.keep(b)}, true
+	return Value{b: append([]byte(nil), b...)}, true
 }
 
 // Has reports whether there is a value at path.
