@@ -136,6 +136,9 @@ func textAt(b []byte, pos int) (t []byte, next int, ok bool) {
 }
 
 // key is Value.Key: the value of the first entry with the key, or Missing.
+// Entries whose key is a short text and whose value is a one-byte item or a
+// short text (the usual payload and state fields) are stepped over without
+// a call; anything else goes through textAt and skipItem.
 func (v Value) key(key string) Value {
 	n, pos, ok := v.mapStart()
 	if !ok {
@@ -143,17 +146,43 @@ func (v Value) key(key string) Value {
 	}
 	b := v.b
 	for ; n > 0; n-- {
-		t, next, isText := textAt(b, pos)
-		if !isText {
-			if next = skipItem(b, pos); next < 0 {
+		if pos >= len(b) {
+			return Value{}
+		}
+		var next int
+		var match bool
+		if h := b[pos]; h>>5 == 3 && h&31 < 24 { // a short text key
+			next = pos + 1 + int(h&31)
+			if next > len(b) {
+				return Value{}
+			}
+			match = string(b[pos+1:next]) == key
+		} else {
+			t, after, isText := textAt(b, pos)
+			if !isText {
+				if after = skipItem(b, pos); after < 0 {
+					return Value{}
+				}
+			}
+			next, match = after, isText && string(t) == key
+		}
+		if next >= len(b) {
+			return Value{}
+		}
+		var end int
+		switch h := b[next]; {
+		case h&31 < 24 && (h>>5 == 0 || h>>5 == 1 || h>>5 == 7): // one byte
+			end = next + 1
+		case h>>5 == 3 && h&31 < 24: // a short text
+			if end = next + 1 + int(h&31); end > len(b) {
+				return Value{}
+			}
+		default:
+			if end = skipItem(b, next); end < 0 {
 				return Value{}
 			}
 		}
-		end := skipItem(b, next)
-		if end < 0 {
-			return Value{}
-		}
-		if isText && string(t) == key {
+		if match {
 			return Value{b: b[next:end:end]}
 		}
 		pos = end
@@ -169,10 +198,23 @@ func (v Value) each(fn func(key string, val Value) bool) {
 	}
 	b := v.b
 	for ; n > 0; n-- {
-		t, next, isText := textAt(b, pos)
-		if !isText {
-			if next = skipItem(b, pos); next < 0 {
+		if pos >= len(b) {
+			return
+		}
+		var t []byte
+		var next int
+		if h := b[pos]; h>>5 == 3 && h&31 < 24 { // a short text key
+			next = pos + 1 + int(h&31)
+			if next > len(b) {
 				return
+			}
+			t = b[pos+1 : next]
+		} else {
+			var isText bool
+			if t, next, isText = textAt(b, pos); !isText {
+				if next = skipItem(b, pos); next < 0 {
+					return
+				}
 			}
 		}
 		end := skipItem(b, next)
