@@ -3,6 +3,7 @@
 package plugins
 
 import (
+	"sync"
 	"syscall"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -16,12 +17,41 @@ import (
 // this matters (see RATIONALE.md).
 var memoryAllocator experimental.MemoryAllocator = experimental.MemoryAllocatorFunc(mmapAllocate)
 
-type mmapMemory struct{ buf []byte }
+type mmapMemory struct {
+	buf  []byte
+	used uint64 // the largest size handed out: everything the guest could write
+}
+
+// Freed mappings are kept for the next instance: the re-instantiation at
+// every epoch boundary would otherwise map fresh memory and take a page
+// fault (and a kernel memclr) on every page the new guest touches while it
+// initialises. A kept mapping is zeroed up to the largest size the guest
+// had (beyond that it was never accessible, so it is still zero) and is then
+// indistinguishable from a fresh one. Only mappings whose guests stayed
+// small are kept, and only a few.
+const (
+	keepMemories   = 4
+	keepMemoryUsed = 32 << 20
+)
+
+var keptMemories struct {
+	sync.Mutex
+	m []*mmapMemory
+}
 
 func mmapAllocate(_, max uint64) experimental.LinearMemory {
 	if max == 0 || max > 1<<32 {
 		return nil
 	}
+	keptMemories.Lock()
+	for i, m := range keptMemories.m {
+		if uint64(len(m.buf)) == max {
+			keptMemories.m = append(keptMemories.m[:i], keptMemories.m[i+1:]...)
+			keptMemories.Unlock()
+			return m
+		}
+	}
+	keptMemories.Unlock()
 	b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|mapNoReserve)
 	if err != nil {
 		return nil
@@ -34,13 +64,26 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if size > uint64(len(m.buf)) {
 		return nil
 	}
+	m.used = max(m.used, size)
 	return m.buf[:size:size]
 }
 
 // Free implements experimental.LinearMemory.
 func (m *mmapMemory) Free() {
-	if m.buf != nil {
-		_ = syscall.Munmap(m.buf)
-		m.buf = nil
+	if m.buf == nil {
+		return
 	}
+	if m.used <= keepMemoryUsed {
+		keptMemories.Lock()
+		if len(keptMemories.m) < keepMemories {
+			clear(m.buf[:m.used])
+			m.used = 0
+			keptMemories.m = append(keptMemories.m, m)
+			keptMemories.Unlock()
+			return
+		}
+		keptMemories.Unlock()
+	}
+	_ = syscall.Munmap(m.buf)
+	m.buf = nil
 }

@@ -86,8 +86,8 @@ func (e *cborEncoder) value(v Value, depth int) {
 			e.buf = binary.BigEndian.AppendUint64(append(e.buf, 0xfb), v.bits)
 		}
 	case KindString:
-		e.head(3, uint64(len(v.str)))
-		e.buf = append(e.buf, v.str...)
+		e.head(3, uint64(len(v.sv())))
+		e.buf = append(e.buf, v.sv()...)
 	case KindArray:
 		es := v.elems()
 		e.head(4, uint64(len(es)))
@@ -96,10 +96,23 @@ func (e *cborEncoder) value(v Value, depth int) {
 		}
 	case KindMap:
 		e.head(5, uint64(v.Len()))
+		if v.node() == nil {
+			return
+		}
+		// The trie iterates in bytewise key order, which is the canonical
+		// order (shorter keys first, then bytewise) whenever the key lengths
+		// never decrease along it, as in maps whose keys all have the same
+		// length. Write the entries in trie order until a key is shorter
+		// than the one before; only then sort.
+		mark, last := len(e.buf), 0
+		if e.inOrder(v.node(), depth, &last) {
+			return
+		}
+		e.buf = e.buf[:mark]
 		for len(e.scratch) <= depth {
 			e.scratch = append(e.scratch, nil)
 		}
-		es := v.m.entries(e.scratch[depth][:0])
+		es := v.node().entries(e.scratch[depth][:0])
 		slices.SortStableFunc(es, func(a, b entry) int { return len(a.key) - len(b.key) })
 		for _, x := range es {
 			e.head(3, uint64(len(x.key)))
@@ -109,6 +122,27 @@ func (e *cborEncoder) value(v Value, depth int) {
 		clear(es)
 		e.scratch[depth] = es[:0]
 	}
+}
+
+// inOrder writes the entries of trie n in trie order, and returns false as
+// soon as a key is shorter than the one before (*last is the length of the
+// previous key): the caller then discards what was written.
+func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
+	if n.hasVal {
+		if len(n.pfx) < *last {
+			return false
+		}
+		*last = len(n.pfx)
+		e.head(3, uint64(len(n.pfx)))
+		e.buf = append(e.buf, n.pfx...)
+		e.value(n.val, depth+1)
+	}
+	for _, k := range n.kids {
+		if !e.inOrder(k, depth, last) {
+			return false
+		}
+	}
+	return true
 }
 
 // toHalf returns f as an IEEE 754 half-precision float if that is exact.
@@ -246,6 +280,34 @@ func (d *cborDecoder) text() (string, error) {
 	return string(b), nil
 }
 
+// key reads a map key: text, interned (see internBytes).
+func (d *cborDecoder) key() (string, error) {
+	if d.pos < len(d.data) {
+		// The common case: a short text head (major type 3, length < 24).
+		if h := d.data[d.pos]; h>>5 == 3 && h&0x1f < 24 {
+			n := int(h & 0x1f)
+			if n <= len(d.data)-d.pos-1 {
+				b := d.data[d.pos+1 : d.pos+1+n]
+				if ascii(b) || utf8.Valid(b) {
+					d.pos += 1 + n
+					return internBytes(b), nil
+				}
+			}
+		}
+	}
+	return d.text()
+}
+
+// ascii reports whether b is all ASCII (and so valid UTF-8).
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func (d *cborDecoder) value(depth int) (Value, error) {
 	start := d.pos
 	major, info, n, err := d.head()
@@ -266,7 +328,7 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 	case 3:
 		d.pos = start
 		s, err := d.text()
-		return Value{kind: KindString, str: s}, err
+		return stringValue(s), err
 	case 4:
 		if depth >= MaxDepth {
 			return null, d.errorf("nesting deeper than %d", MaxDepth)
@@ -288,11 +350,17 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 		if n > uint64(len(d.data)-d.pos)/2 { // each entry takes two bytes at least
 			return null, d.errorf("map length %d exceeds the input", n)
 		}
-		es := make([]entry, n)
+		var small [8]entry // most maps are small: no slice to allocate
+		var es []entry
+		if n <= uint64(len(small)) {
+			es = small[:n]
+		} else {
+			es = make([]entry, n)
+		}
 		sorted := true
 		for i := range es {
 			at := d.pos
-			k, err := d.text()
+			k, err := d.key()
 			if err != nil {
 				return null, err
 			}
@@ -317,7 +385,7 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 				}
 			}
 		}
-		return Value{kind: KindMap, m: buildTrie(es)}, nil
+		return mapValue(buildTrie(es)), nil
 	case 7:
 		var f float64
 		switch info {

@@ -68,7 +68,7 @@ func (d *differ) diff(a, b Value) {
 	}
 	switch {
 	case a.kind == KindMap && b.kind == KindMap:
-		d.trie(a.m, b.m)
+		d.trie(a.node(), b.node())
 	case a.kind == KindArray && b.kind == KindArray:
 		ae, be := a.elems(), b.elems()
 		for i := range min(len(ae), len(be)) {

@@ -28,6 +28,13 @@
 // update copies only those nodes (path copying). Keys such as "todo-123" in a
 // 100k-entry map are 4–6 nodes deep.
 //
+// Within one Tx, edits are transient (as Clojure's transients and Immer's
+// drafts): the nodes a Tx creates belong to it until it commits, and later
+// changes in the same Tx edit them in place rather than copying them again,
+// so n changes to nearby paths cost little more than one. Nothing that
+// existed before the Tx, and nothing a Value handed out by the Tx (Root,
+// Get, Commit, the ops) can reach, is ever changed.
+//
 // Arrays are immutable slices copied on every change (O(n)); they suit the
 // small ordered lists state holds. Large keyed collections belong in maps.
 //

@@ -46,29 +46,29 @@ const (
 func (v Value) Hash() Hash {
 	switch v.kind {
 	case KindArray:
-		if v.arr == nil {
+		if v.array() == nil {
 			var stack [9]byte
 			return sha256.Sum256(append(stack[:0], tagArray, 0, 0, 0, 0, 0, 0, 0, 0))
 		}
-		if h := v.arr.hash.p.Load(); h != nil {
+		if h := v.array().hash.p.Load(); h != nil {
 			return *h
 		}
 		bp := bufPool.Get().(*[]byte)
 		buf := append((*bp)[:0], tagArray)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(len(v.arr.elems)))
-		for i := range v.arr.elems {
-			buf = appendRef(buf, v.arr.elems[i])
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(v.array().elems)))
+		for i := range v.array().elems {
+			buf = appendRef(buf, v.array().elems[i])
 		}
 		h := Hash(sha256.Sum256(buf))
-		v.arr.hash.p.Store(&h)
+		v.array().hash.p.Store(&h)
 		putBuf(bp, buf)
 		return h
 	case KindMap:
 		var stack [64]byte
 		buf := append(stack[:0], tagMap)
 		buf = binary.BigEndian.AppendUint64(buf, uint64(v.Len()))
-		if v.m != nil {
-			th := v.m.hashNode()
+		if v.node() != nil {
+			th := v.node().hashNode()
 			buf = append(buf, th[:]...)
 		}
 		return sha256.Sum256(buf)
@@ -90,8 +90,8 @@ func appendScalar(buf []byte, v Value) []byte {
 	case KindFloat:
 		return binary.BigEndian.AppendUint64(append(buf, tagFloat), v.bits)
 	case KindString:
-		buf = binary.BigEndian.AppendUint64(append(buf, tagString), uint64(len(v.str)))
-		return append(buf, v.str...)
+		buf = binary.BigEndian.AppendUint64(append(buf, tagString), uint64(len(v.sv())))
+		return append(buf, v.sv()...)
 	case KindArray, KindMap:
 		panic("statetree: appendScalar of a container")
 	}
@@ -103,7 +103,7 @@ func appendScalar(buf []byte, v Value) []byte {
 func appendRef(buf []byte, v Value) []byte {
 	switch {
 	case v.kind == KindArray || v.kind == KindMap:
-	case v.kind == KindString && 1+8+len(v.str) > maxInline:
+	case v.kind == KindString && 1+8+len(v.sv()) > maxInline:
 	default:
 		return appendScalar(buf, v)
 	}

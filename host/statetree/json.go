@@ -64,7 +64,7 @@ func (p *jsonParser) value(depth int) (Value, error) {
 		return p.array(depth + 1)
 	case c == '"':
 		s, err := p.str()
-		return Value{kind: KindString, str: s}, err
+		return stringValue(s), err
 	case c == '-' || c >= '0' && c <= '9':
 		return p.number()
 	case c == 't':
@@ -141,7 +141,7 @@ func (p *jsonParser) object(depth int) (Value, error) {
 			return null, fmt.Errorf("statetree: invalid JSON: duplicate key %q", es[i].key)
 		}
 	}
-	return Value{kind: KindMap, m: buildTrie(es)}, nil
+	return mapValue(buildTrie(es)), nil
 }
 
 func (p *jsonParser) array(depth int) (Value, error) {
@@ -373,7 +373,7 @@ func (v Value) AppendJSON(buf []byte) []byte {
 	case KindFloat:
 		return appendFloat(buf, math.Float64frombits(v.bits))
 	case KindString:
-		return appendString(buf, v.str)
+		return appendString(buf, v.sv())
 	case KindArray:
 		buf = append(buf, '[')
 		for i, e := range v.elems() {
@@ -386,7 +386,7 @@ func (v Value) AppendJSON(buf []byte) []byte {
 	}
 	buf = append(buf, '{')
 	first := true
-	v.m.each(func(k string, e Value) bool {
+	v.node().each(func(k string, e Value) bool {
 		if !first {
 			buf = append(buf, ',')
 		}
@@ -495,14 +495,14 @@ func (o *Op) UnmarshalJSON(data []byte) error {
 	switch {
 	case v.kind != KindMap:
 		return errors.New("statetree: a JSON Patch op must be an object")
-	case op.kind != KindString || (op.str != OpAdd && op.str != OpRemove && op.str != OpReplace):
+	case op.kind != KindString || (op.sv() != OpAdd && op.sv() != OpRemove && op.sv() != OpReplace):
 		return fmt.Errorf("statetree: unsupported JSON Patch op %s", op)
 	case !hasPath || path.kind != KindString:
 		return errors.New("statetree: JSON Patch op without a string \"path\"")
-	case !hasVal && op.str != OpRemove:
-		return fmt.Errorf("statetree: JSON Patch %s op without a \"value\"", op.str)
+	case !hasVal && op.sv() != OpRemove:
+		return fmt.Errorf("statetree: JSON Patch %s op without a \"value\"", op.sv())
 	}
-	*o = Op{Op: op.str, Path: path.str, Value: val}
+	*o = Op{Op: op.sv(), Path: path.sv(), Value: val}
 	return nil
 }
 
@@ -610,7 +610,7 @@ func (v Value) ToGo() any {
 	case KindFloat:
 		return v.Float()
 	case KindString:
-		return v.str
+		return v.sv()
 	case KindArray:
 		out := make([]any, v.Len())
 		for i, e := range v.elems() {
@@ -619,7 +619,7 @@ func (v Value) ToGo() any {
 		return out
 	case KindMap:
 		out := make(map[string]any, v.Len())
-		v.m.each(func(k string, e Value) bool { out[k] = e.ToGo(); return true })
+		v.node().each(func(k string, e Value) bool { out[k] = e.ToGo(); return true })
 		return out
 	}
 	return nil

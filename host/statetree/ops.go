@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 )
 
 // The RFC 6902 operations a state tree records. No others are produced, so
@@ -33,13 +34,13 @@ var errNotFound = errors.New("statetree: path not found")
 func childOf(cur Value, tok string) (Value, bool) {
 	switch cur.kind {
 	case KindMap:
-		return cur.m.get(tok)
+		return cur.node().get(tok)
 	case KindArray:
 		i, ok := arrayIndex(tok, cur.Len())
 		if !ok || i >= cur.Len() {
 			return null, false
 		}
-		return cur.arr.elems[i], true
+		return cur.array().elems[i], true
 	}
 	return null, false
 }
@@ -56,9 +57,11 @@ func (v Value) Get(p Path) (Value, bool) {
 }
 
 // modify returns cur with the value x at p[i:] replaced by fn(x), copying
-// the containers on the path. It returns errNotFound if the path does not
-// exist, and cur itself if fn reports no change.
-func modify(cur Value, p Path, i int, fn func(Value) (Value, bool, error)) (Value, bool, error) {
+// the containers on the path that the edit token e does not own and
+// changing those it owns in place. It returns errNotFound if the path does
+// not exist, and cur itself if fn reports no change. fn must fail, if it
+// does, before anything is changed.
+func modify(cur Value, p Path, i int, e uint64, fn func(Value) (Value, bool, error)) (Value, bool, error) {
 	if i == len(p) {
 		return fn(cur)
 	}
@@ -66,29 +69,108 @@ func modify(cur Value, p Path, i int, fn func(Value) (Value, bool, error)) (Valu
 	if !ok {
 		return cur, false, errNotFound
 	}
-	nc, changed, err := modify(child, p, i+1, fn)
+	nc, changed, err := modify(child, p, i+1, e, fn)
 	if err != nil || !changed {
 		return cur, false, err
 	}
-	return withChild(cur, p[i], nc), true, nil
+	return withChild(cur, p[i], nc, e), true, nil
 }
 
 // withChild returns container cur with the existing child tok replaced.
-func withChild(cur Value, tok string, nc Value) Value {
+func withChild(cur Value, tok string, nc Value, e uint64) Value {
 	if cur.kind == KindMap {
-		return Value{kind: KindMap, m: cur.m.set(tok, nc, 0)}
+		return mapValue(cur.node().set(tok, nc, 0, e))
 	}
 	i, _ := arrayIndex(tok, cur.Len())
-	es := slices.Clone(cur.arr.elems)
-	es[i] = nc
-	return arrayOwned(es)
+	return arraySet(cur, i, nc, e)
+}
+
+// arrayEdited wraps elems (given up by the caller) as an array owned by the
+// edit token e.
+func arrayEdited(elems []Value, e uint64) Value {
+	v := arrayOwned(elems)
+	if v.array() != nil {
+		v.array().edit = e
+	}
+	return v
+}
+
+// editable returns a's node if the edit token e owns it, with its cached
+// hash dropped, ready to be changed in place; else nil.
+func (a Value) editable(e uint64) *arrNode {
+	n := a.array()
+	if e == 0 || n == nil || n.edit != e {
+		return nil
+	}
+	if n.hash.p.Load() != nil {
+		n.hash.p.Store(nil)
+	}
+	return n
+}
+
+// redepth recomputes n.depth, which still holds the old depth, after an
+// element may have become shallower or was removed (see tnode.shallower).
+func (n *arrNode) redepth() {
+	d := int32(0)
+	for i := range n.elems {
+		ed := n.elems[i].depth()
+		if ed+1 >= n.depth {
+			return
+		}
+		d = max(d, ed)
+	}
+	n.depth = d + 1
+}
+
+// arraySet returns array a with element i replaced by x.
+func arraySet(a Value, i int, x Value, e uint64) Value {
+	if n := a.editable(e); n != nil {
+		n.elems[i] = x
+		if d := x.depth() + 1; d >= n.depth {
+			n.depth = d
+		} else {
+			n.redepth()
+		}
+		return a
+	}
+	es := slices.Clone(a.elems())
+	es[i] = x
+	return arrayEdited(es, e)
+}
+
+// arrayInsert returns array a with x inserted at index i (0 to a.Len()).
+func arrayInsert(a Value, i int, x Value, e uint64) Value {
+	if n := a.editable(e); n != nil {
+		n.elems = slices.Insert(n.elems, i, x)
+		n.depth = max(n.depth, x.depth()+1)
+		return a
+	}
+	es := a.elems()
+	if i == len(es) {
+		return arrayEdited(append(slices.Clip(es), x), e)
+	}
+	return arrayEdited(slices.Insert(slices.Clone(es), i, x), e)
+}
+
+// arrayRemove returns array a without element i.
+func arrayRemove(a Value, i int, e uint64) Value {
+	if n := a.editable(e); n != nil {
+		if len(n.elems) == 1 {
+			return Value{kind: KindArray}
+		}
+		n.elems = slices.Delete(n.elems, i, i+1)
+		n.redepth()
+		return a
+	}
+	return arrayEdited(slices.Delete(slices.Clone(a.elems()), i, i+1), e)
 }
 
 // wrap returns x nested in new maps, one per token: wrap([a b], x) is
-// {"a":{"b":x}}.
+// {"a":{"b":x}}. The maps are not owned by any Tx: the value is also an
+// op's, which must never change.
 func wrap(toks Path, x Value) Value {
 	for i := len(toks) - 1; i >= 0; i-- {
-		x = Value{kind: KindMap, m: newLeaf(toks[i], x)}
+		x = mapValue(newLeaf(toks[i], x, 0))
 	}
 	return x
 }
@@ -106,38 +188,80 @@ func checkPath(p Path) error {
 // that turn the old root into the new one. Get sees the changes made so far.
 // A Tx is not safe for concurrent use; the roots it produces are ordinary
 // immutable Values. A failed change leaves the Tx as it was.
+//
+// A Tx edits transiently, as Clojure's transients and Immer do: the nodes it
+// creates are its own until it commits, and later changes in the same Tx
+// change them in place instead of copying them again, so a series of
+// changes to nearby paths costs little more than one. Nodes that existed
+// before are never changed (they are copied on the first change below them,
+// as always), and neither is anything a Value handed out by the Tx can
+// reach: Root, Get and Commit end the ownership of every node the Tx made so
+// far whenever the value they return holds one. The ops' values are never
+// owned. Merkle hashes cached in a node changed in place are dropped.
 type Tx struct {
 	root Value
 	ops  []Op
+	// edit is the token marking the nodes this Tx may change in place; 0
+	// until the first change after Begin or after ownership ended.
+	edit uint64
+}
+
+// editTokens hands out edit tokens; 0 is never one. 64 bits never wrap.
+var editTokens atomic.Uint64
+
+// token returns the Tx's edit token, taking a fresh one if needed.
+func (t *Tx) token() uint64 {
+	if t.edit == 0 {
+		t.edit = editTokens.Add(1)
+	}
+	return t.edit
+}
+
+// escape ends the ownership of the Tx's nodes if v holds one, because v is
+// about to be handed out and must never change.
+func (t *Tx) escape(v Value) {
+	if t.edit != 0 && v.editedBy(t.edit) {
+		t.edit = 0
+	}
 }
 
 // Begin starts a transaction on root v.
 func (v Value) Begin() *Tx { return &Tx{root: v} }
 
 // Root returns the current root: the start root with the changes so far.
-func (t *Tx) Root() Value { return t.root }
+func (t *Tx) Root() Value {
+	t.escape(t.root)
+	return t.root
+}
 
 // Ops returns the ops recorded so far. The slice is owned by the Tx.
 func (t *Tx) Ops() []Op { return t.ops }
 
 // Get returns the value at p in the current root.
-func (t *Tx) Get(p Path) (Value, bool) { return t.root.Get(p) }
+func (t *Tx) Get(p Path) (Value, bool) {
+	v, ok := t.root.Get(p)
+	t.escape(v)
+	return v, ok
+}
 
 // Commit returns the new root and the ops recorded, in order. The Tx may
 // continue to be used; later changes start from the same root and add to a
 // fresh op list.
 func (t *Tx) Commit() (Value, []Op) {
+	t.edit = 0
 	ops := t.ops
 	t.ops = nil
 	return t.root, ops
 }
 
-func (t *Tx) commit(root Value, op Op) error {
-	if root.depth() > MaxDepth {
-		return fmt.Errorf("statetree: cannot change %s: %w", op.Path, errTooDeep)
+// tooDeep returns the error for a change that would put x at p, if that
+// nests deeper than MaxDepth: every container on the path adds a level,
+// and the rest of the tree (unchanged or made shallower) was within the
+// limit already.
+func tooDeep(p Path, x Value, opPath string) error {
+	if len(p)+int(x.depth()) > MaxDepth {
+		return fmt.Errorf("statetree: cannot change %s: %w", opPath, errTooDeep)
 	}
-	t.root = root
-	t.ops = append(t.ops, op)
 	return nil
 }
 
@@ -164,44 +288,61 @@ func (t *Tx) Set(p Path, x Value) error {
 		return err
 	}
 	var op Op
-	root, changed, err := setIn(t.root, p, 0, x, &op)
+	root, changed, err := setIn(t.root, p, 0, x, &op, t.token())
 	if err != nil || !changed {
 		return err
 	}
-	return t.commit(root, op)
+	t.root = root
+	t.ops = append(t.ops, op)
+	return nil
 }
 
 // setIn returns cur (the existing value at p[:i]) with x stored at p[i:],
 // in one descent, and fills in the op. changed is false if x was already
-// there.
-func setIn(cur Value, p Path, i int, x Value, op *Op) (Value, bool, error) {
+// there. Containers owned by the edit token e are changed in place, others
+// copied; every error is found before anything is changed.
+func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, error) {
 	if i == len(p) {
 		if Equal(cur, x) {
 			return cur, false, nil
 		}
 		*op = Op{OpReplace, p.String(), x}
+		if err := tooDeep(p, x, op.Path); err != nil {
+			return cur, false, err
+		}
 		return x, true, nil
 	}
 	tok := p[i]
 	switch cur.kind {
 	case KindMap:
-		child, ok := cur.m.get(tok)
-		var nc Value
+		var buf [16]step
+		leaf, path, ok := cur.node().find(tok, buf[:0])
+		var child, nc Value
+		if ok {
+			child = leaf.val
+		}
 		switch {
 		case !ok:
 			nc = wrap(p[i+1:], x)
 			*op = Op{OpAdd, p[:i+1].String(), nc}
+			if err := tooDeep(p, x, op.Path); err != nil {
+				return cur, false, err
+			}
 		case child.kind == KindNull && i+1 < len(p):
 			nc = wrap(p[i+1:], x)
 			*op = Op{OpReplace, p[:i+1].String(), nc}
+			if err := tooDeep(p, x, op.Path); err != nil {
+				return cur, false, err
+			}
 		default:
 			var changed bool
 			var err error
-			if nc, changed, err = setIn(child, p, i+1, x, op); err != nil || !changed {
+			if nc, changed, err = setIn(child, p, i+1, x, op, e); err != nil || !changed {
 				return cur, false, err
 			}
+			return mapValue(replaceAt(path, leaf, nc, e)), true, nil
 		}
-		return Value{kind: KindMap, m: cur.m.set(tok, nc, 0)}, true, nil
+		return mapValue(cur.node().set(tok, nc, 0, e)), true, nil
 	case KindArray:
 		es := cur.elems()
 		j, ok := arrayIndex(tok, len(es))
@@ -211,25 +352,32 @@ func setIn(cur Value, p Path, i int, x Value, op *Op) (Value, bool, error) {
 			if es[j].kind == KindNull && i+1 < len(p) {
 				nc = wrap(p[i+1:], x)
 				*op = Op{OpReplace, p[:i+1].String(), nc}
+				if err := tooDeep(p, x, op.Path); err != nil {
+					return cur, false, err
+				}
 			} else {
 				var changed bool
 				var err error
-				if nc, changed, err = setIn(es[j], p, i+1, x, op); err != nil || !changed {
+				if nc, changed, err = setIn(es[j], p, i+1, x, op, e); err != nil || !changed {
 					return cur, false, err
 				}
 			}
-			es = slices.Clone(es)
-			es[j] = nc
-			return arrayOwned(es), true, nil
+			return arraySet(cur, j, nc, e), true, nil
 		case ok && j == len(es) && i == len(p)-1:
 			*op = Op{OpAdd, p[:i].Index(j).String(), x}
-			return arrayOwned(append(slices.Clip(es), x)), true, nil
+			if err := tooDeep(p, x, op.Path); err != nil {
+				return cur, false, err
+			}
+			return arrayInsert(cur, j, x, e), true, nil
 		}
 		return cur, false, fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p, tok, p.pointer(i), len(es))
 	case KindNull:
 		if i == 0 { // a null root becomes a map
 			nv := wrap(p, x)
 			*op = Op{OpReplace, "", nv}
+			if err := tooDeep(p, x, op.Path); err != nil {
+				return cur, false, err
+			}
 			return nv, true, nil
 		}
 	}
@@ -247,8 +395,9 @@ func (t *Tx) Insert(p Path, x Value) error {
 		return err
 	}
 	last, parent := p[len(p)-1], p[:len(p)-1]
-	at := -1
-	root, _, err := modify(t.root, parent, 0, func(a Value) (Value, bool, error) {
+	e := t.token()
+	var op Op
+	root, _, err := modify(t.root, parent, 0, e, func(a Value) (Value, bool, error) {
 		if a.kind != KindArray {
 			return a, false, fmt.Errorf("statetree: cannot insert at %s: %q is %s, not an array", p, parent.String(), a.kind.article())
 		}
@@ -257,8 +406,11 @@ func (t *Tx) Insert(p Path, x Value) error {
 		if !ok || i > n {
 			return a, false, fmt.Errorf("statetree: cannot insert at %s: index %q is out of range (length %d)", p, last, n)
 		}
-		at = i
-		return arrayOwned(slices.Insert(slices.Clone(a.elems()), i, x)), true, nil
+		op = Op{OpAdd, parent.Index(i).String(), x}
+		if err := tooDeep(p, x, op.Path); err != nil {
+			return a, false, err
+		}
+		return arrayInsert(a, i, x, e), true, nil
 	})
 	if errors.Is(err, errNotFound) {
 		return fmt.Errorf("statetree: cannot insert at %s: %q does not exist", p, parent.String())
@@ -266,7 +418,9 @@ func (t *Tx) Insert(p Path, x Value) error {
 	if err != nil {
 		return err
 	}
-	return t.commit(root, Op{OpAdd, parent.Index(at).String(), x})
+	t.root = root
+	t.ops = append(t.ops, op)
+	return nil
 }
 
 // Delete removes the value at p: a map entry, or an array element (later
@@ -280,18 +434,19 @@ func (t *Tx) Delete(p Path) error {
 		return err
 	}
 	last := p[len(p)-1]
-	root, changed, err := modify(t.root, p[:len(p)-1], 0, func(c Value) (Value, bool, error) {
+	e := t.token()
+	root, changed, err := modify(t.root, p[:len(p)-1], 0, e, func(c Value) (Value, bool, error) {
 		switch c.kind {
 		case KindMap:
-			m, ok := c.m.del(last, 0)
-			return Value{kind: KindMap, m: m}, ok, nil
+			m, ok := c.node().del(last, 0, e)
+			return mapValue(m), ok, nil
 		case KindArray:
 			n := c.Len()
 			i, ok := arrayIndex(last, n)
 			if !ok || i >= n {
 				return c, false, nil
 			}
-			return arrayOwned(slices.Delete(slices.Clone(c.elems()), i, i+1)), true, nil
+			return arrayRemove(c, i, e), true, nil
 		}
 		return c, false, nil
 	})
@@ -304,6 +459,16 @@ func (t *Tx) Delete(p Path) error {
 	t.root = root
 	t.ops = append(t.ops, Op{Op: OpRemove, Path: p.String()})
 	return nil
+}
+
+// Remove is Delete reporting whether there was a value at p to remove
+// (whether an op was recorded), in the same single descent.
+func (t *Tx) Remove(p Path) (bool, error) {
+	n := len(t.ops)
+	if err := t.Delete(p); err != nil {
+		return false, err
+	}
+	return len(t.ops) > n, nil
 }
 
 // Set returns v with x stored at p and the op recorded (see Tx.Set).
@@ -350,16 +515,16 @@ func applyOp(root Value, op Op) (Value, error) {
 		return op.Value, nil
 	}
 	last := p[len(p)-1]
-	nr, _, err := modify(root, p[:len(p)-1], 0, func(c Value) (Value, bool, error) {
+	nr, _, err := modify(root, p[:len(p)-1], 0, 0, func(c Value) (Value, bool, error) {
 		switch c.kind {
 		case KindMap:
-			_, exists := c.m.get(last)
+			_, exists := c.node().get(last)
 			switch {
 			case op.Op == OpAdd || exists && op.Op == OpReplace:
-				return Value{kind: KindMap, m: c.m.set(last, op.Value, 0)}, true, nil
+				return mapValue(c.node().set(last, op.Value, 0, 0)), true, nil
 			case exists:
-				m, _ := c.m.del(last, 0)
-				return Value{kind: KindMap, m: m}, true, nil
+				m, _ := c.node().del(last, 0, 0)
+				return mapValue(m), true, nil
 			}
 			return c, false, errNotFound
 		case KindArray:

@@ -22,14 +22,30 @@ func ParsePath(s string) (Path, error) {
 	if s == "" {
 		return Path{}, nil
 	}
+	return AppendPath(make(Path, 0, strings.Count(s, "/")), s)
+}
+
+// AppendPath is ParsePath appending the tokens to dst, so that a caller
+// parsing many pointers can reuse one Path (AppendPath(p[:0], s)) and parse
+// without allocating: tokens are substrings of s unless they hold an escape.
+// On error it returns dst unchanged.
+func AppendPath(dst Path, s string) (Path, error) {
+	if s == "" {
+		return dst, nil
+	}
 	if s[0] != '/' {
-		return nil, fmt.Errorf("statetree: invalid JSON pointer %q: must be empty or start with \"/\"", s)
+		return dst, fmt.Errorf("statetree: invalid JSON pointer %q: must be empty or start with \"/\"", s)
 	}
 	if !utf8.ValidString(s) {
-		return nil, fmt.Errorf("statetree: invalid JSON pointer %q: %w", s, ErrInvalidUTF8)
+		return dst, fmt.Errorf("statetree: invalid JSON pointer %q: %w", s, ErrInvalidUTF8)
 	}
-	p := make(Path, 0, strings.Count(s, "/"))
-	for _, tok := range strings.Split(s[1:], "/") {
+	p := dst
+	for rest := s[1:]; ; {
+		tok := rest
+		i := strings.IndexByte(rest, '/')
+		if i >= 0 {
+			tok, rest = rest[:i], rest[i+1:]
+		}
 		if strings.IndexByte(tok, '~') >= 0 {
 			var b strings.Builder
 			for i := 0; i < len(tok); i++ {
@@ -43,18 +59,32 @@ func ParsePath(s string) (Path, error) {
 				} else if i+1 < len(tok) && tok[i+1] == '1' {
 					b.WriteByte('/')
 				} else {
-					return nil, fmt.Errorf("statetree: invalid JSON pointer %q: \"~\" must be followed by \"0\" or \"1\"", s)
+					return dst, fmt.Errorf("statetree: invalid JSON pointer %q: \"~\" must be followed by \"0\" or \"1\"", s)
 				}
 				i++
 			}
 			tok = b.String()
 		}
-		if err := checkKey(tok); err != nil {
-			return nil, err
+		if err := checkToken(tok); err != nil {
+			return dst, err
 		}
 		p = append(p, tok)
+		if i < 0 {
+			return p, nil
+		}
 	}
-	return p, nil
+}
+
+// checkToken is checkKey for a token of a pointer already checked to be
+// valid UTF-8 (its substrings, and the unescaped forms of those, are too).
+func checkToken(tok string) error {
+	if len(tok) >= 9 && len(tok) <= 11 {
+		switch tok {
+		case "__proto__", "constructor", "prototype":
+			return &forbiddenKeyError{tok}
+		}
+	}
+	return nil
 }
 
 // MustPath is ParsePath for constant pointers in Go code; it panics on error.
@@ -68,7 +98,15 @@ func MustPath(s string) Path {
 
 // String returns p as an RFC 6901 JSON Pointer, escaping "~" and "/".
 func (p Path) String() string {
+	n := 0
+	for _, tok := range p {
+		n += 1 + len(tok)
+	}
+	if n == 0 {
+		return ""
+	}
 	var b strings.Builder
+	b.Grow(n + 8) // room for a few escapes
 	for _, tok := range p {
 		b.WriteByte('/')
 		writeToken(&b, tok)

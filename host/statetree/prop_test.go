@@ -239,10 +239,10 @@ func checkTree(t *rapid.T, v Value) {
 			checkTree(t, e)
 		}
 	case KindMap:
-		if v.m != nil {
-			checkNode(t, v.m, "", true)
-			fresh := buildTrie(v.m.entries(nil))
-			if !sameShape(v.m, fresh) {
+		if v.node() != nil {
+			checkNode(t, v.node(), "", true)
+			fresh := buildTrie(v.node().entries(nil))
+			if !sameShape(v.node(), fresh) {
 				t.Fatalf("trie of %s is not canonical", v)
 			}
 		}

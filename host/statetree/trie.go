@@ -3,7 +3,12 @@ package statetree
 import (
 	"slices"
 	"strings"
+	"unsafe"
 )
+
+// unsafeString returns b as a string without copying; b must not change
+// afterwards.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // tnode is a node of the persistent radix trie that holds a map's entries.
 //
@@ -20,8 +25,12 @@ import (
 //
 // Because a node's value key is a prefix of every key below it, visiting
 // the value first and then the children in edge order yields the keys in
-// bytewise order. Nodes are never modified once published: updates copy
-// the nodes on the path from the root to the changed entry.
+// bytewise order.
+//
+// Nodes are never modified once published: updates copy the nodes on the
+// path from the root to the changed entry. The one exception is a node
+// still private to the transaction that made it (see edit): a later change
+// in the same Tx edits it in place instead of copying it again.
 type tnode struct {
 	pfx    string
 	edges  string
@@ -30,7 +39,12 @@ type tnode struct {
 	hasVal bool
 	depth  int32 // deepest nesting of the values in this subtree
 	size   int   // number of entries in this subtree
-	hash   hashCell
+	// edit is the edit token of the Tx that created the node and may still
+	// change it in place (0: none; see Tx). Once that Tx commits or lets a
+	// value holding the node escape, it moves to a new token and the node is
+	// immutable for good. An owned node always has its own kids array.
+	edit uint64
+	hash hashCell
 }
 
 // entry is a map entry.
@@ -44,7 +58,9 @@ func sortEntries(es []entry) {
 }
 
 // allocNode returns a fresh node with k nil children. Nodes with up to 16
-// children share one allocation with their child slice.
+// children share one allocation with their child slice, whose capacity is
+// the size class's (2, 4, 8 or 16), so that a node owned by a Tx can gain a
+// child in place.
 func allocNode(k int) *tnode {
 	switch {
 	case k == 0:
@@ -54,28 +70,28 @@ func allocNode(k int) *tnode {
 			tnode
 			a [2]*tnode
 		}{}
-		x.kids = x.a[:k:k]
+		x.kids = x.a[:k]
 		return &x.tnode
 	case k <= 4:
 		x := &struct {
 			tnode
 			a [4]*tnode
 		}{}
-		x.kids = x.a[:k:k]
+		x.kids = x.a[:k]
 		return &x.tnode
 	case k <= 8:
 		x := &struct {
 			tnode
 			a [8]*tnode
 		}{}
-		x.kids = x.a[:k:k]
+		x.kids = x.a[:k]
 		return &x.tnode
 	case k <= 16:
 		x := &struct {
 			tnode
 			a [16]*tnode
 		}{}
-		x.kids = x.a[:k:k]
+		x.kids = x.a[:k]
 		return &x.tnode
 	}
 	n := &tnode{}
@@ -83,8 +99,47 @@ func allocNode(k int) *tnode {
 	return n
 }
 
-func newLeaf(key string, val Value) *tnode {
-	return &tnode{pfx: key, val: val, hasVal: true, size: 1, depth: val.depth()}
+func newLeaf(key string, val Value, e uint64) *tnode {
+	return &tnode{pfx: key, val: val, hasVal: true, size: 1, depth: val.depth(), edit: e}
+}
+
+// mut returns n itself if the edit token e owns it, ready to be changed in
+// place (its cached hash dropped), or else a copy owned by e (unowned if e
+// is 0) with its own kids array, with room for extra more children.
+func (n *tnode) mut(e uint64, extra int) *tnode {
+	if e != 0 && n.edit == e {
+		if n.hash.p.Load() != nil {
+			n.hash.p.Store(nil)
+		}
+		return n
+	}
+	c := allocNode(len(n.kids) + extra)
+	c.kids = c.kids[:len(n.kids)]
+	copy(c.kids, n.kids)
+	c.pfx, c.edges, c.val, c.hasVal, c.depth, c.size, c.edit = n.pfx, n.edges, n.val, n.hasVal, n.depth, n.size, e
+	return c
+}
+
+// shallower recomputes n.depth, which still holds the old depth, after a
+// part of n may have become shallower. The depth only drops if no part of
+// n reaches the old one any more, which the scan stops at as soon as it
+// finds. (The old value of an entry replaced in place is no help here: a
+// nested map changed in place by the same Tx shares its node with the new
+// value, so only the depths recorded in the trie are the old ones.)
+func (n *tnode) shallower() {
+	old, d := n.depth, int32(0)
+	if n.hasVal {
+		if d = n.val.depth(); d >= old {
+			return
+		}
+	}
+	for _, k := range n.kids {
+		if k.depth >= old {
+			return
+		}
+		d = max(d, k.depth)
+	}
+	n.depth = d
 }
 
 // lcp returns the length of the longest common prefix of a and b.
@@ -124,6 +179,65 @@ func (n *tnode) get(key string) (Value, bool) {
 	return null, false
 }
 
+// step is one node on the way from a trie's root to an entry, and the
+// index of the child taken from it.
+type step struct {
+	n *tnode
+	i int
+}
+
+// find returns the node holding key's entry and path with the nodes above
+// it appended, so that replaceAt can change the entry without searching
+// again.
+func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
+	d := 0
+	for n != nil {
+		p := n.pfx
+		if len(key) < len(p) || key[d:len(p)] != p[d:] {
+			return nil, path, false
+		}
+		if len(key) == len(p) {
+			return n, path, n.hasVal
+		}
+		i := strings.IndexByte(n.edges, key[len(p)])
+		if i < 0 {
+			return nil, path, false
+		}
+		path = append(path, step{n, i})
+		d = len(p) + 1
+		n = n.kids[i]
+	}
+	return nil, path, false
+}
+
+// replaceAt returns the trie with the value of the entry at node leaf
+// (found by find, with path) replaced by val: set for a key known to be
+// present, without the search.
+func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
+	oldDepth := leaf.depth
+	c := leaf.mut(e, 0)
+	c.val = val
+	if vd := val.depth(); vd >= c.depth {
+		c.depth = vd
+	} else {
+		c.shallower()
+	}
+	for k := len(path) - 1; k >= 0; k-- {
+		kid := c
+		n := path[k].n
+		nodeOld := n.depth
+		c = n.mut(e, 0)
+		c.kids[path[k].i] = kid
+		if kid.depth >= c.depth {
+			c.depth = kid.depth
+		} else if kid.depth < oldDepth && oldDepth == c.depth {
+			c.shallower()
+		}
+		oldDepth = nodeOld
+	}
+	return c
+}
+
 // fix recomputes the derived fields size and depth of a fresh node.
 func (n *tnode) fix() {
 	size, depth := 0, int32(0)
@@ -138,10 +252,11 @@ func (n *tnode) fix() {
 }
 
 // set returns a trie with key bound to val. d is a length known to be a
-// common prefix of key and n.pfx.
-func (n *tnode) set(key string, val Value, d int) *tnode {
+// common prefix of key and n.pfx. Nodes owned by the edit token e are
+// changed in place, others are copied (e = 0 copies everything).
+func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
 	if n == nil {
-		return newLeaf(key, val)
+		return newLeaf(key, val, e)
 	}
 	p := n.pfx
 	l := d + lcp(key[d:], p[d:])
@@ -154,56 +269,105 @@ func (n *tnode) set(key string, val Value, d int) *tnode {
 			nn.edges, nn.kids[0] = p[l:l+1], n
 		} else {
 			nn = allocNode(2)
-			leaf := newLeaf(key, val)
+			leaf := newLeaf(key, val, e)
 			if key[l] < p[l] {
-				nn.edges, nn.kids[0], nn.kids[1] = string([]byte{key[l], p[l]}), leaf, n
+				nn.edges, nn.kids[0], nn.kids[1] = edgePair(key[l], p[l]), leaf, n
 			} else {
-				nn.edges, nn.kids[0], nn.kids[1] = string([]byte{p[l], key[l]}), n, leaf
+				nn.edges, nn.kids[0], nn.kids[1] = edgePair(p[l], key[l]), n, leaf
 			}
 		}
-		nn.pfx = p[:l]
+		nn.pfx, nn.edit = p[:l], e
 		nn.fix()
 		return nn
 	}
 	if len(key) == l {
-		c := &tnode{pfx: p, edges: n.edges, kids: n.kids, val: val, hasVal: true}
-		c.fix()
+		c := n.mut(e, 0)
+		if !c.hasVal {
+			c.size++
+		}
+		c.val, c.hasVal = val, true
+		if vd := val.depth(); vd >= c.depth {
+			c.depth = vd
+		} else {
+			c.shallower()
+		}
 		return c
 	}
 	b := key[l]
-	var c *tnode
 	if i := strings.IndexByte(n.edges, b); i >= 0 {
-		c = allocNode(len(n.kids))
-		copy(c.kids, n.kids)
-		old, kid := n.kids[i], n.kids[i].set(key, val, l+1)
+		old := n.kids[i]
+		oldSize, oldDepth := old.size, old.depth
+		kid := old.set(key, val, l+1, e)
+		c := n.mut(e, 0)
 		c.kids[i] = kid
-		c.pfx, c.edges, c.val, c.hasVal = p, n.edges, n.val, n.hasVal
-		c.size = n.size + kid.size - old.size
-		if c.depth = n.depth; kid.depth > n.depth {
+		c.size += kid.size - oldSize
+		if kid.depth >= c.depth {
 			c.depth = kid.depth
-		} else if old.depth == n.depth && kid.depth < old.depth {
-			c.fix() // the deepest subtree may have become shallower
+		} else if kid.depth < oldDepth && oldDepth == c.depth {
+			c.shallower() // the deepest subtree may have become shallower
 		}
 		return c
-	} else {
-		j := 0
-		for j < len(n.edges) && n.edges[j] < b {
-			j++
-		}
-		c = allocNode(len(n.kids) + 1)
-		c.edges = n.edges[:j] + string([]byte{b}) + n.edges[j:]
-		copy(c.kids, n.kids[:j])
-		c.kids[j] = newLeaf(key, val)
-		copy(c.kids[j+1:], n.kids[j:])
 	}
-	c.pfx, c.val, c.hasVal = p, n.val, n.hasVal
-	c.fix()
+	j := 0
+	for j < len(n.edges) && n.edges[j] < b {
+		j++
+	}
+	leaf := newLeaf(key, val, e)
+	c := n.mut(e, 1)
+	c.kids = slices.Insert(c.kids, j, leaf)
+	c.edges = insertEdge(c.edges, j, b)
+	c.size++
+	c.depth = max(c.depth, leaf.depth)
 	return c
 }
 
+// edgeBytes holds every byte value once, so that a one- or two-byte edges
+// string can be sliced from static data rather than allocated.
+var edgeBytes = func() string {
+	b := make([]byte, 256)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return string(b)
+}()
+
+// edgePair returns the edges string of two bytes a < b.
+func edgePair(a, b byte) string {
+	if b == a+1 {
+		return edgeBytes[a : int(a)+2]
+	}
+	return string([]byte{a, b})
+}
+
+// insertEdge returns edges with b inserted at index j.
+func insertEdge(edges string, j int, b byte) string {
+	if len(edges) == 0 {
+		return edgeBytes[b : int(b)+1]
+	}
+	buf := make([]byte, len(edges)+1)
+	copy(buf, edges[:j])
+	buf[j] = b
+	copy(buf[j+1:], edges[j:])
+	return unsafeString(buf)
+}
+
+// removeEdge returns edges without the byte at index i.
+func removeEdge(edges string, i int) string {
+	switch {
+	case i == 0:
+		return edges[1:]
+	case i == len(edges)-1:
+		return edges[:i]
+	}
+	buf := make([]byte, len(edges)-1)
+	copy(buf, edges[:i])
+	copy(buf[i:], edges[i+1:])
+	return unsafeString(buf)
+}
+
 // del returns a trie without key, and whether key was present (if not, n is
-// returned unchanged). d is as for set.
-func (n *tnode) del(key string, d int) (*tnode, bool) {
+// returned unchanged). d and e are as for set.
+func (n *tnode) del(key string, d int, e uint64) (*tnode, bool) {
 	if n == nil {
 		return nil, false
 	}
@@ -221,35 +385,41 @@ func (n *tnode) del(key string, d int) (*tnode, bool) {
 		case 1:
 			return n.kids[0], true
 		}
-		c := &tnode{pfx: p, edges: n.edges, kids: n.kids}
-		c.fix()
+		c := n.mut(e, 0)
+		c.val, c.hasVal = null, false
+		c.size--
+		c.shallower()
 		return c, true
 	}
 	i := strings.IndexByte(n.edges, key[len(p)])
 	if i < 0 {
 		return n, false
 	}
-	kid, ok := n.kids[i].del(key, len(p)+1)
+	old := n.kids[i]
+	oldSize, oldDepth := old.size, old.depth
+	kid, ok := old.del(key, len(p)+1, e)
 	if !ok {
 		return n, false
 	}
-	var c *tnode
 	if kid == nil {
 		if !n.hasVal && len(n.kids) == 2 {
 			return n.kids[1-i], true
 		}
-		c = allocNode(len(n.kids) - 1)
-		c.edges = n.edges[:i] + n.edges[i+1:]
-		copy(c.kids, n.kids[:i])
-		copy(c.kids[i:], n.kids[i+1:])
-	} else {
-		c = allocNode(len(n.kids))
-		c.edges = n.edges
-		copy(c.kids, n.kids)
-		c.kids[i] = kid
+		c := n.mut(e, 0)
+		c.kids = slices.Delete(c.kids, i, i+1)
+		c.edges = removeEdge(c.edges, i)
+		c.size -= oldSize
+		if oldDepth == c.depth {
+			c.shallower()
+		}
+		return c, true
 	}
-	c.pfx, c.val, c.hasVal = p, n.val, n.hasVal
-	c.fix()
+	c := n.mut(e, 0)
+	c.kids[i] = kid
+	c.size += kid.size - oldSize
+	if kid.depth < oldDepth && oldDepth == c.depth {
+		c.shallower()
+	}
 	return c, true
 }
 
@@ -286,7 +456,7 @@ func buildTrie(es []entry) *tnode {
 
 func build(es []entry, d int) *tnode {
 	if len(es) == 1 {
-		return newLeaf(es[0].key, es[0].val)
+		return newLeaf(es[0].key, es[0].val, 0)
 	}
 	first, last := es[0].key, es[len(es)-1].key
 	l := d + lcp(first[d:], last[d:])
@@ -315,7 +485,19 @@ func build(es []entry, d int) *tnode {
 		n.kids = append(n.kids, build(es[i:j], l+1))
 		i = j
 	}
-	n.edges = string(edges)
+	n.edges = edgesString(edges)
 	n.fix()
 	return n
+}
+
+// edgesString returns string(edges), without allocating for one byte or
+// two consecutive ones, and interned when short.
+func edgesString(edges []byte) string {
+	switch {
+	case len(edges) == 1:
+		return edgeBytes[edges[0] : int(edges[0])+1]
+	case len(edges) == 2 && edges[1] == edges[0]+1:
+		return edgeBytes[edges[0] : int(edges[0])+2]
+	}
+	return internBytes(edges)
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Kind is the kind of a Value.
@@ -54,11 +55,46 @@ func (k Kind) article() string {
 // obeys the package invariants: floats are finite, strings are valid UTF-8,
 // and no map (at any depth) has a key listed in ForbiddenKeys.
 type Value struct {
+	// ptr is the string's bytes (KindString), the *arrNode (KindArray) or
+	// the trie root *tnode (KindMap; nil for the empty array and map).
+	ptr  unsafe.Pointer
+	bits uint64 // bool (0/1), int64, float64 bits, or the string's length
 	kind Kind
-	bits uint64   // bool (0/1), int64, or float64 bits
-	str  string   // KindString
-	arr  *arrNode // KindArray; nil is the empty array
-	m    *tnode   // KindMap; nil is the empty map
+}
+
+// The three pointer kinds share ptr, so that a Value is 24 bytes: it is
+// copied on every read and stored in every trie node and array element.
+
+func stringValue(s string) Value {
+	return Value{kind: KindString, ptr: unsafe.Pointer(unsafe.StringData(s)), bits: uint64(len(s))}
+}
+
+func mapValue(n *tnode) Value { return Value{kind: KindMap, ptr: unsafe.Pointer(n)} }
+
+func arrayValue(n *arrNode) Value { return Value{kind: KindArray, ptr: unsafe.Pointer(n)} }
+
+// sv returns a string's text ("" for other kinds).
+func (v Value) sv() string {
+	if v.kind != KindString {
+		return ""
+	}
+	return unsafe.String((*byte)(v.ptr), int(v.bits))
+}
+
+// array returns an array's node (nil for the empty array and other kinds).
+func (v Value) array() *arrNode {
+	if v.kind != KindArray {
+		return nil
+	}
+	return (*arrNode)(v.ptr)
+}
+
+// node returns a map's trie root (nil for the empty map and other kinds).
+func (v Value) node() *tnode {
+	if v.kind != KindMap {
+		return nil
+	}
+	return (*tnode)(v.ptr)
 }
 
 // arrNode is the immutable body of an array. Arrays are copied slices: every
@@ -66,7 +102,8 @@ type Value struct {
 // small arrays state trees hold; large keyed collections belong in maps.
 type arrNode struct {
 	elems []Value
-	depth int32 // 1 + the deepest nesting of the elements
+	depth int32  // 1 + the deepest nesting of the elements
+	edit  uint64 // the edit token of the Tx that may change it in place (see tnode)
 	hash  hashCell
 }
 
@@ -176,7 +213,7 @@ func NewString(s string) (Value, error) {
 	if !utf8.ValidString(s) {
 		return null, ErrInvalidUTF8
 	}
-	return Value{kind: KindString, str: s}, nil
+	return stringValue(s), nil
 }
 
 // Array returns an array Value holding elems. The slice is copied. It
@@ -198,7 +235,20 @@ func arrayOwned(elems []Value) Value {
 	for i := range elems {
 		d = max(d, elems[i].depth())
 	}
-	return Value{kind: KindArray, arr: &arrNode{elems: elems, depth: d + 1}}
+	return arrayValue(&arrNode{elems: elems, depth: d + 1})
+}
+
+// editedBy reports whether v's top node is owned by the edit token e (see
+// Tx). Every node on the path from a Tx's root to a node it owns is owned
+// too, so a container whose top node is not owned holds no owned node.
+func (v Value) editedBy(e uint64) bool {
+	switch v.kind {
+	case KindMap:
+		return v.node() != nil && v.node().edit == e
+	case KindArray:
+		return v.array() != nil && v.array().edit == e
+	}
+	return false
 }
 
 // depth returns how deeply v nests: 0 for scalars, 1 for a container of
@@ -206,15 +256,15 @@ func arrayOwned(elems []Value) Value {
 func (v Value) depth() int32 {
 	switch v.kind {
 	case KindArray:
-		if v.arr == nil {
+		if v.array() == nil {
 			return 1
 		}
-		return v.arr.depth
+		return v.array().depth
 	case KindMap:
-		if v.m == nil {
+		if v.node() == nil {
 			return 1
 		}
-		return v.m.depth + 1
+		return v.node().depth + 1
 	}
 	return 0
 }
@@ -244,7 +294,7 @@ func Map(m map[string]Value) (Value, error) {
 // them in place.
 func mapFromEntries(es []entry) Value {
 	sortEntries(es)
-	return Value{kind: KindMap, m: buildTrie(es)}
+	return mapValue(buildTrie(es))
 }
 
 // Kind returns v's kind.
@@ -276,19 +326,19 @@ func (v Value) Float() float64 {
 }
 
 // Str returns v's string, or "" if v is not a string.
-func (v Value) Str() string { return v.str }
+func (v Value) Str() string { return v.sv() }
 
 // Len returns the number of elements of an array, the number of entries of
 // a map, and 0 for other kinds. It is O(1).
 func (v Value) Len() int {
 	switch v.kind {
 	case KindArray:
-		if v.arr != nil {
-			return len(v.arr.elems)
+		if v.array() != nil {
+			return len(v.array().elems)
 		}
 	case KindMap:
-		if v.m != nil {
-			return v.m.size
+		if v.node() != nil {
+			return v.node().size
 		}
 	}
 	return 0
@@ -297,18 +347,18 @@ func (v Value) Len() int {
 // Index returns element i of an array. It returns null if v is not an array
 // or i is out of range.
 func (v Value) Index(i int) Value {
-	if v.kind != KindArray || v.arr == nil || i < 0 || i >= len(v.arr.elems) {
+	if v.kind != KindArray || v.array() == nil || i < 0 || i >= len(v.array().elems) {
 		return null
 	}
-	return v.arr.elems[i]
+	return v.array().elems[i]
 }
 
 // elems returns an array's elements; callers must not modify them.
 func (v Value) elems() []Value {
-	if v.arr == nil {
+	if v.array() == nil {
 		return nil
 	}
-	return v.arr.elems
+	return v.array().elems
 }
 
 // Lookup returns the value stored under key in a map. ok is false if v is
@@ -317,24 +367,24 @@ func (v Value) Lookup(key string) (val Value, ok bool) {
 	if v.kind != KindMap {
 		return null, false
 	}
-	return v.m.get(key)
+	return v.node().get(key)
 }
 
 // Range calls fn for each entry of a map in canonical key order (bytewise),
 // stopping early if fn returns false. It does nothing if v is not a map.
 func (v Value) Range(fn func(key string, val Value) bool) {
 	if v.kind == KindMap {
-		v.m.each(fn)
+		v.node().each(fn)
 	}
 }
 
 // Keys returns the keys of a map in canonical order (nil for other kinds).
 func (v Value) Keys() []string {
-	if v.kind != KindMap || v.m == nil {
+	if v.kind != KindMap || v.node() == nil {
 		return nil
 	}
-	ks := make([]string, 0, v.m.size)
-	v.m.each(func(k string, _ Value) bool { ks = append(ks, k); return true })
+	ks := make([]string, 0, v.node().size)
+	v.node().each(func(k string, _ Value) bool { ks = append(ks, k); return true })
 	return ks
 }
 
@@ -352,16 +402,16 @@ func Equal(a, b Value) bool {
 	case KindBool, KindInt, KindFloat:
 		return a.bits == b.bits
 	case KindString:
-		return a.str == b.str
+		return a.sv() == b.sv()
 	case KindArray:
-		if a.arr == b.arr {
+		if a.array() == b.array() {
 			return true
 		}
 		if a.Len() != b.Len() {
 			return false
 		}
 	case KindMap:
-		if a.m == b.m {
+		if a.node() == b.node() {
 			return true
 		}
 		if a.Len() != b.Len() {

@@ -295,18 +295,18 @@ func TestStructuralSharing(t *testing.T) {
 	}
 	oldTodos, _ := root.Lookup("todos")
 	newTodos, _ := nr.Lookup("todos")
-	if oldTodos.m == newTodos.m {
+	if oldTodos.node() == newTodos.node() {
 		t.Fatal("the changed map was not copied")
 	}
 	other := MustPath("/todos/todo-000501")
 	a, _ := root.Get(other)
 	b, _ := nr.Get(other)
-	if a.m != b.m {
+	if a.node() != b.node() {
 		t.Error("an untouched todo was copied")
 	}
 	oc, _ := root.Lookup("config")
 	nc, _ := nr.Lookup("config")
-	if oc.m != nc.m {
+	if oc.node() != nc.node() {
 		t.Error("an untouched sibling map was copied")
 	}
 	shared, total := 0, 0
@@ -321,7 +321,7 @@ func TestStructuralSharing(t *testing.T) {
 			walk(x.kids[i], y.kids[i])
 		}
 	}
-	walk(oldTodos.m, newTodos.m)
+	walk(oldTodos.node(), newTodos.node())
 	if copied := total - shared; copied > 8 {
 		t.Errorf("a Set copied %d trie nodes of the 1000-entry map", copied)
 	}
@@ -348,7 +348,7 @@ func TestTrieCanonical(t *testing.T) {
 			before := v
 			v, _, _ = v.Set(Path{k + "!"}, Null())
 			v, _, _ = v.Delete(Path{k + "!"})
-			if !sameShape(v.m, before.m) {
+			if !sameShape(v.node(), before.node()) {
 				t.Fatalf("add+delete of %q changed the shape", k)
 			}
 		}
@@ -357,7 +357,7 @@ func TestTrieCanonical(t *testing.T) {
 		} else if v.Hash() != want {
 			t.Fatalf("insertion order %v gives a different hash", perm)
 		}
-		if !sameShape(v.m, buildTrie(v.m.entries(nil))) {
+		if !sameShape(v.node(), buildTrie(v.node().entries(nil))) {
 			t.Fatalf("order %v: shape differs from the bulk-built trie", perm)
 		}
 	}

@@ -68,10 +68,13 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 }
 
 // TxState is plugins.State over a statetree transaction: what a plugin's
-// state_get, state_set and state_delete do to a view's state.
+// state_get, state_set and state_delete do to a view's state. Its buffers
+// are reused from call to call: paths are parsed into path, values encoded
+// into buf.
 type TxState struct {
-	tx  *statetree.Tx
-	buf []byte
+	tx   *statetree.Tx
+	buf  []byte
+	path statetree.Path
 }
 
 // Reset points s at tx (nil when the call is over).
@@ -88,10 +91,11 @@ func (e *statusError) Error() string   { return e.err.Error() }
 func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
 
 func (s *TxState) parse(path string) (statetree.Path, error) {
-	p, err := statetree.ParsePath(path)
+	p, err := statetree.AppendPath(s.path[:0], path)
 	if err != nil {
 		return nil, &statusError{abi.StatusInvalidPath, err}
 	}
+	s.path = p
 	return p, nil
 }
 
@@ -137,11 +141,12 @@ func (s *TxState) Delete(path string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := s.tx.Get(p); !ok {
-		return abi.StatusNotFound
-	}
-	if err := s.tx.Delete(p); err != nil {
+	removed, err := s.tx.Remove(p)
+	if err != nil {
 		return &statusError{abi.StatusTypeMismatch, err}
+	}
+	if !removed {
+		return abi.StatusNotFound
 	}
 	return nil
 }

@@ -55,18 +55,29 @@ func (r *nativeReducer) Reduce(_ context.Context, rec *eventlog.Record, tx *stat
 }
 
 // txStore is nodb.Store over a statetree transaction: a copy of the host's
-// view.txState (unexported there), with the same status mapping.
+// view.txState (unexported there), with the same status mapping and the
+// same reused buffers.
 type txStore struct {
-	tx  *statetree.Tx
-	buf []byte
+	tx   *statetree.Tx
+	buf  []byte
+	path statetree.Path
 }
 
 var _ nodb.Store = (*txStore)(nil)
 
-func (s *txStore) Get(path string) ([]byte, bool, error) {
-	p, err := statetree.ParsePath(path)
+func (s *txStore) parse(path string) (statetree.Path, error) {
+	p, err := statetree.AppendPath(s.path[:0], path)
 	if err != nil {
-		return nil, false, abi.StatusInvalidPath
+		return nil, abi.StatusInvalidPath
+	}
+	s.path = p
+	return p, nil
+}
+
+func (s *txStore) Get(path string) ([]byte, bool, error) {
+	p, err := s.parse(path)
+	if err != nil {
+		return nil, false, err
 	}
 	v, ok := s.tx.Get(p)
 	if !ok {
@@ -77,9 +88,9 @@ func (s *txStore) Get(path string) ([]byte, bool, error) {
 }
 
 func (s *txStore) Set(path string, value []byte) error {
-	p, err := statetree.ParsePath(path)
+	p, err := s.parse(path)
 	if err != nil {
-		return abi.StatusInvalidPath
+		return err
 	}
 	v, err := statetree.DecodeCBOR(value)
 	if err != nil {
@@ -98,15 +109,16 @@ func (s *txStore) Set(path string, value []byte) error {
 }
 
 func (s *txStore) Delete(path string) error {
-	p, err := statetree.ParsePath(path)
+	p, err := s.parse(path)
 	if err != nil {
-		return abi.StatusInvalidPath
+		return err
 	}
-	if _, ok := s.tx.Get(p); !ok {
-		return abi.StatusNotFound
-	}
-	if err := s.tx.Delete(p); err != nil {
+	removed, err := s.tx.Remove(p)
+	if err != nil {
 		return abi.StatusTypeMismatch
+	}
+	if !removed {
+		return abi.StatusNotFound
 	}
 	return nil
 }

@@ -76,8 +76,8 @@ func reduce(frame []byte) int32 {
 	if string(f.Type) == abi.TypePatch && len(patchHandlers) > 0 {
 		return reducePatch(f)
 	}
-	en, ok := handlers[string(f.Type)]
-	if !ok {
+	en := handlerFor(f.Type)
+	if en == nil {
 		return 0
 	}
 	ev := Event{seq: f.Seq, time: f.Time, pseq: f.PSeq, producer: f.Producer, typ: en.typ, payload: Value{b: f.Payload}}

@@ -160,10 +160,10 @@ func (v Value) container(major byte) (uint64, []byte, bool) {
 	return arg, v.b[n:], true
 }
 
-// next splits the first item off b.
+// next splits the first item off b (see skipItem).
 func next(b []byte) (Value, []byte, bool) {
-	n, st := abi.SkipValue(b)
-	if st != abi.StatusOK {
+	n := skipItem(b, 0)
+	if n < 0 {
 		return Value{}, nil, false
 	}
 	return Value{b: b[:n:n]}, b[n:], true
@@ -180,25 +180,7 @@ func (v Value) Len() int {
 
 // Key returns the value of key in a map (the first entry with that key), or
 // Missing.
-func (v Value) Key(key string) Value {
-	n, b, ok := v.container(abi.MajorMap)
-	if !ok {
-		return Value{}
-	}
-	for i := uint64(0); i < n; i++ {
-		var k, val Value
-		if k, b, ok = next(b); !ok {
-			return Value{}
-		}
-		if val, b, ok = next(b); !ok {
-			return Value{}
-		}
-		if t, ok := k.text(); ok && string(t) == key {
-			return val
-		}
-	}
-	return Value{}
-}
+func (v Value) Key(key string) Value { return v.key(key) }
 
 // Index returns item i of an array, or Missing.
 func (v Value) Index(i int) Value {
@@ -242,24 +224,7 @@ func (v Value) Get(path string) Value {
 
 // Each calls fn for every entry of a map, in encoding order, until fn
 // returns false.
-func (v Value) Each(fn func(key string, val Value) bool) {
-	n, b, ok := v.container(abi.MajorMap)
-	if !ok {
-		return
-	}
-	for i := uint64(0); i < n; i++ {
-		var k, val Value
-		if k, b, ok = next(b); !ok {
-			return
-		}
-		if val, b, ok = next(b); !ok {
-			return
-		}
-		if !fn(k.Str(), val) {
-			return
-		}
-	}
-}
+func (v Value) Each(fn func(key string, val Value) bool) { v.each(fn) }
 
 // Items calls fn for every item of an array until fn returns false.
 func (v Value) Items(fn func(i int, val Value) bool) {
@@ -331,7 +296,9 @@ func (m MapValue) AppendCBOR(dst []byte) ([]byte, error) {
 			return dst, ErrUnsupported
 		}
 		dst = abi.AppendString(dst, k)
-		if dst, err = AppendCBOR(dst, m[i+1]); err != nil {
+		if b, ok := appendCommon(dst, m[i+1]); ok {
+			dst = b
+		} else if dst, err = AppendCBOR(dst, m[i+1]); err != nil {
 			return dst, err
 		}
 	}
@@ -360,6 +327,9 @@ func (j JSON) AppendCBOR(dst []byte) ([]byte, error) {
 // AppendCBOR appends the CBOR encoding of v (see State.Set for the supported
 // types) to dst, without reflection.
 func AppendCBOR(dst []byte, v any) ([]byte, error) {
+	if b, ok := appendCommon(dst, v); ok {
+		return b, nil
+	}
 	switch x := v.(type) {
 	case nil:
 		return abi.AppendNull(dst), nil
@@ -391,6 +361,12 @@ func AppendCBOR(dst []byte, v any) ([]byte, error) {
 		return appendFloat(dst, x)
 	case float32:
 		return appendFloat(dst, float64(x))
+	case MapValue: // the SDK's own Marshalers first: cheaper than the interface case
+		return x.AppendCBOR(dst)
+	case Value:
+		return x.AppendCBOR(dst)
+	case ListValue:
+		return x.AppendCBOR(dst)
 	case Marshaler:
 		return x.AppendCBOR(dst)
 	case []any:

@@ -1,0 +1,117 @@
+package statetree
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// randomTodos builds {"todos":{ID:{"text":…,"done":…}}} with n random
+// 8-character ids, the shape of the replay benchmark's view.
+func randomTodos(n int) (Value, []string) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alpha = "abcdefghijklmnopqrstuvwxyz0123456789"
+	ids := make([]string, n)
+	m := make(map[string]Value, n)
+	for i := range ids {
+		b := make([]byte, 8)
+		for j := range b {
+			b[j] = alpha[rng.IntN(len(alpha))]
+		}
+		ids[i] = string(b)
+		t, _ := Map(map[string]Value{"text": String(fmt.Sprintf("buy item number %d and more", i)), "done": Bool(i%2 == 0)})
+		m[ids[i]] = t
+	}
+	todos, _ := Map(m)
+	root, _ := Map(map[string]Value{"todos": todos})
+	return root, ids
+}
+
+// BenchmarkEventToggle is one replay event: a Tx that reads a todo and sets
+// its done flag, then commits.
+func BenchmarkEventToggle(b *testing.B) {
+	root, ids := randomTodos(10_000)
+	paths := make([]Path, len(ids))
+	done := make([]Path, len(ids))
+	for i, id := range ids {
+		paths[i] = Path{"todos", id}
+		done[i] = Path{"todos", id, "done"}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := (i * 7919) % len(ids)
+		tx := root.Begin()
+		v, _ := tx.Get(done[k])
+		if err := tx.Set(done[k], Bool(!v.Bool())); err != nil {
+			b.Fatal(err)
+		}
+		root, _ = tx.Commit()
+	}
+}
+
+// BenchmarkEventAddDelete adds a todo and deletes another, one event each.
+func BenchmarkEventAddDelete(b *testing.B) {
+	root, ids := randomTodos(10_000)
+	todo, _ := Map(map[string]Value{"text": String("a new todo of some forty bytes of text"), "done": Bool(false)})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := (i * 7919) % len(ids)
+		p := Path{"todos", ids[k]}
+		tx := root.Begin()
+		if err := tx.Delete(p); err != nil {
+			b.Fatal(err)
+		}
+		root, _ = tx.Commit()
+		tx = root.Begin()
+		if err := tx.Set(p, todo); err != nil {
+			b.Fatal(err)
+		}
+		root, _ = tx.Commit()
+	}
+}
+
+// BenchmarkTxClearCompleted deletes the done half of 10k todos in one Tx,
+// as todo/clear-completed does.
+func BenchmarkTxClearCompleted(b *testing.B) {
+	root, ids := randomTodos(10_000)
+	var done []Path
+	for i, id := range ids {
+		if i%2 == 0 {
+			done = append(done, Path{"todos", id})
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tx := root.Begin()
+		for _, p := range done {
+			if err := tx.Delete(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		tx.Commit()
+	}
+}
+
+// BenchmarkDecodeTodo decodes one todo as a reducer's state_set sends it.
+func BenchmarkDecodeTodo(b *testing.B) {
+	todo, _ := Map(map[string]Value{"text": String("a new todo of some forty bytes of text"), "done": Bool(false)})
+	data := EncodeCBOR(todo)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeCBOR(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseSetPath parses a pointer as the host functions get it.
+func BenchmarkParseSetPath(b *testing.B) {
+	var p Path
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if p, err = ParsePath("/todos/k3j9x0qa/done"); err != nil || len(p) != 3 {
+			b.Fatal(err)
+		}
+	}
+}

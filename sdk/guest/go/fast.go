@@ -1,0 +1,274 @@
+package nodb
+
+import "github.com/nodb-dev/nodb/abi"
+
+// Fast paths for the per-event work of a reducer. Go compiled to
+// WebAssembly pays dearly for every call, multi-value return and map hash
+// (there are no registers to keep values in across calls and no AES hash),
+// so the readers below walk CBOR in flat loops with the head decoding
+// inlined, and handler lookup compares bytes instead of hashing.
+//
+// The data read here comes from the host, which validated it (event
+// payloads are its own translation of JSON, state values its own
+// encoding), so skipping an item checks only its structure (heads, lengths,
+// item counts), not the UTF-8 of text or the range of integers: an accessor
+// validates what it returns, as before.
+
+// head decodes the item head at b[pos]: its major type, its argument, and
+// the position after the head. ok is false for a truncated head or
+// additional information 28 to 31 (reserved, indefinite lengths).
+func head(b []byte, pos int) (major byte, arg uint64, next int, ok bool) {
+	if pos >= len(b) {
+		return 0, 0, 0, false
+	}
+	h := b[pos]
+	major, info := h>>5, h&31
+	pos++
+	switch {
+	case info < 24:
+		return major, uint64(info), pos, true
+	case info == 24:
+		if pos+1 > len(b) {
+			return 0, 0, 0, false
+		}
+		return major, uint64(b[pos]), pos + 1, true
+	case info == 25:
+		if pos+2 > len(b) {
+			return 0, 0, 0, false
+		}
+		return major, uint64(b[pos])<<8 | uint64(b[pos+1]), pos + 2, true
+	case info == 26:
+		if pos+4 > len(b) {
+			return 0, 0, 0, false
+		}
+		return major, uint64(b[pos])<<24 | uint64(b[pos+1])<<16 | uint64(b[pos+2])<<8 | uint64(b[pos+3]), pos + 4, true
+	case info == 27:
+		if pos+8 > len(b) {
+			return 0, 0, 0, false
+		}
+		var a uint64
+		for _, c := range b[pos : pos+8] {
+			a = a<<8 | uint64(c)
+		}
+		return major, a, pos + 8, true
+	}
+	return 0, 0, 0, false
+}
+
+// skipItem returns the position after the data item starting at b[pos], or
+// -1 if it is truncated or not of the JSON data model's major types (byte
+// strings and tags are refused). It loops instead of recursing: pending
+// counts the items still to skip.
+func skipItem(b []byte, pos int) int {
+	for pending := uint64(1); pending > 0; pending-- {
+		if pos >= len(b) {
+			return -1
+		}
+		h := b[pos]
+		major, info := h>>5, h&31
+		var arg uint64
+		if info < 24 { // the common case, inline
+			arg = uint64(info)
+			pos++
+		} else {
+			var ok bool
+			if major, arg, pos, ok = head(b, pos); !ok {
+				return -1
+			}
+		}
+		rest := uint64(len(b) - pos)
+		switch major {
+		case 0, 1, 7:
+		case 3:
+			if arg > rest {
+				return -1
+			}
+			pos += int(arg)
+		case 4:
+			if arg > rest { // every item takes a byte at least
+				return -1
+			}
+			pending += arg
+		case 5:
+			if arg > rest/2 {
+				return -1
+			}
+			pending += 2 * arg
+		default:
+			return -1
+		}
+	}
+	return pos
+}
+
+// mapStart returns the entry count of a map value and the position of its
+// first key.
+func (v Value) mapStart() (n uint64, pos int, ok bool) {
+	b := v.b
+	if len(b) == 0 || b[0]>>5 != 5 {
+		return 0, 0, false
+	}
+	if b[0]&31 < 24 {
+		return uint64(b[0] & 31), 1, true
+	}
+	_, n, pos, ok = head(b, 0)
+	return n, pos, ok
+}
+
+// textAt returns the bytes of the text string at b[pos] and the position
+// after it; ok is false if the item there is not a text string.
+func textAt(b []byte, pos int) (t []byte, next int, ok bool) {
+	if pos >= len(b) || b[pos]>>5 != 3 {
+		return nil, 0, false
+	}
+	n, start := uint64(b[pos]&31), pos+1
+	if n >= 24 {
+		_, n, start, ok = head(b, pos)
+		if !ok {
+			return nil, 0, false
+		}
+	}
+	if n > uint64(len(b)-start) {
+		return nil, 0, false
+	}
+	end := start + int(n)
+	return b[start:end:end], end, true
+}
+
+// key is Value.Key: the value of the first entry with the key, or Missing.
+// Entries whose key is a short text and whose value is a one-byte item or a
+// short text (the usual payload and state fields) are stepped over without
+// a call; anything else goes through textAt and skipItem.
+func (v Value) key(key string) Value {
+	n, pos, ok := v.mapStart()
+	if !ok {
+		return Value{}
+	}
+	b := v.b
+	for ; n > 0; n-- {
+		if pos >= len(b) {
+			return Value{}
+		}
+		var next int
+		var match bool
+		if h := b[pos]; h>>5 == 3 && h&31 < 24 { // a short text key
+			next = pos + 1 + int(h&31)
+			if next > len(b) {
+				return Value{}
+			}
+			match = string(b[pos+1:next]) == key
+		} else {
+			t, after, isText := textAt(b, pos)
+			if !isText {
+				if after = skipItem(b, pos); after < 0 {
+					return Value{}
+				}
+			}
+			next, match = after, isText && string(t) == key
+		}
+		if next >= len(b) {
+			return Value{}
+		}
+		var end int
+		switch h := b[next]; {
+		case h&31 < 24 && (h>>5 == 0 || h>>5 == 1 || h>>5 == 7): // one byte
+			end = next + 1
+		case h>>5 == 3 && h&31 < 24: // a short text
+			if end = next + 1 + int(h&31); end > len(b) {
+				return Value{}
+			}
+		default:
+			if end = skipItem(b, next); end < 0 {
+				return Value{}
+			}
+		}
+		if match {
+			return Value{b: b[next:end:end]}
+		}
+		pos = end
+	}
+	return Value{}
+}
+
+// each is Value.Each.
+func (v Value) each(fn func(key string, val Value) bool) {
+	n, pos, ok := v.mapStart()
+	if !ok {
+		return
+	}
+	b := v.b
+	for ; n > 0; n-- {
+		if pos >= len(b) {
+			return
+		}
+		var t []byte
+		var next int
+		if h := b[pos]; h>>5 == 3 && h&31 < 24 { // a short text key
+			next = pos + 1 + int(h&31)
+			if next > len(b) {
+				return
+			}
+			t = b[pos+1 : next]
+		} else {
+			var isText bool
+			if t, next, isText = textAt(b, pos); !isText {
+				if next = skipItem(b, pos); next < 0 {
+					return
+				}
+			}
+		}
+		end := skipItem(b, next)
+		if end < 0 {
+			return
+		}
+		if !fn(string(t), Value{b: b[next:end:end]}) {
+			return
+		}
+		pos = end
+	}
+}
+
+// handlerList is handlers as a slice, for lookups without hashing. On only
+// runs during initialisation, so the list is built once; it is rebuilt if
+// the map has changed since (a type missing from the list is looked up in
+// the map before it counts as unknown).
+var handlerList []*entry
+
+// handlerFor returns the entry registered for an event type, or nil.
+func handlerFor(typ []byte) *entry {
+	if len(handlerList) == len(handlers) {
+		for _, e := range handlerList {
+			if len(e.typ) == len(typ) && e.typ == string(typ) {
+				return e
+			}
+		}
+	}
+	e, ok := handlers[string(typ)]
+	if !ok && len(handlerList) == len(handlers) {
+		return nil
+	}
+	handlerList = handlerList[:0]
+	for _, h := range handlers {
+		handlerList = append(handlerList, h)
+	}
+	return e
+}
+
+// appendCommon appends the most common values of State.Set and Map
+// entries: a type switch of a few cases is a few comparisons, where
+// AppendCBOR's full one is a search over type hashes. ok is false for
+// every other type.
+func appendCommon(dst []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case string:
+		if len(x) < 24 {
+			return append(append(dst, 0x60|byte(len(x))), x...), true
+		}
+		return abi.AppendString(dst, x), true
+	case bool:
+		return abi.AppendBool(dst, x), true
+	case int:
+		return abi.AppendInt(dst, int64(x)), true
+	}
+	return dst, false
+}

@@ -1,0 +1,144 @@
+//go:build !wasip1
+
+package nodb
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nodb-dev/nodb/abi"
+)
+
+// The old, obviously correct readers (abi.SkipValue-based), as references
+// for the fast ones.
+
+func refNext(b []byte) (Value, []byte, bool) {
+	n, st := abi.SkipValue(b)
+	if st != abi.StatusOK {
+		return Value{}, nil, false
+	}
+	return Value{b: b[:n:n]}, b[n:], true
+}
+
+func refKey(v Value, key string) Value {
+	n, b, ok := v.container(abi.MajorMap)
+	if !ok {
+		return Value{}
+	}
+	for i := uint64(0); i < n; i++ {
+		var k, val Value
+		if k, b, ok = refNext(b); !ok {
+			return Value{}
+		}
+		if val, b, ok = refNext(b); !ok {
+			return Value{}
+		}
+		if t, ok := k.text(); ok && string(t) == key {
+			return val
+		}
+	}
+	return Value{}
+}
+
+func refEach(v Value) (keys []string, vals [][]byte) {
+	n, b, ok := v.container(abi.MajorMap)
+	if !ok {
+		return
+	}
+	for i := uint64(0); i < n; i++ {
+		var k, val Value
+		if k, b, ok = refNext(b); !ok {
+			return
+		}
+		if val, b, ok = refNext(b); !ok {
+			return
+		}
+		keys, vals = append(keys, k.Str()), append(vals, val.b)
+	}
+	return
+}
+
+// randomValue builds a random value of the JSON data model, with long
+// strings, big integers, floats and nesting so that every head width
+// occurs.
+func randomValue(r *rand.Rand, depth int) any {
+	switch k := r.IntN(10); {
+	case k == 0:
+		return nil
+	case k == 1:
+		return r.IntN(2) == 0
+	case k == 2:
+		return []int64{0, 23, 24, 255, 256, 65535, 65536, 1 << 32, -1, -25, -1 << 40}[r.IntN(11)]
+	case k == 3:
+		return []float64{0.5, 1e300, -2.25, 65504}[r.IntN(4)]
+	case k == 4:
+		return strings.Repeat("x", []int{0, 1, 23, 24, 255, 256, 70000}[r.IntN(7)])
+	case k < 7 && depth > 0:
+		n := r.IntN(30)
+		m := make(MapValue, 0, 2*n)
+		for i := range n {
+			m = append(m, "k"+strconv.Itoa(r.IntN(40))+strings.Repeat("y", i%3*20), randomValue(r, depth-1))
+		}
+		return m
+	case depth > 0:
+		l := make(ListValue, r.IntN(30))
+		for i := range l {
+			l[i] = randomValue(r, depth-1)
+		}
+		return l
+	}
+	return "s"
+}
+
+func TestFastReadersMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 9))
+	for iter := range 1000 {
+		b, err := AppendCBOR(nil, randomValue(r, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := ValueOf(b)
+		// Also truncated copies: malformed input gives Missing, not a panic.
+		cut := ValueOf(b[:r.IntN(len(b)+1)])
+		for _, x := range []Value{v, cut} {
+			for k := range 45 {
+				key := "k" + strconv.Itoa(k)
+				if got, want := x.Key(key), refKey(x, key); !bytes.Equal(got.b, want.b) || got.Exists() != want.Exists() {
+					t.Fatalf("iter %d: Key(%q) = %x, want %x (%d of %d bytes)", iter, key, got.b, want.b, len(x.b), len(b))
+				}
+			}
+			var keys []string
+			var vals [][]byte
+			x.Each(func(k string, val Value) bool { keys, vals = append(keys, k), append(vals, val.b); return true })
+			rk, rv := refEach(x)
+			if strings.Join(keys, ",") != strings.Join(rk, ",") || len(vals) != len(rv) {
+				t.Fatalf("iter %d: Each keys %q, want %q", iter, keys, rk)
+			}
+			if got, want := skipItem(x.b, 0), func() int {
+				n, st := abi.SkipValue(x.b)
+				if st != abi.StatusOK {
+					return -1
+				}
+				return n
+			}(); got != want {
+				t.Fatalf("iter %d: skipItem = %d, SkipValue = %d (%d of %d bytes)", iter, got, want, len(x.b), len(b))
+			}
+		}
+	}
+}
+
+func TestHandlerFor(t *testing.T) {
+	if handlerFor([]byte("no/such/type")) != nil {
+		t.Fatal("found a handler for an unregistered type")
+	}
+	n := len(consumed)
+	On("test/handler-for", func(*State, Event) error { return nil })
+	defer func() { consumed = consumed[:n] }()
+	if e := handlerFor([]byte("test/handler-for")); e == nil || e.typ != "test/handler-for" {
+		t.Fatalf("handlerFor = %v", e)
+	}
+	delete(handlers, "test/handler-for")
+}
