@@ -161,9 +161,14 @@ activate it in view --name: the host replays the whole history with the new
 version in the background, compares the result with the live view and swaps
 per --policy (always, if-identical, manual; default: the manifest's, else
 if-identical). Prints the report as JSON; exit status 3 if the swap was
-refused or failed (the live view is then untouched).`,
+refused or failed (the live view is then untouched).
+
+A cascade (a plugin that declares inputs with nodb.OnPatch) is deployed the
+same way under its own view name; it is rebuilt from its inputs' states. A
+token with deploy:cascade may deploy cascades over the views it may read.`,
 		Example: `  nodb deploy --name todos todos.wasm
-  nodb deploy --name todos --policy always --manifest todos.json todos.wasm`,
+  nodb deploy --name todos --policy always --manifest todos.json todos.wasm
+  nodb deploy --name todo-stats --token $STATS_BOT_TOKEN todo-stats.wasm`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			base, err := cf.base()

@@ -57,7 +57,7 @@ gracefully: in-flight publishes are acked, then WebSockets close with 1001.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
 	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origin allowed to open WebSockets (repeatable; * for any)")
-	f.StringArrayVar(&o.plugins, "plugin", nil, "load a reducer: NAME=FILE.wasm builds view NAME with the plugin (repeatable)")
+	f.StringArrayVar(&o.plugins, "plugin", nil, "load a reducer or cascade: NAME=FILE.wasm builds view NAME with the plugin (repeatable)")
 	f.StringArrayVar(&o.upstreams, "upstream", nil, "read a cascade's input NAME from another nodb host: NAME=ws://HOST:PORT[?view=REMOTE&access_token=T] (repeatable)")
 	f.StringVar(&o.web, "web", "", "serve the static files of this directory at / (the example app)")
 	f.Uint64Var(&o.snapEvery, "snapshot-every", 100000, "snapshot each view after this many events")
