@@ -201,6 +201,7 @@ func New(ctx context.Context, cfg Config) (*Cascade, error) {
 		Log:     feed,
 		Logger:  cfg.Logger,
 		Factory: c.Factory(cfg.Module, cfg.Instance),
+		Inputs:  cfg.Module.Info().Inputs,
 		StateAt: c.stateAt,
 	})
 	if err != nil {

@@ -93,7 +93,7 @@ type Feed struct {
 	in      []*inputState
 	merged  uint64 // every input has reached it; 0 until all are ready
 	started bool
-	base    frame   // the inputs as of base.seq; frames start after it
+	base    frame // the inputs as of base.seq; frames start after it
 	frames  []*frame
 	handles map[uint64]*frame
 	extra   []uint64 // handles of catch-up frames, oldest first

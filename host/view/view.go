@@ -80,14 +80,17 @@ const (
 
 // Status is a view's state as the API reports it.
 type Status struct {
-	Name     string `json:"name"`
-	Plugin   string `json:"plugin"`
-	Seq      uint64 `json:"seq"`
-	Head     uint64 `json:"head"`
-	Phase    Phase  `json:"status"`
-	Error    string `json:"error,omitempty"`
-	HaltedAt uint64 `json:"halted_at,omitempty"`
-	RootHash string `json:"root_hash"`
+	Name string `json:"name"`
+	// Kind is "reducer" or "cascade"; Inputs are a cascade's input views.
+	Kind     string   `json:"kind"`
+	Inputs   []string `json:"inputs,omitempty"`
+	Plugin   string   `json:"plugin"`
+	Seq      uint64   `json:"seq"`
+	Head     uint64   `json:"head"`
+	Phase    Phase    `json:"status"`
+	Error    string   `json:"error,omitempty"`
+	HaltedAt uint64   `json:"halted_at,omitempty"`
+	RootHash string   `json:"root_hash"`
 	// SnapshotSeq is the seq of the newest snapshot written or loaded.
 	SnapshotSeq uint64 `json:"snapshot_seq"`
 	// Rejected counts events the reducer rejected (no effect); LastRejection
@@ -122,6 +125,8 @@ type Config struct {
 	// Factory makes fresh instances of Reducer's code, for reads of past
 	// states (StateAt). Nil disables them.
 	Factory Factory
+	// Inputs names a cascade's input views (for Status).
+	Inputs []string
 	// StateAt, when set, computes past states instead of the replay from
 	// checkpoints (cascades rebuild them from their inputs' past states).
 	StateAt func(ctx context.Context, seq uint64) (statetree.Value, error)
@@ -270,6 +275,10 @@ func (v *View) setStatus(f func(*Status)) {
 		s = *old
 	}
 	s.Name = v.cfg.Name
+	s.Kind, s.Inputs = "reducer", v.cfg.Inputs
+	if len(v.cfg.Inputs) > 0 {
+		s.Kind = "cascade"
+	}
 	s.Plugin = *v.hash.Load()
 	f(&s)
 	v.status.Store(&s)
