@@ -3,8 +3,8 @@ package plugins
 import (
 	"cmp"
 	"errors"
-	"slices"
 	"fmt"
+	"slices"
 	"strings"
 )
 

@@ -221,7 +221,7 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 	h := startHost(t, a)
 	admin, bot, reader := secrets["ops"], secrets["stats-bot"], secrets["reader"]
 	reducer := fixture(t, "trap1000.wasm")
-	stats := goWasm(t, "stats", "./examples/todos/stats")          // a cascade over todos
+	stats := goWasm(t, "stats", "./examples/todos/stats")             // a cascade over todos
 	payroll := goWasm(t, "payroll", "./host/deploy/testdata/payroll") // over todos and payroll
 
 	// The admin deploys a reducer view "todos".

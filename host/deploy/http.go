@@ -11,8 +11,8 @@ import (
 	"net/http"
 
 	"github.com/nodb-dev/nodb/abi/wire"
-	"github.com/nodb-dev/nodb/host/cascade"
 	"github.com/nodb-dev/nodb/host/auth"
+	"github.com/nodb-dev/nodb/host/cascade"
 	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/plugins/store"
 )
