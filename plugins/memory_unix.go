@@ -31,7 +31,7 @@ type mmapMemory struct {
 // small are kept, and only a few.
 const (
 	keepMemories   = 4
-	keepMemoryUsed = 32 << 20
+	keepMemoryUsed = 16 << 20
 )
 
 var keptMemories struct {
