@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -336,6 +338,7 @@ func (c *conn) writeLoop() {
 				// has been written: say goodbye properly.
 				if c.isDraining() && !broken {
 					c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+					lingerClose(c.ws.NetConn())
 				}
 				return
 			}
@@ -372,4 +375,17 @@ func (c *conn) writeLoop() {
 			}
 		}
 	}
+}
+
+// lingerClose ends a connection the server stopped reading: it sends FIN
+// (half-close) and discards what the client still sends until it closes too
+// (at most 2 s). Closing a socket with unread bytes in its receive buffer
+// makes the kernel send RST, and the client would then lose the acks and the
+// close frame still in flight to it.
+func lingerClose(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	io.Copy(io.Discard, io.LimitReader(nc, 64<<20))
 }
