@@ -97,6 +97,7 @@ type Feed struct {
 	frames  []*frame
 	handles map[uint64]*frame
 	extra   []uint64 // handles of catch-up frames, oldest first
+	retired []uint64 // handles of trimmed frames, deleted at the next trim
 	nextH   uint64
 	failed  error
 }
@@ -279,11 +280,15 @@ func (f *Feed) addFrameLocked(fr *frame) {
 	f.frames = append(f.frames, fr)
 	if len(f.frames) > 2*f.retain {
 		// Forget the oldest frames; the newest forgotten one becomes the
-		// base. Their handles stay valid a while longer, for consumers that
-		// read them but have not reduced them yet.
+		// base. Their handles stay valid until the next trim, for consumers
+		// that read them but have not reduced them yet.
+		for _, h := range f.retired {
+			delete(f.handles, h)
+		}
 		cut := len(f.frames) - f.retain
-		for _, old := range f.frames[:cut-f.retain/2] {
-			delete(f.handles, old.handle)
+		f.retired = f.retired[:0]
+		for _, old := range f.frames[:cut] {
+			f.retired = append(f.retired, old.handle)
 		}
 		last := f.frames[cut-1]
 		f.base = frame{seq: last.seq, roots: last.roots}
@@ -356,6 +361,12 @@ func (f *Feed) Read(ctx context.Context, from uint64, max int, buf []eventlog.Re
 		}
 		f.mu.Lock()
 		pos = base.seq
+		if pos < f.base.seq {
+			// Trimmed again meanwhile: the frames after pos are gone. The
+			// consumer reads on from the catch-up and gets another one.
+			f.mu.Unlock()
+			return buf, nil
+		}
 	}
 	// Frames after pos.
 	lo, hi := 0, len(f.frames)

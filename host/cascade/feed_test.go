@@ -1,0 +1,145 @@
+package cascade
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodb-dev/nodb/host/eventlog"
+	"github.com/nodb-dev/nodb/host/statetree"
+)
+
+// fakeInput is an input whose history the test writes: states[seq].
+type fakeInput struct {
+	name   string
+	mu     sync.Mutex
+	states map[uint64]statetree.Value
+	push   chan func(PushFunc)
+}
+
+func (f *fakeInput) Name() string   { return f.name }
+func (f *fakeInput) Source() string { return "local" }
+func (f *fakeInput) Follow(ctx context.Context, push PushFunc) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case fn := <-f.push:
+			fn(push)
+		}
+	}
+}
+func (f *fakeInput) StateAt(_ context.Context, seq uint64) (statetree.Value, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	best, at := statetree.EmptyMap(), uint64(0)
+	for s, v := range f.states {
+		if s <= seq && s >= at {
+			best, at = v, s
+		}
+	}
+	return best, nil
+}
+
+// set records input's state at seq (changing key k to v) and pushes it.
+func (f *fakeInput) set(seq uint64, root statetree.Value, ops []statetree.Op) {
+	f.mu.Lock()
+	f.states[seq] = root
+	f.mu.Unlock()
+	done := make(chan struct{})
+	f.push <- func(p PushFunc) { p(seq, ops, root, false); close(done) }
+	<-done
+}
+
+// TestFeedMergesAndCatchesUp: two inputs changing at random seqs, read by
+// consumers starting at every kind of position with a tiny retention:
+// applying the ops of the records read, input by input, always reproduces
+// the inputs' states, and the feed keeps a bounded number of frames.
+func TestFeedMergesAndCatchesUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := &fakeInput{name: "a", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	b := &fakeInput{name: "b", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	f := NewFeed([]Input{a, b}, 8)
+	go f.Run(ctx)
+	roots := []statetree.Value{statetree.EmptyMap(), statetree.EmptyMap()}
+	a.states[0], b.states[0] = roots[0], roots[1]
+	a.push <- func(p PushFunc) { p(0, nil, roots[0], true) }
+	b.push <- func(p PushFunc) { p(0, nil, roots[1], true) }
+	r := rand.New(rand.NewPCG(1, 1))
+	const last = 600
+	for seq := uint64(1); seq <= last; seq++ {
+		for i, in := range []*fakeInput{a, b} {
+			var ops []statetree.Op
+			if r.IntN(3) == 0 {
+				nr, o, err := roots[i].Set(statetree.Path{fmt.Sprint("k", r.IntN(20))}, statetree.Int(int64(seq)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				roots[i], ops = nr, o
+			}
+			in.set(seq, roots[i], ops)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := f.Wait(wctx, last-1); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	nframes, nhandles := len(f.frames), len(f.handles)
+	f.mu.Unlock()
+	if nframes > 16 || nhandles > 16+16+64 {
+		t.Fatalf("the feed holds %d frames and %d handles with retention 8", nframes, nhandles)
+	}
+	for _, from := range []uint64{1, 2, 300, last - 20, last - 3, last} {
+		// The consumer's state at from-1, input by input.
+		have := make([]statetree.Value, 2)
+		for i, in := range []*fakeInput{a, b} {
+			have[i], _ = in.StateAt(ctx, from-1)
+		}
+		pos := from - 1
+		var buf []eventlog.Record
+		for pos < last {
+			var err error
+			buf, err = f.Read(ctx, pos+1, 3, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(buf) == 0 {
+				t.Fatalf("from %d: nothing to read at %d", from, pos+1)
+			}
+			for _, rec := range buf {
+				if rec.Seq <= pos {
+					t.Fatalf("from %d: record %d at or below position %d", from, rec.Seq, pos)
+				}
+				if rec.Type == "nodb/patch" {
+					fr, err := f.frameOf(&rec)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := range have {
+						if fr.ops[i] != nil {
+							if have[i], err = statetree.Apply(have[i], fr.ops[i]); err != nil {
+								t.Fatalf("from %d: ops at %d do not apply: %v", from, rec.Seq, err)
+							}
+						}
+						if have[i].Hash() != fr.roots[i].Hash() {
+							t.Fatalf("from %d: input %d after the record at %d differs from the frame's state", from, i, rec.Seq)
+						}
+					}
+				}
+				pos = rec.Seq
+			}
+		}
+		for i, in := range []*fakeInput{a, b} {
+			want, _ := in.StateAt(ctx, last)
+			if have[i].Hash() != want.Hash() {
+				t.Fatalf("from %d: input %d ends at %s, want %s", from, i, have[i].AppendJSON(nil), want.AppendJSON(nil))
+			}
+		}
+	}
+}
