@@ -59,8 +59,33 @@ func TestTokenOption(t *testing.T) {
 	if !errors.As(err, &we) || we.Code != wire.CodeForbidden || !strings.Contains(we.Message, `may not publish events of type "chat/post"`) {
 		t.Fatalf("forbidden publish: %v", err)
 	}
+	// The refused event's pseq is not stored: the events after it, already
+	// in flight, are renumbered and stored once, in order.
+	var futs []*Future
+	for i := 0; i < 20; i++ {
+		typ := "todo/add"
+		if i == 5 {
+			typ = "chat/post"
+		}
+		futs = append(futs, c.PublishAsync(ctx, typ, map[string]int{"n": i}))
+	}
+	for i, f := range futs {
+		_, err := f.Wait(ctx)
+		if (i == 5) != (err != nil) {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	if ack, err := c.Publish(ctx, "todo/add", map[string]string{"id": "z"}); err != nil || ack.Duplicate {
+		t.Fatalf("after the renumbering: %+v %v", ack, err)
+	}
 	srv.stop()
-	if lines := logCat(t, srv.data); len(lines) != 1 || lines[0].Type != "todo/add" {
-		t.Fatalf("log: %+v", lines)
+	lines := logCat(t, srv.data)
+	if len(lines) != 1+19+1 {
+		t.Fatalf("log holds %d events, want 21: %+v", len(lines), lines)
+	}
+	for i, l := range lines {
+		if l.Type != "todo/add" || l.PSeq != uint64(i+1) {
+			t.Fatalf("log line %d: %+v (want todo/add with pseq %d)", i, l, i+1)
+		}
 	}
 }

@@ -117,6 +117,9 @@ type Stats struct {
 	Resent uint64
 	// InFlight is the number of events not yet acked or failed.
 	InFlight int
+	// Renumbered counts the times unfinished events were given new pseqs
+	// because an earlier event failed for good without being stored.
+	Renumbered uint64
 }
 
 // Client publishes events as one producer over one WebSocket connection,

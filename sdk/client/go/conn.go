@@ -439,6 +439,21 @@ func (c *Client) replyError(cn *conn, r *wire.Reply) {
 					return
 				}
 			}
+			// The host wants a pseq none of our unfinished events holds:
+			// an earlier event failed for good (refused as forbidden, say)
+			// and was never stored. Nothing from there on is stored, so
+			// number the unfinished events from there and send them again.
+			p := r.ExpectedPSeq
+			for _, q := range c.queue {
+				if q.pseq >= r.ExpectedPSeq {
+					q.pseq = p
+					p++
+				}
+			}
+			c.nextPSeq = p
+			c.stats.Renumbered++
+			cn.fail(werr)
+			return
 		}
 	}
 	c.finishLocked(cl, wire.Ack{}, werr, c.indexLocked(cl))

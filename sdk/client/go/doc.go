@@ -27,8 +27,8 @@
 // bearer token (WithToken); Dial then fails with a *wire.Error of code
 // "unauthorized" when the token is missing or unknown. A publish of an
 // event type the token's scopes do not cover fails with code "forbidden"
-// and is not stored; since its pseq was used, later events of the same
-// Client are refused with pseq_gap, so give a producer a token that covers
-// every type it publishes. For wss:// with a private CA, pass
+// and is not stored; the Client then gives its later unfinished events the
+// pseqs from there on (Future.PSeq reports the final one) and sends them
+// again, so they are stored once, in order. For wss:// with a private CA, pass
 // WithTLSConfig (or set SSL_CERT_FILE).
 package client
