@@ -136,6 +136,7 @@ type Client struct {
 	queue    []*call // unfinished calls in pseq order
 	sent     int     // queue[:sent] were written on the current connection
 	byID     map[uint64]*call
+	failed   map[uint64]bool // pseqs of events refused for good (not stored)
 	closed   bool
 	hello    wire.Hello
 	idle     chan struct{} // closed when queue becomes empty; for Flush
@@ -214,6 +215,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		producer: o.producer,
 		nextPSeq: o.startPSeq,
 		byID:     make(map[uint64]*call),
+		failed:   make(map[uint64]bool),
 		wake:     make(chan struct{}, 1),
 		slots:    make(chan struct{}, o.maxInFlight),
 		closing:  make(chan struct{}),

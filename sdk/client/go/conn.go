@@ -439,10 +439,12 @@ func (c *Client) replyError(cn *conn, r *wire.Reply) {
 					return
 				}
 			}
-			// The host wants a pseq none of our unfinished events holds:
-			// an earlier event failed for good (refused as forbidden, say)
-			// and was never stored. Nothing from there on is stored, so
-			// number the unfinished events from there and send them again.
+		}
+		if r.ExpectedPSeq < cl.pseq && c.failed[r.ExpectedPSeq] {
+			// The host wants the pseq of an event of ours that failed for
+			// good (refused as forbidden, say) and was never stored.
+			// Nothing from there on is stored, so number the unfinished
+			// events from there and send them again.
 			p := r.ExpectedPSeq
 			for _, q := range c.queue {
 				if q.pseq >= r.ExpectedPSeq {
@@ -452,9 +454,13 @@ func (c *Client) replyError(cn *conn, r *wire.Reply) {
 			}
 			c.nextPSeq = p
 			c.stats.Renumbered++
+			clear(c.failed)
 			cn.fail(werr)
 			return
 		}
+	}
+	if r.Code != wire.CodePSeqGap {
+		c.failed[cl.pseq] = true // its pseq was not stored
 	}
 	c.finishLocked(cl, wire.Ack{}, werr, c.indexLocked(cl))
 }
