@@ -202,6 +202,7 @@ func New(ctx context.Context, cfg Config) (*Cascade, error) {
 		Logger:  cfg.Logger,
 		Factory: c.Factory(cfg.Module, cfg.Instance),
 		Inputs:  cfg.Module.Info().Inputs,
+		Note:    feed.Note,
 		StateAt: c.stateAt,
 	})
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -98,6 +99,7 @@ type Feed struct {
 	handles map[uint64]*frame
 	extra   []uint64 // handles of catch-up frames, oldest first
 	retired []uint64 // handles of trimmed frames, deleted at the next trim
+	trouble []string // per input: why it cannot follow now ("" if fine)
 	nextH   uint64
 	failed  error
 }
@@ -112,6 +114,7 @@ func NewFeed(inputs []Input, retain int) *Feed {
 	for range inputs {
 		f.in = append(f.in, &inputState{})
 	}
+	f.trouble = make([]string, len(inputs))
 	return f
 }
 
@@ -126,6 +129,7 @@ func (f *Feed) Run(ctx context.Context) error {
 	errc := make(chan error, len(f.inputs))
 	for i, in := range f.inputs {
 		go func() {
+			ctx := withTrouble(ctx, func(why string) { f.setTrouble(i, why) })
 			errc <- in.Follow(ctx, func(seq uint64, ops []statetree.Op, root statetree.Value, reset bool) {
 				f.push(i, seq, ops, root, reset)
 			})
@@ -299,6 +303,30 @@ func (f *Feed) addFrameLocked(fr *frame) {
 func (f *Feed) wakeLocked() {
 	close(f.notify)
 	f.notify = make(chan struct{})
+}
+
+// setTrouble records why input i cannot follow now ("" when it can again).
+func (f *Feed) setTrouble(i int, why string) {
+	f.mu.Lock()
+	f.trouble[i] = why
+	f.mu.Unlock()
+}
+
+// Note says what the feed is waiting for: inputs that cannot be followed
+// now, or inputs that have not reported a state yet ("" if none).
+func (f *Feed) Note() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var parts []string
+	for i, in := range f.inputs {
+		switch {
+		case f.trouble[i] != "":
+			parts = append(parts, fmt.Sprintf("input %s: %s", in.Name(), f.trouble[i]))
+		case !f.in[i].ready:
+			parts = append(parts, fmt.Sprintf("waiting for input %s", in.Name()))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // LastSeq implements view.Source: the seq every input has reached.

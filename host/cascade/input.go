@@ -20,6 +20,21 @@ import (
 	"github.com/nodb-dev/nodb/host/view"
 )
 
+type troubleKey struct{}
+
+// withTrouble gives an input's Follow a way to say why it cannot follow.
+func withTrouble(ctx context.Context, f func(string)) context.Context {
+	return context.WithValue(ctx, troubleKey{}, f)
+}
+
+// reportTrouble tells the feed why the input cannot follow now ("" when it
+// can again); it shows in the cascade view's status note.
+func reportTrouble(ctx context.Context, why string) {
+	if f, ok := ctx.Value(troubleKey{}).(func(string)); ok {
+		f(why)
+	}
+}
+
 // PushFunc receives an input's state as of seq: ops are the changes from
 // its previous state (nil for a seq that changed nothing); reset says the
 // changes in between are unknown and root replaces the state.
@@ -192,6 +207,7 @@ func (r *RemoteInput) Follow(ctx context.Context, push PushFunc) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		reportTrouble(ctx, fmt.Sprintf("%v (retrying)", err))
 		var we *wire.Error
 		if errors.As(err, &we) && (we.Code == wire.CodeNotFound || we.Code == "forbidden" || we.Code == "unauthorized") {
 			// Not retried quickly: the upstream must be fixed first.
@@ -257,12 +273,15 @@ func (r *RemoteInput) session(ctx context.Context, have *bool, mirror *statetree
 		switch m.Type {
 		case wire.TypeError:
 			return &wire.Error{Code: m.Code, Message: m.Error}
+		case wire.TypeSubscribed:
+			reportTrouble(ctx, "")
 		case wire.TypeSnapshot:
 			root, err := statetree.FromJSON(m.State)
 			if err != nil {
 				return fmt.Errorf("upstream snapshot at seq %d: %w", m.Seq, err)
 			}
 			*mirror, *seq, *have = root, m.Seq, true
+			reportTrouble(ctx, "")
 			push(m.Seq, nil, root, true)
 		case wire.TypePatch:
 			if !*have || m.Seq <= *seq {

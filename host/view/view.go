@@ -93,6 +93,9 @@ type Status struct {
 	RootHash string   `json:"root_hash"`
 	// SnapshotSeq is the seq of the newest snapshot written or loaded.
 	SnapshotSeq uint64 `json:"snapshot_seq"`
+	// Note says what the view is waiting for, if anything (a cascade's
+	// unreachable upstream, say).
+	Note string `json:"note,omitempty"`
 	// Rejected counts events the reducer rejected (no effect); LastRejection
 	// says why the newest one was.
 	Rejected      uint64 `json:"rejected"`
@@ -127,6 +130,8 @@ type Config struct {
 	Factory Factory
 	// Inputs names a cascade's input views (for Status).
 	Inputs []string
+	// Note, when set, supplies Status.Note.
+	Note func() string
 	// StateAt, when set, computes past states instead of the replay from
 	// checkpoints (cascades rebuild them from their inputs' past states).
 	StateAt func(ctx context.Context, seq uint64) (statetree.Value, error)
@@ -265,6 +270,9 @@ func (v *View) Status() Status {
 	s.Rejected = v.rejected.Load()
 	if r, ok := v.lastRejection.Load().(string); ok {
 		s.LastRejection = r
+	}
+	if v.cfg.Note != nil {
+		s.Note = v.cfg.Note()
 	}
 	return s
 }

@@ -119,11 +119,23 @@ func TestRemoteCascade(t *testing.T) {
 
 	// Upstream killed and restarted: the downstream reconnects and resumes.
 	a.kill()
-	time.Sleep(300 * time.Millisecond) // the downstream notices and backs off
+	// The downstream's status says why its cascade is not moving.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n := getViews(t, addrB)["todo-stats"].Note; strings.Contains(n, "input todos:") {
+			t.Logf("downstream note while the upstream is down: %s", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no note on the downstream's cascade while its upstream is down: %+v", getViews(t, addrB))
+		}
+	}
 	a = startServe(t, dirA, addrA, argsA...)
 	head = publishTodos(t, addrA, "remote-test", pseq, 300, r)
 	pseq += 300
 	final := waitEqualState(t, a, b, "todo-stats", head)
+	if n := getViews(t, addrB)["todo-stats"].Note; n != "" {
+		t.Fatalf("the note stays after the upstream came back: %q", n)
+	}
 
 	// A cascade deployed over the API whose manifest names the upstream.
 	man := filepath.Join(t.TempDir(), "manifest.json")

@@ -90,6 +90,7 @@ type apiView struct {
 	// a replay applied an event twice (a duplicate add) or out of order.
 	Rejected      uint64 `json:"rejected"`
 	LastRejection string `json:"last_rejection"`
+	Note          string `json:"note"`
 }
 
 // checkNoRejections fails the test if a view rejected events.
