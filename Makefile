@@ -53,8 +53,14 @@ bench: build
 # Run each fuzz target for a while (CI runs only the seed corpora, via `make test`).
 FUZZTIME ?= 30s
 fuzz:
+	$(GO) test ./abi -run '^$$' -fuzz FuzzJSONToCBOR -fuzztime $(FUZZTIME)
 	$(GO) test ./abi/wire -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
-	$(GO) test ./host/eventlog/filelog -run '^$$' -fuzz FuzzDecodeRecord -fuzztime $(FUZZTIME)
+	$(GO) test ./abi/wire -run '^$$' -fuzz FuzzDecodePublishFast -fuzztime $(FUZZTIME)
+	$(GO) test ./host/eventlog/filelog -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME)
+	$(GO) test ./host/eventlog/filelog -run '^$$' -fuzz FuzzScanSegment -fuzztime $(FUZZTIME)
+	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzFromJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzDecodeCBOR -fuzztime $(FUZZTIME)
+	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzApplyPatch -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin bench/out
