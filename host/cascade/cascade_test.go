@@ -60,17 +60,26 @@ type env struct {
 	views map[string]*view.View
 	mu    sync.Mutex
 	seq   uint64
+	wg    sync.WaitGroup // running views and cascades
+}
+
+// goRun runs f (a view's or cascade's Run) until the test ends.
+func (e *env) goRun(f func(context.Context) error, ctx context.Context) {
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); f(ctx) }()
 }
 
 func newEnv(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	rt, err := plugins.NewRuntime(ctx, plugins.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rt.Close(context.Background()) })
 	e := &env{t: t, ctx: ctx, log: memlog.New(), rt: rt, mods: map[string]*plugins.Module{}, views: map[string]*view.View{}}
+	// Cleanups run last-registered first: stop every view and cascade and
+	// wait for them before the runtime (and the guests' memory) goes away.
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	t.Cleanup(func() { cancel(); e.wg.Wait() })
 	for name, pkg := range map[string]string{
 		"todos":   "./examples/todos/reducer",
 		"owners":  "./host/cascade/testdata/owners",
@@ -100,7 +109,7 @@ func (e *env) startView(name, mod string) *view.View {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	go v.Run(e.ctx)
+	e.goRun(v.Run, e.ctx)
 	e.mu.Lock()
 	e.views[name] = v
 	e.mu.Unlock()
@@ -130,7 +139,7 @@ func (e *env) startJoin(ctx context.Context, retain int) *cascade.Cascade {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	go c.Run(ctx)
+	e.goRun(c.Run, ctx)
 	return c
 }
 
@@ -378,7 +387,7 @@ func TestCascadeOverBudgetIsHalted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go bad.Run(e.ctx)
+	e.goRun(bad.Run, e.ctx)
 	good := e.startJoin(e.ctx, 0)
 	r := rand.New(rand.NewPCG(5, 6))
 	e.publish(r, 300)
