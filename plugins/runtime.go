@@ -142,7 +142,10 @@ func (r *Runtime) engine(ctx context.Context, limit uint32) (*engine, error) {
 	return e, nil
 }
 
-// Close releases every compiled module and instance of the Runtime.
+// Close releases every compiled module and instance of the Runtime. Call it
+// only once no Reduce is running: it frees the guests' memory, and a guest
+// still running on it would fault (stop the views first, as deploy.Manager's
+// Stop does).
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
