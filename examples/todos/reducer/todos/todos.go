@@ -49,20 +49,22 @@ func init() {
 		if err != nil {
 			return err
 		}
-		if !s.Has(p) {
+		done := p + "/done"
+		if !s.Has(done) {
 			return nil // toggling a deleted todo is a no-op
 		}
-		return s.Set(p+"/done", !s.GetBool(p+"/done"))
+		return s.Set(done, !s.GetBool(done))
 	})
 	nodb.On(Rename, func(s *nodb.State, e nodb.Event) error {
 		p, err := path(e)
 		if err != nil {
 			return err
 		}
-		if !s.Has(p) {
-			return nil
+		text := p + "/text"
+		if !s.Has(text) {
+			return nil // renaming a deleted todo is a no-op
 		}
-		return s.Set(p+"/text", e.Str("text"))
+		return s.Set(text, e.Str("text"))
 	})
 	nodb.On(Delete, func(s *nodb.State, e nodb.Event) error {
 		p, err := path(e)
