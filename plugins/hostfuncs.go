@@ -195,34 +195,17 @@ func hostInputGet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 		return
 	}
-	key := string(name) + "\x00" + p
-	var v []byte
-	if i.pendingInput == key && i.pending != nil {
-		v = i.pending
-	} else {
-		var found bool
-		var err error
-		v, found, err = is.InputGet(string(name), p)
-		if err != nil {
-			ret(stack, i.statusOf(err))
-			return
-		}
-		if !found {
-			ret(stack, abi.StatusNotFound)
-			return
-		}
-	}
-	if len(v) > abi.MaxValueSize {
-		ret(stack, abi.StatusTooLarge)
+	if len(name) == 0 {
+		ret(stack, abi.StatusNotFound) // no input has an empty name ("" is the own state's key)
 		return
 	}
-	if uint32(len(v)) > bufCap {
-		i.pendingPath, i.pendingInput, i.pending = "", key, v
-	} else {
-		copy(buf, v)
-		i.pendingPath, i.pendingInput, i.pending = "", "", nil
+	from := string(name)
+	v := i.retry(from, p)
+	ok, err := v != nil, error(nil)
+	if v == nil {
+		v, ok, err = is.InputGet(from, p)
 	}
-	stack[0] = api.EncodeI32(int32(len(v)))
+	i.answer(stack, buf, bufCap, from, p, v, ok, err)
 }
 
 func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
@@ -238,40 +221,55 @@ func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 		return
 	}
-	var v []byte
-	if i.pendingPath == p && i.pendingInput == "" && i.pending != nil {
-		v = i.pending // the retry of a get whose value did not fit
-	} else {
-		var ok bool
-		var err error
+	v := i.retry("", p)
+	ok, err := v != nil, error(nil)
+	if v == nil {
 		v, ok, err = i.state.Get(p)
-		if err != nil {
-			ret(stack, i.statusOf(err))
-			return
-		}
-		if !ok {
-			ret(stack, abi.StatusNotFound)
-			return
-		}
 	}
-	if len(v) > abi.MaxValueSize {
+	i.answer(stack, buf, bufCap, "", p, v, ok, err)
+}
+
+// retry returns the value kept for the immediate retry of a get of path p
+// of from (an input's name, "" for the plugin's own state) whose value did
+// not fit in the guest's buffer; nil if there is none.
+func (i *Instance) retry(from, p string) []byte {
+	if i.pending != nil && i.pendingFrom == from && i.pendingPath == p {
+		return i.pending
+	}
+	return nil
+}
+
+// answer ends a state_get or input_get: the value's length, the value
+// written to buf if it fits, else kept for the retry with a larger buffer;
+// or the status of a failed lookup.
+func (i *Instance) answer(stack []uint64, buf []byte, bufCap uint32, from, p string, v []byte, ok bool, err error) {
+	switch {
+	case err != nil:
+		ret(stack, i.statusOf(err))
+		return
+	case !ok:
+		ret(stack, abi.StatusNotFound)
+		return
+	case len(v) > abi.MaxValueSize:
 		ret(stack, abi.StatusTooLarge)
 		return
 	}
 	if uint32(len(v)) > bufCap {
-		i.pendingPath, i.pendingInput, i.pending = p, "", v
+		i.pendingFrom, i.pendingPath, i.pending = from, p, v
 	} else {
 		copy(buf, v)
-		i.pendingPath, i.pendingInput, i.pending = "", "", nil
+		i.clearPending()
 	}
 	stack[0] = api.EncodeI32(int32(len(v)))
 }
+
+func (i *Instance) clearPending() { i.pendingFrom, i.pendingPath, i.pending = "", "", nil }
 
 func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
 	p, st := i.path(mod, abi.FuncStateSet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	v := i.read(mod, abi.FuncStateSet, api.DecodeU32(stack[2]), api.DecodeU32(stack[3]))
-	i.pendingPath, i.pendingInput, i.pending = "", "", nil
+	i.clearPending()
 	if st != abi.StatusOK {
 		ret(stack, st)
 		return
@@ -290,7 +288,7 @@ func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
 func hostStateDelete(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
 	p, st := i.path(mod, abi.FuncStateDelete, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
-	i.pendingPath, i.pendingInput, i.pending = "", "", nil
+	i.clearPending()
 	if st != abi.StatusOK {
 		ret(stack, st)
 		return

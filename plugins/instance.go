@@ -100,7 +100,7 @@ type Instance struct {
 	probe        bool     // the load-time instance that learns the declarations
 	declared     []string // consume declarations (probe only)
 	inputs       []string // input declarations (probe only)
-	pendingInput string   // input_get's key (input NUL path) of pending
+	pendingFrom  string   // the input whose value pending is ("" for the plugin's own state)
 	state        State
 	clock        int64
 	monotonic    int64
@@ -248,7 +248,7 @@ func (i *Instance) beginCall(t int64, rngKind byte, rngNum uint64, st State) {
 	i.state = st
 	i.errMsg = i.errMsg[:0]
 	i.stateErr, i.faultErr = nil, nil
-	i.pending, i.pendingPath, i.pendingInput = nil, "", ""
+	i.clearPending()
 	i.out.reset()
 }
 

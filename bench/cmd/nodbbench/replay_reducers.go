@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/statetree"
 	"github.com/nodb-dev/nodb/host/view"
@@ -25,12 +24,12 @@ import (
 // compiled natively: the guest SDK's Harness encodes each record into the
 // ABI event frame (payload JSON to CBOR, as the host does for Wasm) and
 // dispatches it through the SDK's own nodb_reduce path; the handlers' state
-// calls go to txStore, which works on the view's statetree transaction
-// exactly like the Wasm host functions do (view.txState): values cross as
-// CBOR, because that is the SDK's Store contract and the ABI's.
+// calls go to view.TxState, the very code behind the Wasm host functions:
+// values cross as CBOR, because that is the SDK's Store contract and the
+// ABI's.
 type nativeReducer struct {
 	h        *nodb.Harness
-	st       txStore
+	st       view.TxState
 	consumes map[string]bool
 }
 
@@ -48,79 +47,10 @@ func (r *nativeReducer) Hash() string           { return "native-todos" }
 func (r *nativeReducer) Close() error           { return nil }
 
 func (r *nativeReducer) Reduce(_ context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
-	r.st.tx = tx
+	r.st.Reset(tx)
 	err := r.h.ReduceEvent(rec.Seq, rec.Time, rec.Producer, rec.PSeq, rec.Type, rec.Payload)
-	r.st.tx = nil
+	r.st.Reset(nil)
 	return err
-}
-
-// txStore is nodb.Store over a statetree transaction: a copy of the host's
-// view.txState (unexported there), with the same status mapping and the
-// same reused buffers.
-type txStore struct {
-	tx   *statetree.Tx
-	buf  []byte
-	path statetree.Path
-}
-
-var _ nodb.Store = (*txStore)(nil)
-
-func (s *txStore) parse(path string) (statetree.Path, error) {
-	p, err := statetree.AppendPath(s.path[:0], path)
-	if err != nil {
-		return nil, abi.StatusInvalidPath
-	}
-	s.path = p
-	return p, nil
-}
-
-func (s *txStore) Get(path string) ([]byte, bool, error) {
-	p, err := s.parse(path)
-	if err != nil {
-		return nil, false, err
-	}
-	v, ok := s.tx.Get(p)
-	if !ok {
-		return nil, false, nil
-	}
-	s.buf = statetree.AppendCBOR(s.buf[:0], v)
-	return s.buf, true, nil
-}
-
-func (s *txStore) Set(path string, value []byte) error {
-	p, err := s.parse(path)
-	if err != nil {
-		return err
-	}
-	v, err := statetree.DecodeCBOR(value)
-	if err != nil {
-		return abi.StatusInvalidValue
-	}
-	if err := s.tx.Set(p, v); err != nil {
-		switch {
-		case errors.Is(err, statetree.ErrForbiddenKey):
-			return abi.StatusInvalidPath
-		case errors.Is(err, statetree.ErrTooDeep):
-			return abi.StatusTooLarge
-		}
-		return abi.StatusTypeMismatch
-	}
-	return nil
-}
-
-func (s *txStore) Delete(path string) error {
-	p, err := s.parse(path)
-	if err != nil {
-		return err
-	}
-	removed, err := s.tx.Remove(p)
-	if err != nil {
-		return abi.StatusTypeMismatch
-	}
-	if !removed {
-		return abi.StatusNotFound
-	}
-	return nil
 }
 
 // directReducer is the todos reducer hand-written against the state tree:
