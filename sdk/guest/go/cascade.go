@@ -108,8 +108,7 @@ type Op struct {
 // Its methods mirror State's reads; values are copies or are valid until
 // the next read, as for State.
 type InputState struct {
-	name string
-	buf  []byte
+	reader
 }
 
 var inputStates = map[string]*InputState{}
@@ -120,26 +119,10 @@ var inputStates = map[string]*InputState{}
 func Input(name string) *InputState {
 	in, ok := inputStates[name]
 	if !ok {
-		in = &InputState{name: name}
+		in = &InputState{reader{input: name}}
 		inputStates[name] = in
 	}
 	return in
-}
-
-func (in *InputState) raw(path string) ([]byte, bool) {
-	if cap(in.buf) == 0 {
-		in.buf = make([]byte, 4096)
-	}
-	for {
-		n := hostInputGet(in.name, path, in.buf[:cap(in.buf)])
-		if n < 0 {
-			return nil, false
-		}
-		if int(n) <= cap(in.buf) {
-			return in.buf[:n], true
-		}
-		in.buf = make([]byte, int(n)+int(n)/4)
-	}
 }
 
 // Get returns a copy of the value at path.

@@ -154,30 +154,12 @@ func (h *Harness) Patch(input, opsJSON string) error {
 }
 
 func hostInputGet(name, path string, buf []byte) int32 {
-	h := current
-	if h == nil {
-		return int32(abi.StatusBadState)
+	var st Store
+	if current != nil {
+		st = current.Inputs[name]
 	}
-	if st := abi.ValidatePath(path); st != abi.StatusOK {
-		return int32(st)
-	}
-	in, ok := h.Inputs[name]
-	if !ok {
-		return int32(abi.StatusNotFound)
-	}
-	v, ok, err := in.Get(path)
-	if err != nil {
-		return storeStatus(h, err)
-	}
-	if !ok {
-		return int32(abi.StatusNotFound)
-	}
-	if len(v) <= len(buf) {
-		copy(buf, v)
-	}
-	return int32(len(v))
+	return storeGet(st, path, buf)
 }
-
 func storeStatus(h *Harness, err error) int32 {
 	if err == nil {
 		return 0
@@ -193,14 +175,26 @@ func storeStatus(h *Harness, err error) int32 {
 }
 
 func hostGet(path string, buf []byte) int32 {
+	var st Store
+	if current != nil {
+		st = current.Store
+	}
+	return storeGet(st, path, buf)
+}
+
+// storeGet answers a state_get (or input_get) from st as the host would.
+func storeGet(st Store, path string, buf []byte) int32 {
 	h := current
 	if h == nil {
 		return int32(abi.StatusBadState)
 	}
-	if st := abi.ValidatePath(path); st != abi.StatusOK {
-		return int32(st)
+	if status := abi.ValidatePath(path); status != abi.StatusOK {
+		return int32(status)
 	}
-	v, ok, err := h.Store.Get(path)
+	if st == nil {
+		return int32(abi.StatusNotFound) // an input the harness was not given
+	}
+	v, ok, err := st.Get(path)
 	if err != nil {
 		return storeStatus(h, err)
 	}
@@ -212,7 +206,6 @@ func hostGet(path string, buf []byte) int32 {
 	}
 	return int32(len(v))
 }
-
 func hostSet(path string, v []byte) int32 {
 	h := current
 	if h == nil {

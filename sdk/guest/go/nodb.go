@@ -158,24 +158,36 @@ func (e *Error) Unwrap() error { return e.Status }
 // "" is the root (always a map), "/todos/a1/done" the key "done" of the map
 // at "/todos/a1". Use Escape for keys that may contain '/' or '~'.
 type State struct {
-	buf []byte // state_get buffer, grown on demand
-	enc []byte // encoding buffer for Set
+	reader        // state_get with a buffer grown on demand
+	enc    []byte // encoding buffer for Set
+}
+
+// reader reads values from the host into a buffer it reuses: the view's
+// own state (input "") or a cascade's input.
+type reader struct {
+	input string
+	buf   []byte
 }
 
 // raw reads the value at path into the shared buffer.
-func (s *State) raw(path string) ([]byte, bool) {
-	if cap(s.buf) == 0 {
-		s.buf = make([]byte, 4096)
+func (r *reader) raw(path string) ([]byte, bool) {
+	if cap(r.buf) == 0 {
+		r.buf = make([]byte, 4096)
 	}
 	for {
-		n := hostGet(path, s.buf[:cap(s.buf)])
+		var n int32
+		if r.input == "" {
+			n = hostGet(path, r.buf[:cap(r.buf)])
+		} else {
+			n = hostInputGet(r.input, path, r.buf[:cap(r.buf)])
+		}
 		if n < 0 {
 			return nil, false
 		}
-		if int(n) <= cap(s.buf) {
-			return s.buf[:n], true
+		if int(n) <= cap(r.buf) {
+			return r.buf[:n], true
 		}
-		s.buf = make([]byte, int(n)+int(n)/4)
+		r.buf = make([]byte, int(n)+int(n)/4)
 	}
 }
 
