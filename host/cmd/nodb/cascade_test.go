@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,20 +17,7 @@ import (
 )
 
 // statsWasm builds the todo-stats cascade of the example once.
-func statsWasm(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(filepath.Dir(nodbBin), "todo-stats.wasm")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, "./examples/todos/stats")
-	cmd.Dir = "../../.."
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building todo-stats.wasm: %v\n%s", err, out)
-	}
-	return p
-}
+func statsWasm(t *testing.T) string { return buildGuest(t, "todo-stats", "./examples/todos/stats") }
 
 // publishTodos publishes n random todo events as producer from pseq and
 // waits for every ack.
@@ -180,22 +166,6 @@ func TestRemoteCascade(t *testing.T) {
 	}
 }
 
-// buildGuest builds a Go guest of this repository once per test binary.
-func buildGuest(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p := filepath.Join(filepath.Dir(nodbBin), name+".wasm")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, pkg)
-	cmd.Dir = "../../.."
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", pkg, err, out)
-	}
-	return p
-}
-
 // TestCascadeTwoInputsRestart: a cascade over two views (join: todos by
 // owner) has the same state before a SIGKILL, after the restart, and as a
 // second copy of it deployed from scratch.
@@ -261,7 +231,7 @@ func TestCascadeTwoInputsRestart(t *testing.T) {
 	if after := waitState(p, "join"); !bytes.Equal(after, before) {
 		t.Fatalf("join after a SIGKILL and restart:\n got %s\nwant %s", after, before)
 	}
-	if out, errOut, code := run(t, "deploy", "--addr", "http://"+addr, "--name", "join-copy", "--quiet", buildGuest(t, "join", "")); code != 0 {
+	if out, errOut, code := run(t, "deploy", "--addr", "http://"+addr, "--name", "join-copy", "--quiet", buildGuest(t, "join", "./host/cascade/testdata/join")); code != 0 {
 		t.Fatalf("deploying a second join: %d %s %s", code, out, errOut)
 	}
 	if fresh := waitState(p, "join-copy"); !bytes.Equal(fresh, before) {

@@ -35,6 +35,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// buildGuest builds the Go guest pkg (a path from the repository's root)
+// once per test binary, as NAME.wasm next to the nodb binary.
+func buildGuest(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(nodbBin), name+".wasm")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, pkg)
+	cmd.Dir = "../../.."
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	return p
+}
+
 // freeAddr returns a loopback address with a free port.
 func freeAddr(t testing.TB) string {
 	t.Helper()

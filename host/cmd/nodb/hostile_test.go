@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,20 +14,7 @@ import (
 var testHTTP = &http.Client{Timeout: 30 * time.Second}
 
 // todosWasm builds the example reducer once for the tests of this package.
-func todosWasm(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(filepath.Dir(nodbBin), "todos.wasm")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, "./examples/todos/reducer")
-	cmd.Dir = "../../.."
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building todos.wasm: %v\n%s", err, out)
-	}
-	return p
-}
+func todosWasm(t *testing.T) string { return buildGuest(t, "todos", "./examples/todos/reducer") }
 
 type viewStatus struct {
 	Name     string `json:"name"`

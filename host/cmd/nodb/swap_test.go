@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,17 +22,7 @@ import (
 
 // reducerWasm builds testdata/reducers/NAME once.
 func reducerWasm(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(filepath.Dir(nodbBin), name+".wasm")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, "./testdata/reducers/"+name)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", name, err, out)
-	}
-	return p
+	return buildGuest(t, name, "./host/cmd/nodb/testdata/reducers/"+name)
 }
 
 type swapReport struct {
