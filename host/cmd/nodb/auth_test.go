@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -244,43 +243,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // answers over HTTPS.
 func startServeTLS(t *testing.T, dir, addr string, hc *http.Client, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, addr: addr, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(nodbBin, append([]string{"serve", "--data", dir, "--addr", addr, "--log-level", "debug"}, args...)...)
-	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			p.cmd.Process.Signal(syscall.SIGQUIT)
-			select {
-			case <-p.done:
-			case <-time.After(3 * time.Second):
-			}
-			t.Logf("nodb serve output:\n%s", p.stderr)
-		}
-		p.kill()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get("https://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("nodb serve exited before ready: %v\n%s", p.err, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nodb serve not ready over HTTPS after 30s: %v\n%s", err, p.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return startServeOn(t, hc, "https://"+addr+"/readyz", dir, addr, args...)
 }
 
 func TestServeTLS(t *testing.T) {

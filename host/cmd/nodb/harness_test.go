@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +95,13 @@ func (s *syncBuffer) String() string {
 // until /readyz says ready.
 func startServe(t testing.TB, dir, addr string, args ...string) *proc {
 	t.Helper()
+	return startServeOn(t, testHTTP, "http://"+addr+"/readyz", dir, addr, args...)
+}
+
+// startServeOn is startServe polling readyURL with hc (HTTPS for a host
+// with --tls-cert).
+func startServeOn(t testing.TB, hc *http.Client, readyURL, dir, addr string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, addr: addr, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(nodbBin, append([]string{"serve", "--data", dir, "--addr", addr, "--log-level", "debug"}, args...)...)
 	p.cmd.Stderr = p.stderr
@@ -121,7 +129,7 @@ func startServe(t testing.TB, dir, addr string, args ...string) *proc {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := testHTTP.Get("http://" + addr + "/readyz")
+		resp, err := hc.Get(readyURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -134,7 +142,7 @@ func startServe(t testing.TB, dir, addr string, args ...string) *proc {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nodb serve not ready after 30s\n%s", p.stderr)
+			t.Fatalf("nodb serve not ready at %s after 30s: %v\n%s", readyURL, err, p.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
