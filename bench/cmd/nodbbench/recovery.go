@@ -85,22 +85,10 @@ func runRecovery(ctx context.Context, env *Env) (Results, error) {
 	// 1. The log: n events with filelog, in batches of 8192 (one fdatasync
 	// each), as the chronicler would have written them.
 	t0 := time.Now()
-	recs := genTodoRecords(n, *replayClear)
-	lg, err := filelog.Open(filelog.DefaultConfig(data))
+	head, err := writeTodoLog(ctx, data, n)
 	if err != nil {
 		return nil, err
 	}
-	for i := 0; i < len(recs); i += 8192 {
-		if err := lg.Append(ctx, recs[i:min(i+8192, len(recs))]); err != nil {
-			lg.Close()
-			return nil, err
-		}
-	}
-	head := lg.LastSeq()
-	if err := lg.Close(); err != nil {
-		return nil, err
-	}
-	recs = nil
 	logBytes := dirSize(filepath.Join(data, filelog.SubDir))
 	env.Logf("recovery: wrote %d events (%.0f MB) with filelog in %s", head, float64(logBytes)/1e6, time.Since(t0).Round(time.Millisecond))
 
@@ -394,4 +382,23 @@ func printRecovery(head, snapSeq uint64, logBytes int64, scale string, runs int,
 		mark = "NOT MET"
 	}
 	fmt.Printf("\n  target restart to serving <= 1 s (%s): %s (%s)\n", scale, mark, snap.ready.Round(time.Millisecond))
+}
+
+// writeTodoLog writes n generated todo events into a filelog in dir, in
+// batches of 8192 (one fdatasync each) as the chronicler would, and returns
+// the head.
+func writeTodoLog(ctx context.Context, dir string, n int) (uint64, error) {
+	recs := genTodoRecords(n, *replayClear)
+	lg, err := filelog.Open(filelog.DefaultConfig(dir))
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < len(recs); i += 8192 {
+		if err := lg.Append(ctx, recs[i:min(i+8192, len(recs))]); err != nil {
+			lg.Close()
+			return 0, err
+		}
+	}
+	head := lg.LastSeq()
+	return head, lg.Close()
 }

@@ -98,22 +98,10 @@ func runSwap(ctx context.Context, env *Env) (Results, error) {
 	}
 	defer os.RemoveAll(fresh)
 	t0 := time.Now()
-	recs := genTodoRecords(n, *replayClear)
-	lg, err := filelog.Open(filelog.DefaultConfig(data))
+	head, err := writeTodoLog(ctx, data, n)
 	if err != nil {
 		return nil, err
 	}
-	for i := 0; i < len(recs); i += 8192 {
-		if err := lg.Append(ctx, recs[i:min(i+8192, len(recs))]); err != nil {
-			lg.Close()
-			return nil, err
-		}
-	}
-	head := lg.LastSeq()
-	if err := lg.Close(); err != nil {
-		return nil, err
-	}
-	recs = nil
 	if err := copyTree(ctx, filepath.Join(data, filelog.SubDir), filepath.Join(fresh, filelog.SubDir)); err != nil {
 		return nil, err
 	}

@@ -225,7 +225,7 @@ token with deploy:cascade may deploy cascades over the views it may read.`,
 	cf.addFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "view to activate the version in (required)")
-	f.StringVar(&manifest, "manifest", "", "manifest JSON file (name, version, limits, swap_policy, sha256)")
+	f.StringVar(&manifest, "manifest", "", "manifest JSON file (name, version, limits, swap_policy, sha256; upstreams for a cascade)")
 	f.StringVar(&policy, "policy", "", "swap policy: always, if-identical or manual (default: the manifest's)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
 	f.BoolVar(&noActivate, "upload-only", false, "store the version without activating it")
