@@ -214,6 +214,14 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if n := r.URL.Query().Get("name"); n != "" && man.Name == "" {
 		man.Name = n
 	}
+	// The token's limits fill in or cap the manifest's before validation
+	// checks them against the host's maxima and the module's minimum.
+	lim, err := p.CheckLimits(auth.Limits(man.Limits))
+	if err != nil {
+		auth.WriteError(w, err)
+		return
+	}
+	man.Limits = store.Limits(lim)
 	// Authorise what the module itself declares (its kind and inputs come
 	// from its _initialize; a manifest cannot claim otherwise).
 	checked, err := m.cfg.Store.Validate(r.Context(), wasm, man)
@@ -222,8 +230,7 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 		httpError(w, st, code, "%v", err)
 		return
 	}
-	lim, err := p.AuthorizeUpload(checked.Kind, checked.Inputs, auth.Limits(man.Limits))
-	if err != nil {
+	if _, err := p.AuthorizeUpload(checked.Kind, checked.Inputs, auth.Limits(checked.Limits)); err != nil {
 		auth.WriteError(w, err)
 		return
 	}
@@ -241,8 +248,7 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	man.Limits = store.Limits(lim)
-	out, stored, err := m.cfg.Store.Put(r.Context(), wasm, man)
+	out, stored, err := m.cfg.Store.PutValidated(wasm, checked)
 	if err != nil {
 		st, code := errStatus(err)
 		httpError(w, st, code, "%v", err)

@@ -245,6 +245,17 @@ func (s *Store) Put(ctx context.Context, wasm []byte, m Manifest) (out Manifest,
 	if err != nil {
 		return m, false, err
 	}
+	return s.PutValidated(wasm, m)
+}
+
+// PutValidated stores a version whose manifest m is what Validate returned
+// for wasm (a caller that needed the completed manifest before deciding to
+// store it, to authorise the kind and inputs, say), without validating it
+// again. Like Put, storing the same bytes again keeps the first manifest.
+func (s *Store) PutValidated(wasm []byte, m Manifest) (out Manifest, stored bool, err error) {
+	if sum := sha256.Sum256(wasm); m.SHA256 != hex.EncodeToString(sum[:]) {
+		return m, false, errors.New("store: PutValidated with a manifest of other bytes")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, err := s.manifest(m.SHA256); err == nil {
