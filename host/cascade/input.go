@@ -62,7 +62,8 @@ type LocalInput struct {
 	// Lookup returns the view (it may be replaced by a restart of the
 	// view); nil if there is none.
 	Lookup func() *view.View
-	// Buffer is the subscription's buffer, in updates (default 65536).
+	// Buffer is the subscription's buffer, in updates (default 8192; a
+	// consumer that falls further behind resubscribes and gets one diff).
 	Buffer int
 }
 
@@ -76,7 +77,7 @@ func (l *LocalInput) Source() string { return "local" }
 func (l *LocalInput) Follow(ctx context.Context, push PushFunc) error {
 	n := l.Buffer
 	if n <= 0 {
-		n = 65536
+		n = 8192
 	}
 	for {
 		v := l.Lookup()

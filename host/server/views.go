@@ -25,10 +25,10 @@ func (s *Server) handleViews(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"views": out})
 }
 
-// lookupView finds the view of the request's path if the principal may read
-// it; otherwise it answers 403 or 404 and returns nil. The scope is checked
-// first, so a refusal does not tell whether the view exists.
-func (s *Server) lookupView(w http.ResponseWriter, r *http.Request) *view.View {
+// lookupView finds the hub of the request's path's view if the principal
+// may read it; otherwise it answers 403 or 404 and returns nil. The scope is
+// checked first, so a refusal does not tell whether the view exists.
+func (s *Server) lookupView(w http.ResponseWriter, r *http.Request) *hub {
 	name := r.PathValue("name")
 	if p := principal(r); !p.CanRead(name) {
 		s.refuse(w, r, p, p.CheckRead(name))
@@ -39,12 +39,12 @@ func (s *Server) lookupView(w http.ResponseWriter, r *http.Request) *view.View {
 		httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "no view named %q; GET /v1/views lists the views", name))
 		return nil
 	}
-	return h.v
+	return h
 }
 
 func (s *Server) handleView(w http.ResponseWriter, r *http.Request) {
-	if v := s.lookupView(w, r); v != nil {
-		writeJSON(w, http.StatusOK, v.Status())
+	if hb := s.lookupView(w, r); hb != nil {
+		writeJSON(w, http.StatusOK, hb.v.Status())
 	}
 }
 
@@ -52,10 +52,11 @@ func (s *Server) handleView(w http.ResponseWriter, r *http.Request) {
 // the whole state tree or the value at path, with the seq it reflects in the
 // X-Nodb-Seq header. With at, the state as of that seq (time travel).
 func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
-	v := s.lookupView(w, r)
-	if v == nil {
+	hb := s.lookupView(w, r)
+	if hb == nil {
 		return
 	}
+	v := hb.v
 	root, seq := v.State()
 	if at := r.URL.Query().Get("at"); at != "" {
 		n, err := strconv.ParseUint(at, 10, 64)
@@ -98,13 +99,7 @@ func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	var body []byte
-	if hb := s.hub(v.Name()); hb != nil {
-		body = hb.stateJSON(val, h)
-	} else {
-		body = val.AppendJSON(nil)
-	}
-	w.Write(body)
+	w.Write(hb.stateJSON(val, h))
 }
 
 // stateJSON returns the JSON of val, whose hash is h, from the hub's
