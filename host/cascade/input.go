@@ -100,7 +100,23 @@ func (l *LocalInput) Follow(ctx context.Context, push PushFunc) error {
 				if u.Seq <= seq {
 					continue
 				}
-				push(u.Seq, u.Ops, u.Root, false)
+				if u.HasRoot {
+					root = u.Root
+				} else if len(u.Ops) > 0 {
+					// Inside a run the view keeps only the ops (see
+					// view.Update): the state at this seq is the last one
+					// with the ops applied.
+					next, err := statetree.Apply(root, u.Ops)
+					if err != nil {
+						// Cannot happen for ops a view recorded; start over
+						// from a fresh state rather than follow a wrong one.
+						sub.Close()
+						alive = false
+						break
+					}
+					root = next
+				}
+				push(u.Seq, u.Ops, root, false)
 			}
 		}
 		// The subscription ended: the consumer lagged (resubscribe with a

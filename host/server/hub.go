@@ -96,16 +96,28 @@ func (h *hub) run(ctx context.Context) {
 		}
 		batch = append(batch[:0], u)
 	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case u, ok = <-vs.C:
-				if !ok {
+		for len(batch) < cap(batch) || !batch[len(batch)-1].HasRoot {
+			// The view sends a run's updates together and only the last
+			// carries the state: a batch ends with one that does, so the
+			// hub's state and seq always match.
+			if batch[len(batch)-1].HasRoot {
+				select {
+				case u, ok = <-vs.C:
+				default:
 					break drain
 				}
-				batch = append(batch, u)
-			default:
+			} else {
+				u, ok = <-vs.C
+			}
+			if !ok {
 				break drain
 			}
+			batch = append(batch, u)
+		}
+		for len(batch) > 0 && !batch[len(batch)-1].HasRoot {
+			// The subscription ended inside a run (the hub lagged): drop
+			// the run's head; the reset that follows resends the state.
+			batch = batch[:len(batch)-1]
 		}
 		h.fanOut(batch)
 	}
@@ -132,7 +144,10 @@ func (h *hub) fanOut(batch []view.Update) {
 		if u.Seq <= h.lastSeq {
 			continue // already in the state the hub started from
 		}
-		h.lastSeq, h.lastRoot = u.Seq, u.Root
+		h.lastSeq = u.Seq
+		if u.HasRoot {
+			h.lastRoot = u.Root
+		}
 		if len(u.Ops) == 0 {
 			continue
 		}

@@ -201,6 +201,10 @@ func checkPath(p Path) error {
 type Tx struct {
 	root Value
 	ops  []Op
+	// base is the root after the first baseOps ops: the Begin or Commit
+	// root, or the last Rollback point. Rollback rebuilds from it.
+	base    Value
+	baseOps int
 	// edit is the token marking the nodes this Tx may change in place; 0
 	// until the first change after Begin or after ownership ended.
 	edit uint64
@@ -226,7 +230,7 @@ func (t *Tx) escape(v Value) {
 }
 
 // Begin starts a transaction on root v.
-func (v Value) Begin() *Tx { return &Tx{root: v} }
+func (v Value) Begin() *Tx { return &Tx{root: v, base: v} }
 
 // Root returns the current root: the start root with the changes so far.
 func (t *Tx) Root() Value {
@@ -244,6 +248,42 @@ func (t *Tx) Get(p Path) (Value, bool) {
 	return v, ok
 }
 
+// Peek is Get without ending the ownership of the Tx's nodes: the value
+// it returns may change in place with the Tx's next change, so it must be
+// used (encoded, compared, read) before then and not kept. A host function
+// that encodes the value it reads for a guest uses Peek, so that reads do
+// not make the next change copy what it could edit in place.
+func (t *Tx) Peek(p Path) (Value, bool) { return t.root.Get(p) }
+
+// Rollback discards the changes recorded after the first n ops since Begin
+// or the last Commit: the root becomes the one the Tx had when Ops had n
+// entries, rebuilt by applying those ops to the last known root (the
+// Begin or Commit root, or the previous Rollback point), and Ops is cut to
+// n. It is how a run of events in one Tx drops one rejected event's
+// changes and keeps the others. n may not lie before an earlier Rollback
+// point of the same Tx (the root there is no longer known); that, or n
+// beyond len(Ops), is an error and leaves the Tx as it was.
+func (t *Tx) Rollback(n int) error {
+	if n < t.baseOps || n > len(t.ops) {
+		return fmt.Errorf("statetree: cannot roll back to op %d (the Tx can go back to op %d at the earliest and has %d)", n, t.baseOps, len(t.ops))
+	}
+	if n == len(t.ops) {
+		return nil
+	}
+	root := t.base
+	for _, op := range t.ops[t.baseOps:n] {
+		var err error
+		if root, err = applyOp(root, op); err != nil {
+			// The ops were recorded from this very root: they always apply.
+			return fmt.Errorf("statetree: rollback: replaying %s %s: %w", op.Op, op.Path, err)
+		}
+	}
+	t.root, t.base, t.baseOps = root, root, n
+	t.ops = t.ops[:n]
+	t.edit = 0
+	return nil
+}
+
 // Commit returns the new root and the ops recorded, in order. The Tx may
 // continue to be used; later changes start from the same root and add to a
 // fresh op list.
@@ -251,6 +291,7 @@ func (t *Tx) Commit() (Value, []Op) {
 	t.edit = 0
 	ops := t.ops
 	t.ops = nil
+	t.base, t.baseOps = t.root, 0
 	return t.root, ops
 }
 

@@ -217,3 +217,98 @@ func TestTransientNestedDepth(t *testing.T) {
 		t.Fatalf("root trie depth %d, want 1", root.node().depth)
 	}
 }
+
+// TestPropertyRollback runs "events" of a few changes each in one Tx, as a
+// view applies a run of events, and rejects some of them with Rollback to
+// the op count at the event's start. The result, and each accepted event's
+// ops, must equal those of applying only the accepted events one Tx at a
+// time; values handed out before must not change, and the rebuilt tries
+// must be canonical with fresh hashes.
+func TestPropertyRollback(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		start := genValue(3).Draw(t, "root")
+		if rapid.Bool().Draw(t, "mapRoot") {
+			start = EmptyMap()
+		}
+		kept := []snapshotOf{snap("the start root", start)}
+		tx := start.Begin()
+		ref := start
+		var ops, refOps []Op
+		for ev := range rapid.IntRange(1, 30).Draw(t, "events") {
+			mark := len(tx.Ops())
+			rt := ref.Begin()
+			for range rapid.IntRange(0, 4).Draw(t, "changes") {
+				a := txAction{kind: rapid.IntRange(0, 8).Draw(t, "action"), p: genPath().Draw(t, "path"), x: genValue(2).Draw(t, "x")}
+				err, refErr := a.apply(tx), a.apply(rt)
+				if (err == nil) != (refErr == nil) {
+					t.Fatalf("event %d: %v, one at a time: %v", ev, err, refErr)
+				}
+				if rapid.IntRange(0, 5).Draw(t, "get") == 0 {
+					if v, ok := tx.Get(genPath().Draw(t, "getPath")); ok {
+						kept = append(kept, snap(fmt.Sprintf("a Get in event %d", ev), v))
+					}
+				}
+			}
+			if rapid.IntRange(0, 2).Draw(t, "reject") == 0 {
+				if err := tx.Rollback(mark); err != nil {
+					t.Fatal(err)
+				}
+				if len(tx.Ops()) != mark {
+					t.Fatalf("event %d: %d ops after Rollback(%d)", ev, len(tx.Ops()), mark)
+				}
+			} else {
+				var o []Op
+				ref, o = rt.Commit()
+				refOps = append(refOps, o...)
+				if got := opsJSON(tx.Ops()[mark:]); got != opsJSON(o) {
+					t.Fatalf("event %d recorded %s in the run, %s alone", ev, got, opsJSON(o))
+				}
+			}
+			if canonJSON(tx.root) != canonJSON(ref) {
+				t.Fatalf("after event %d: in the run %s, accepted events alone %s", ev, canonJSON(tx.root), canonJSON(ref))
+			}
+			if rapid.IntRange(0, 9).Draw(t, "commit") == 0 {
+				root, o := tx.Commit()
+				ops = append(ops, o...)
+				kept = append(kept, snap(fmt.Sprintf("Commit after event %d", ev), root))
+			}
+		}
+		if err := tx.Rollback(len(tx.Ops()) + 1); err == nil {
+			t.Fatal("Rollback beyond the ops succeeded")
+		}
+		root, o := tx.Commit()
+		ops = append(ops, o...)
+		if canonJSON(root) != canonJSON(ref) || root.Hash() != ref.Hash() {
+			t.Fatalf("the run gave %s, accepted events alone %s", canonJSON(root), canonJSON(ref))
+		}
+		if opsJSON(ops) != opsJSON(refOps) {
+			t.Fatalf("the run recorded %s, accepted events alone %s", opsJSON(ops), opsJSON(refOps))
+		}
+		checkTree(t, root)
+		checkFreshHash(t, "the result", root)
+		for _, k := range kept {
+			k.check(t)
+		}
+	})
+}
+
+func TestRollbackBeforeEarlierPoint(t *testing.T) {
+	tx := EmptyMap().Begin()
+	for i, k := range []string{"a", "b", "c"} {
+		if err := tx.Set(Path{k}, Int(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Rollback(2); err != nil {
+		t.Fatal(err)
+	}
+	if got := canonJSON(tx.root); got != `{"a":0,"b":1}` {
+		t.Fatalf("after Rollback(2): %s", got)
+	}
+	if err := tx.Rollback(1); err == nil {
+		t.Fatal("Rollback before an earlier rollback point succeeded")
+	}
+	if got := canonJSON(tx.root); got != `{"a":0,"b":1}` {
+		t.Fatalf("a refused Rollback changed the root: %s", got)
+	}
+}

@@ -114,6 +114,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		cfg.Progress(p)
 	}
 	var buf []eventlog.Record
+	r := newRunner(cfg.Reducer)
 	for {
 		head := cfg.Log.LastSeq()
 		if cfg.To != 0 {
@@ -143,25 +144,38 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 			res.Seq = head // a sparse source: nothing changed up to head
 			continue
 		}
-		for i := range buf {
-			rec := &buf[i]
-			if rec.Seq > head {
+		recs := buf
+		for i := range recs {
+			if recs[i].Seq > head {
+				recs = recs[:i]
 				break
 			}
-			root, _, rej, err := apply(ctx, cfg.Reducer, res.Root, rec)
+		}
+		tx := res.Root.Begin()
+		for len(recs) > 0 {
+			run := recs[:runEnd(recs, len(recs))]
+			recs = recs[len(run):]
+			n, err := r.apply(ctx, tx, run, func(_ int, o outcome) {
+				if o.rejected != nil {
+					res.Rejected++
+				}
+			})
 			if err != nil {
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
-				return res, &ReplayError{Seq: rec.Seq, Err: err}
+				if n > 0 { // the state before the failed event
+					res.Root, _ = tx.Commit()
+					res.Seq = run[n-1].Seq
+					res.Events += uint64(n)
+				}
+				return res, &ReplayError{Seq: run[n].Seq, Err: err}
 			}
-			if rej {
-				res.Rejected++
-			}
-			res.Root, res.Seq = root, rec.Seq
-			res.Events++
-			if rec.Seq%abi.EpochSize == 0 {
-				res.ckpts = appendCkpt(res.ckpts, current{root, rec.Seq, cfg.Reducer.Hash()})
+			res.Root, _ = tx.Commit()
+			res.Seq = run[len(run)-1].Seq
+			res.Events += uint64(len(run))
+			if res.Seq%abi.EpochSize == 0 {
+				res.ckpts = appendCkpt(res.ckpts, current{res.Root, res.Seq, cfg.Reducer.Hash()})
 			}
 		}
 		if cfg.Progress != nil && time.Since(lastProg) >= cfg.ProgressEvery {

@@ -80,11 +80,19 @@ var ErrRejected = errors.New("view: the reducer rejected the event")
 
 // Update is the change one event made to a view: the ops the reducer
 // recorded (none for events that left the state alone) and the seq of the
-// event. Root is the state after the event.
+// event.
+//
+// The view applies events in runs, one transaction per run, and the states
+// between the events of a run never exist as values: Root, the state after
+// the event, is set (HasRoot) on the last update of each run only. The
+// updates of a run are broadcast together, so a subscriber that needs the
+// state at every seq applies the ops to the last root it has
+// (statetree.Apply) until the next update with a root.
 type Update struct {
-	Seq  uint64
-	Ops  []statetree.Op
-	Root statetree.Value
+	Seq     uint64
+	Ops     []statetree.Op
+	Root    statetree.Value
+	HasRoot bool
 }
 
 // Phase is where a view is in its life.
@@ -207,6 +215,7 @@ type View struct {
 	waitCancel  atomic.Pointer[context.CancelFunc]
 	done        chan struct{}    // closed when Run returns
 	pendingBase *statetree.Value // Run: the root subscribers hold, until the next event carries the swap diff
+	runr        *runner          // Run: applies runs of records with the current reducer
 
 	ckptMu sync.Mutex
 	ckpts  []current // recent epoch-boundary states of the current reducer, oldest first
@@ -395,38 +404,48 @@ func (v *View) Run(ctx context.Context) error {
 			return fmt.Errorf("view %s: reading the log at seq %d: %w", v.cfg.Name, v.seq+1, err)
 		}
 		upd = upd[:0]
+		if v.runr == nil || v.runr.red != v.cfg.Reducer {
+			v.runr = newRunner(v.cfg.Reducer)
+		}
 		var failed error
 		var failedAt uint64
-		for i := range buf {
-			rec := &buf[i]
-			u := Update{Seq: rec.Seq}
-			if v.cfg.Reducer.Consumes(rec.Type) {
-				tx := v.root.Begin()
-				if err := v.cfg.Reducer.Reduce(ctx, rec, tx); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					if !errors.Is(err, ErrRejected) {
-						failed, failedAt = err, rec.Seq
-						break
-					}
-					v.rejected.Add(1)
-					v.lastRejection.Store(fmt.Sprintf("seq %d (%s): %v", rec.Seq, rec.Type, err))
-					v.logger.Debug("event rejected by the reducer", "seq", rec.Seq, "type", rec.Type, "reason", err)
-				} else {
-					v.root, u.Ops = tx.Commit()
-				}
+		tx := v.root.Begin()
+		for rest := buf; len(rest) > 0 && failed == nil; {
+			max := len(rest)
+			if v.pendingBase != nil {
+				max = 1 // the first event after a swap carries the swap's diff
 			}
-			v.seq = rec.Seq
-			u.Root = v.root
+			run := rest[:runEnd(rest, max)]
+			rest = rest[len(run):]
+			n, err := v.runr.apply(ctx, tx, run, func(i int, o outcome) {
+				if o.rejected != nil {
+					v.rejected.Add(1)
+					v.lastRejection.Store(fmt.Sprintf("seq %d (%s): %v", run[i].Seq, run[i].Type, o.rejected))
+					v.logger.Debug("event rejected by the reducer", "seq", run[i].Seq, "type", run[i].Type, "reason", o.rejected)
+				}
+				upd = append(upd, Update{Seq: run[i].Seq, Ops: o.ops})
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				failed, failedAt = err, run[n].Seq
+				run = run[:n]
+			}
+			if len(run) == 0 {
+				break
+			}
+			v.root, _ = tx.Commit()
+			v.seq = run[len(run)-1].Seq
+			v.sinceSnap += uint64(len(run))
+			u := &upd[len(upd)-1]
+			u.Root, u.HasRoot = v.root, true
 			if v.pendingBase != nil {
 				// The first event after a swap carries the swap: one patch
 				// from the state subscribers hold to the new state.
 				u.Ops = statetree.Diff(*v.pendingBase, v.root)
 				v.pendingBase = nil
 			}
-			upd = append(upd, u)
-			v.sinceSnap++
 			if v.seq%abi.EpochSize == 0 {
 				b := current{v.root, v.seq, *v.hash.Load()}
 				v.boundary.Store(&b)

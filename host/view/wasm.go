@@ -105,7 +105,7 @@ func (s *TxState) Get(path string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	v, ok := s.tx.Get(p)
+	v, ok := s.tx.Peek(p) // encoded right away: no need to end in-place edits
 	if !ok {
 		return nil, false, nil
 	}

@@ -74,7 +74,19 @@ func main() {
 	nodbBin := flag.String("nodb", "", "nodb binary (default: bin/nodb if present, else built into a temp dir)")
 	list := flag.Bool("list", false, "list the benchmarks and exit")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the load generator) to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of this process to this file at the end")
 	flag.Parse()
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "nodbbench:", err)
+				return
+			}
+			defer f.Close()
+			pprof.Lookup("allocs").WriteTo(f, 0)
+		}()
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

@@ -1,14 +1,21 @@
 // Package memlog is an in-memory eventlog.Log for tests and tools.
 //
-// It keeps every record in a slice and never fails; "durable" means "held in
-// this process". It passes the eventlogtest conformance suite and is the
-// reference for how a Log behaves, without any of the file backend's I/O.
+// It never fails; "durable" means "held in this process". It passes the
+// eventlogtest conformance suite and is the reference for how a Log behaves,
+// without any of the file backend's I/O.
+//
+// Records are stored without pointers: fixed-size entries in one slice and
+// their bytes (producer, type, payload) in large append-only chunks, so a
+// log of millions of records costs the garbage collector nothing to scan —
+// as with the file log, whose records live on disk, a replay's heap is the
+// state it builds, not the history.
 package memlog
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/nodb-dev/nodb/host/eventlog"
 )
@@ -16,10 +23,47 @@ import (
 // Log is an in-memory eventlog.Log. The zero value is not usable; call New.
 type Log struct {
 	mu       sync.RWMutex
-	recs     []eventlog.Record // recs[i].Seq == i+1
+	recs     []entry  // recs[i] has seq i+1
+	chunks   [][]byte // record bytes; a chunk is never written again once full
 	lastHash eventlog.Hash
 	closed   bool
 	notify   chan struct{} // closed and replaced on every append and on Close
+}
+
+// entry is a stored record without its bytes: producer, type and payload
+// lie one after the other in chunks[chunk] from off.
+type entry struct {
+	pseq       uint64
+	time       int64
+	hash       eventlog.Hash
+	chunk, off uint32
+	prodLen    uint32
+	typeLen    uint32
+	payloadLen uint32
+}
+
+// chunkSize is the size of a byte chunk; larger records get a chunk of
+// their own.
+const chunkSize = 4 << 20
+
+// store copies b into the chunks and returns where it went.
+func (l *Log) store(parts ...[]byte) (chunk, off uint32) {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	last := len(l.chunks) - 1
+	if last < 0 || cap(l.chunks[last])-len(l.chunks[last]) < n {
+		l.chunks = append(l.chunks, make([]byte, 0, max(chunkSize, n)))
+		last++
+	}
+	c := l.chunks[last]
+	off = uint32(len(c))
+	for _, p := range parts {
+		c = append(c, p...)
+	}
+	l.chunks[last] = c
+	return uint32(last), off
 }
 
 var _ eventlog.Log = (*Log)(nil)
@@ -55,9 +99,11 @@ func (l *Log) Append(ctx context.Context, recs []eventlog.Record) error {
 		r := &recs[i]
 		r.Hash = eventlog.ChainHash(prev, r)
 		prev = r.Hash
-		c := *r
-		c.Payload = append([]byte(nil), r.Payload...)
-		l.recs = append(l.recs, c)
+		e := entry{pseq: r.PSeq, time: r.Time, hash: r.Hash,
+			prodLen: uint32(len(r.Producer)), typeLen: uint32(len(r.Type)), payloadLen: uint32(len(r.Payload))}
+		e.chunk, e.off = l.store(unsafe.Slice(unsafe.StringData(r.Producer), len(r.Producer)),
+			unsafe.Slice(unsafe.StringData(r.Type), len(r.Type)), r.Payload)
+		l.recs = append(l.recs, e)
 	}
 	l.lastHash = prev
 	close(l.notify)
@@ -87,9 +133,34 @@ func (l *Log) Read(ctx context.Context, from uint64, max int, buf []eventlog.Rec
 	if uint64(max) < end-from+1 {
 		end = from + uint64(max) - 1
 	}
-	for _, r := range l.recs[from-1 : end] {
-		r.Payload = append([]byte(nil), r.Payload...)
-		buf = append(buf, r)
+	es := l.recs[from-1 : end]
+	// Producer and type alias the chunks, which never change; the payloads
+	// are the caller's to keep or change, so they are copied, into one
+	// allocation for the whole read.
+	size := 0
+	for i := range es {
+		size += int(es[i].payloadLen)
+	}
+	payloads := make([]byte, 0, size)
+	for i := range es {
+		e := &es[i]
+		b := l.chunks[e.chunk][e.off:]
+		pl := b[e.prodLen+e.typeLen : e.prodLen+e.typeLen+e.payloadLen]
+		var payload []byte
+		if len(pl) > 0 {
+			start := len(payloads)
+			payloads = append(payloads, pl...)
+			payload = payloads[start:len(payloads):len(payloads)]
+		}
+		buf = append(buf, eventlog.Record{
+			Seq:      from + uint64(i),
+			Producer: unsafe.String(unsafe.SliceData(b), e.prodLen),
+			PSeq:     e.pseq,
+			Time:     e.time,
+			Type:     unsafe.String(unsafe.SliceData(b[e.prodLen:]), e.typeLen),
+			Payload:  payload,
+			Hash:     e.hash,
+		})
 	}
 	return buf, nil
 }
