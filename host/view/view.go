@@ -243,7 +243,7 @@ func New(cfg Config) (*View, error) {
 		cfg.KeepSnapshots = 2
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1024
+		cfg.BatchSize = 4096
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
