@@ -48,31 +48,6 @@ func (r *messyReducer) Reduce(_ context.Context, rec *eventlog.Record, tx *state
 	return nil
 }
 
-// batched makes a Reducer a BatchReducer that applies its events one by
-// one; with trapAt set, it returns an error for that seq without calling
-// done, as a guest that traps does.
-type batched struct {
-	Reducer
-	trapAt uint64
-	runs   int
-	most   int
-}
-
-func (b *batched) ReduceBatch(ctx context.Context, recs []*eventlog.Record, tx *statetree.Tx, done func(int, error) bool) error {
-	b.runs++
-	b.most = max(b.most, len(recs))
-	for k, rec := range recs {
-		if rec.Seq == b.trapAt {
-			tx.Set(statetree.Path{"trapped"}, statetree.Bool(true))
-			return errors.New("trap")
-		}
-		if !done(k, b.Reducer.Reduce(ctx, rec, tx)) {
-			return nil
-		}
-	}
-	return nil
-}
-
 func messyLog(t *testing.T, n int) *memlog.Log {
 	t.Helper()
 	l := memlog.New()
@@ -124,8 +99,7 @@ func referenceStates(t *testing.T, l eventlog.Log, red Reducer, n int) ([]statet
 // TestRunsEqualOneEventAtATime checks the view engine's runs (one
 // transaction per run, rejected events rolled back inside it) against one
 // transaction per event: same state at every run end, same ops per event,
-// the same rejections, checkpoints at epoch boundaries — for a plain
-// Reducer and for a BatchReducer.
+// the same rejections, checkpoints at epoch boundaries.
 func TestRunsEqualOneEventAtATime(t *testing.T) {
 	n := 2*abi.EpochSize + 1500
 	l := messyLog(t, n)
@@ -133,7 +107,7 @@ func TestRunsEqualOneEventAtATime(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		red  Reducer
-	}{{"Reducer", &messyReducer{}}, {"BatchReducer", &batched{Reducer: &messyReducer{}}}} {
+	}{{"Reducer", &messyReducer{}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, _, _ := runView(t, Config{Name: "messy", Reducer: tc.red, Log: l, BatchSize: 700})
 			sub := v.Subscribe(n + 10)
@@ -190,17 +164,13 @@ func TestRunsEqualOneEventAtATime(t *testing.T) {
 					t.Fatalf("checkpoint %d at seq %d, want the state one event at a time at %d", i, c.seq, want)
 				}
 			}
-			if b, ok := tc.red.(*batched); ok && b.most < 2 {
-				t.Fatalf("ReduceBatch got runs of at most %d events", b.most)
-			}
 		})
 	}
 }
 
-// TestRunFailureHaltsAtTheEvent: a failure inside a run (an error for one
-// event, or a BatchReducer returning an error for the first event it did
-// not finish) halts the view at that seq with the state of the event
-// before it, changes made by the failed event gone.
+// TestRunFailureHaltsAtTheEvent: a failure inside a run halts the view at
+// that seq with the state of the event before it, changes made by the
+// failed event gone.
 func TestRunFailureHaltsAtTheEvent(t *testing.T) {
 	const n, at = 3000, 1235 // a consumed event
 	l := messyLog(t, n)
@@ -210,8 +180,6 @@ func TestRunFailureHaltsAtTheEvent(t *testing.T) {
 		red  Reducer
 	}{
 		{"Reducer", &messyReducer{failAt: at}},
-		{"BatchReducer done(err)", &batched{Reducer: &messyReducer{failAt: at}}},
-		{"BatchReducer returns err", &batched{Reducer: &messyReducer{}, trapAt: at}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, _, _ := runView(t, Config{Name: "messy", Reducer: tc.red, Log: l, BatchSize: 500})
@@ -239,7 +207,7 @@ func TestReplayRunsEqualOneEventAtATime(t *testing.T) {
 	n := abi.EpochSize + 999
 	l := messyLog(t, n)
 	ref, rejected := referenceStates(t, l, &messyReducer{}, n)
-	res, err := Replay(context.Background(), ReplayConfig{Log: l, Reducer: &batched{Reducer: &messyReducer{}}, BatchSize: 300})
+	res, err := Replay(context.Background(), ReplayConfig{Log: l, Reducer: &messyReducer{}, BatchSize: 300})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,27 +51,6 @@ type Reducer interface {
 	Close() error
 }
 
-// BatchReducer is a Reducer that can apply a run of consecutive events in
-// one call: a Wasm plugin exporting nodb_reduce_batch enters the guest once
-// per run instead of once per event (ABI.md, "Batches"). The view engine
-// uses it wherever it has more than one event to apply.
-type BatchReducer interface {
-	Reducer
-	// ReduceBatch applies recs, in order, to the state in tx; every rec is
-	// of a type the reducer consumes. Right after each event it calls
-	// done(k, err) on the calling goroutine, with the event's index in recs
-	// and the error Reduce would have returned for it (nil if none), before
-	// the next event starts: the caller does its per-event bookkeeping there
-	// (a rejected event's changes are rolled back inside done). done returns
-	// false to stop the run after event k.
-	//
-	// ReduceBatch returns nil once every event is done or done returned
-	// false. An error it returns belongs to the first event not yet done
-	// (a trap, a time-out, a cancelled ctx); that event's changes in tx are
-	// the caller's to discard.
-	ReduceBatch(ctx context.Context, recs []*eventlog.Record, tx *statetree.Tx, done func(k int, err error) bool) error
-}
-
 // ErrRejected marks a Reduce error as the reducer's decision that an event
 // has no effect (for example "todo/add" of an id that exists): events are
 // intentions, and a reducer may refuse one. The view records an empty update,
