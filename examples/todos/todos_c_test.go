@@ -39,6 +39,14 @@ var goWasm struct {
 
 // goTodosWasm builds the Go todos reducer (examples/todos/reducer) once.
 func goTodosWasm(t *testing.T) []byte {
+	b, err := buildGoTodos()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func buildGoTodos() ([]byte, error) {
 	goWasm.once.Do(func() {
 		dir, err := os.MkdirTemp("", "nodb-todos-c")
 		if err != nil {
@@ -55,10 +63,7 @@ func goTodosWasm(t *testing.T) []byte {
 		}
 		goWasm.b, goWasm.err = os.ReadFile(out)
 	})
-	if goWasm.err != nil {
-		t.Fatal(goWasm.err)
-	}
-	return goWasm.b
+	return goWasm.b, goWasm.err
 }
 
 func readCWasm(t *testing.T) []byte {
@@ -483,4 +488,81 @@ func producer(wasm []byte) string {
 		b = rest
 	}
 	return ""
+}
+
+// stubState answers the todos reducers' state calls without a state tree:
+// a todo exists unless the path is a todo's own ("/todos/ID", so an add
+// succeeds), done is false, writes succeed. With it a benchmark measures
+// the guest and the ABI boundary, not the host's state.
+type stubState struct{ sets, gets int }
+
+func (s *stubState) Get(path string) ([]byte, bool, error) {
+	s.gets++
+	switch {
+	case strings.HasSuffix(path, "/done"):
+		return []byte{0xf4}, true, nil
+	case strings.HasSuffix(path, "/text"):
+		return []byte("\x63abc"), true, nil
+	}
+	return nil, false, nil
+}
+
+func (s *stubState) Set(string, []byte) error { s.sets++; return nil }
+func (s *stubState) Delete(string) error      { return nil }
+
+// BenchmarkGuest is the cost of one event in the guest and across the ABI
+// (frame, host calls, nodb_reduce) with a stub state, for the Go and the C
+// todos reducers: what each guest language adds to the host's own work.
+func BenchmarkGuest(b *testing.B) {
+	ctx := context.Background()
+	rt, err := plugins.NewRuntime(ctx, plugins.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	goB, err := buildGoTodos()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cB, err := os.ReadFile(cWasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := `,"text":"buy item number 42 and some more words"`
+	events := []struct{ name, typ, payload string }{
+		{"add", "todo/add", `{"id":"abcd1234"` + text + `}`},
+		{"toggle", "todo/toggle", `{"id":"abcd1234"}`},
+		{"rename", "todo/rename", `{"id":"abcd1234"` + text + `}`},
+		{"delete", "todo/delete", `{"id":"abcd1234"}`},
+	}
+	for _, lang := range []struct {
+		name string
+		wasm []byte
+	}{{"go", goB}, {"c", cB}} {
+		mod, err := rt.Compile(ctx, lang.wasm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst, err := mod.NewInstance(ctx, plugins.InstanceConfig{View: "todos"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range events {
+			b.Run(lang.name+"/"+e.name, func(b *testing.B) {
+				st := &stubState{}
+				ev := plugins.Event{Producer: "p", Type: e.typ, Payload: []byte(e.payload)}
+				for k := 0; b.Loop(); k++ {
+					ev.Seq = uint64(k%4000 + 1) // one epoch
+					ev.PSeq = ev.Seq
+					if err := inst.Reduce(ctx, &ev, st); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if st.sets == 0 && e.name != "delete" {
+					b.Fatal("the reducer wrote nothing")
+				}
+			})
+		}
+		inst.Close(ctx)
+	}
 }
