@@ -22,6 +22,7 @@ import (
 	"github.com/nodb-dev/nodb/host/statetree"
 	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/plugins"
+	"github.com/nodb-dev/nodb/sdk/guest/c/conformance"
 )
 
 // The C todos reducer (reducer-c/todos.c, checked in as todos-c.wasm) must
@@ -397,97 +398,7 @@ func TestModule(t *testing.T) {
 // the version that built the checked-in file (recorded in its producers
 // section); otherwise it skips.
 func TestCheckedInWasmIsCurrent(t *testing.T) {
-	checkBuild(t, readCWasm(t), "reducer-c/build.sh")
-}
-
-// checkBuild runs script with an output path and compares the result with
-// have.
-func checkBuild(t *testing.T, have []byte, script string) {
-	for _, tool := range []string{"clang", "wasm-ld"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	ver, err := exec.Command("clang", "--version").Output()
-	if err != nil {
-		t.Skipf("clang --version: %v", err)
-	}
-	local := strings.TrimSpace(strings.SplitN(string(ver), "\n", 2)[0])
-	built := producer(have)
-	if built == "" {
-		t.Fatal("the checked-in module has no producers section naming its compiler")
-	}
-	if !strings.HasPrefix(local, built) {
-		t.Skipf("the checked-in module was built by %q, this machine has %q: not comparing", built, local)
-	}
-	out := filepath.Join(t.TempDir(), "out.wasm")
-	if msg, err := exec.Command(script, out).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, msg)
-	}
-	fresh, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(fresh, have) {
-		t.Fatalf("the checked-in module (%d bytes) differs from what %s builds now (%d bytes): run make examples-c and commit the result", len(have), script, len(fresh))
-	}
-}
-
-// producer returns "NAME version VERSION" of the processed-by entry of a
-// Wasm module's producers section, or "".
-func producer(wasm []byte) string {
-	if len(wasm) < 8 {
-		return ""
-	}
-	b := wasm[8:]
-	uleb := func() uint64 {
-		var v uint64
-		for s := 0; len(b) > 0; s += 7 {
-			c := b[0]
-			b = b[1:]
-			v |= uint64(c&0x7f) << s
-			if c < 0x80 {
-				break
-			}
-		}
-		return v
-	}
-	str := func() string {
-		n := uleb()
-		if n > uint64(len(b)) {
-			b = nil
-			return ""
-		}
-		s := string(b[:n])
-		b = b[n:]
-		return s
-	}
-	for len(b) > 0 {
-		id := b[0]
-		b = b[1:]
-		size := uleb()
-		if size > uint64(len(b)) {
-			return ""
-		}
-		sec := b[:size]
-		rest := b[size:]
-		if id == 0 {
-			b = sec
-			if str() == "producers" {
-				for fields := uleb(); fields > 0; fields-- {
-					field := str()
-					for n := uleb(); n > 0; n-- {
-						name, version := str(), str()
-						if field == "processed-by" && strings.Contains(name, "clang") {
-							return name + " version " + version
-						}
-					}
-				}
-			}
-		}
-		b = rest
-	}
-	return ""
+	conformance.CheckBuild(t, readCWasm(t), "reducer-c/build.sh")
 }
 
 // stubState answers the todos reducers' state calls without a state tree:
