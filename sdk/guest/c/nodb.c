@@ -2,7 +2,9 @@
  * nodb.c - the C SDK for nodb reducers: host imports, the nodb_buffer and
  * nodb_reduce exports, the event arena, CBOR and paths. See nodb.h and
  * abi/ABI.md. Freestanding: it needs no libc (build with -nostdlib), and
- * imports nothing but nodb_v1 functions.
+ * imports nothing but nodb_v1 functions. It does not work with wasi-libc:
+ * malloc would grow the same heap as the arena, and libc's stdio imports
+ * fd_seek, which is not in the host's WASI subset (ABI.md 9.2).
  *
  * Memory layout, from __heap_base up:
  *
@@ -32,7 +34,6 @@ NODB_IMPORT("set_error") void nodb_host_set_error(const char *msg, uint32_t msg_
 
 /* ---- The few libc functions the compiler may call ------------------------ */
 
-#ifndef NODB_WITH_LIBC
 /* With -mbulk-memory, clang turns these builtins into memory.copy and
  * memory.fill instructions, so they do not call themselves. */
 void *memcpy(void *restrict d, const void *restrict s, size_t n) {
@@ -58,7 +59,6 @@ size_t strlen(const char *s) {
 	while (*p) p++;
 	return (size_t)(p - s);
 }
-#endif
 
 /* Unaligned loads and stores are fine in Wasm: 8 bytes at a time keeps the
  * loops short (every loop iteration also pays the host's fuel check). */
@@ -920,17 +920,13 @@ __attribute__((export_name("nodb_reduce"))) int32_t nodb_reduce(uint32_t n) {
 
 /* ---- Initialisation ------------------------------------------------------- */
 
-/* Runs from __wasm_call_ctors, that is from _initialize: ours below, or
- * wasi-libc's crt1-reactor.o when linked with libc. */
-__attribute__((constructor)) static void nodb_start(void) {
+extern void __wasm_call_ctors(void); /* made by wasm-ld: C constructors, C++ static initialisers */
+
+/* The WASI reactor initialiser (ABI.md section 3): the host calls it once
+ * per instance, before anything else. */
+__attribute__((export_name("_initialize"))) void _initialize(void) {
+	__wasm_call_ctors();
 	nodb_host_abi_version_1();
 	arena_init();
 	nodb_init();
 }
-
-#ifndef NODB_WITH_LIBC
-extern void __wasm_call_ctors(void);
-
-/** The WASI reactor initialiser (ABI.md section 3): the host calls it once per instance. */
-__attribute__((export_name("_initialize"))) void _initialize(void) { __wasm_call_ctors(); }
-#endif
