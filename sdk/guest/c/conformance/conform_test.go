@@ -76,13 +76,13 @@ func (s recState) Delete(path string) error {
 
 // guest is the conformance module (testdata/conform.c) in the real host.
 type guest struct {
-	t    *testing.T
+	t    testing.TB
 	inst *plugins.Instance
 	mod  *plugins.Module
 	seq  uint64
 }
 
-func newGuest(t *testing.T) *guest {
+func newGuest(t testing.TB) *guest {
 	ctx := context.Background()
 	wasm, err := os.ReadFile("testdata/conform.wasm")
 	if err != nil {
@@ -317,4 +317,20 @@ func TestCheckedInWasmIsCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	conformance.CheckBuild(t, have, "testdata/build.sh")
+}
+
+// BenchmarkEmptyEvent is the fixed cost of one event through the host and
+// the ABI with a C guest: the frame (payload JSON to CBOR), the call into
+// nodb_reduce, a handler that reads one payload field and changes nothing.
+func BenchmarkEmptyEvent(b *testing.B) {
+	g := newGuest(b)
+	ctx := context.Background()
+	st := recState{}
+	ev := plugins.Event{Producer: "p", Type: "c/return", Payload: []byte(`{"st":0}`)}
+	for k := 0; b.Loop(); k++ {
+		ev.Seq = uint64(k%4000 + 1) // one epoch
+		if err := g.inst.Reduce(ctx, &ev, st); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
