@@ -407,6 +407,7 @@ func TestCheckedInWasmIsCurrent(t *testing.T) {
 // the guest and the ABI boundary, not the host's state.
 type stubState struct{ sets, gets int }
 
+// Get implements plugins.State.
 func (s *stubState) Get(path string) ([]byte, bool, error) {
 	s.gets++
 	switch {
@@ -418,8 +419,11 @@ func (s *stubState) Get(path string) ([]byte, bool, error) {
 	return nil, false, nil
 }
 
+// Set implements plugins.State.
 func (s *stubState) Set(string, []byte) error { s.sets++; return nil }
-func (s *stubState) Delete(string) error      { return nil }
+
+// Delete implements plugins.State.
+func (s *stubState) Delete(string) error { return nil }
 
 // BenchmarkGuest is the cost of one event in the guest and across the ABI
 // (frame, host calls, nodb_reduce) with a stub state, for the Go and the C

@@ -18,7 +18,9 @@
  *     void nodb_init(void) { nodb_on("todo/add", on_add); }
  *
  * and is built with sdk/guest/c/build.sh (clang --target=wasm32-wasi, no
- * libc needed). See sdk/guest/c/README.md.
+ * libc needed). See sdk/guest/c/README.md. nodb.c defines the module's
+ * exports (ABI.md section 3): `_initialize` (which calls nodb_init),
+ * `nodb_buffer` and `nodb_reduce` (which calls nodb_reduce_frame).
  *
  * Memory. The SDK needs no malloc. Everything it hands out during an event
  * (values read with nodb_get, buffers, paths, nodb_alloc) lives in a per-event

@@ -56,16 +56,19 @@ func loadVectors(t *testing.T) *vectors {
 // path.
 type recState map[string][]byte
 
+// Get implements plugins.State.
 func (s recState) Get(path string) ([]byte, bool, error) {
 	v, ok := s[path]
 	return v, ok, nil
 }
 
+// Set implements plugins.State.
 func (s recState) Set(path string, v []byte) error {
 	s[path] = append([]byte(nil), v...)
 	return nil
 }
 
+// Delete implements plugins.State.
 func (s recState) Delete(path string) error {
 	if _, ok := s[path]; !ok {
 		return abi.StatusNotFound
