@@ -7,7 +7,7 @@ BENCH     ?=
 GOTESTFLAGS ?=
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build examples fixtures test test-go test-e2e run bench fuzz clean
+.PHONY: all build examples examples-c fixtures test test-go test-e2e run bench fuzz clean
 
 all: build
 
@@ -27,6 +27,18 @@ examples:
 	@if [ -d examples/todos/stats ]; then \
 		echo "$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todo-stats.wasm ./examples/todos/stats"; \
 		$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todo-stats.wasm ./examples/todos/stats; \
+	fi
+
+# Reducers written in C with the C guest SDK (sdk/guest/c): the todos example
+# (examples/todos/todos-c.wasm) and the SDK's conformance module. The .wasm
+# files are checked in, so nothing else needs clang; rebuilt when clang and
+# wasm-ld are present (Debian: apt-get install clang lld).
+examples-c:
+	@if command -v clang >/dev/null && command -v wasm-ld >/dev/null; then \
+		echo examples/todos/reducer-c/build.sh; examples/todos/reducer-c/build.sh; \
+		echo sdk/guest/c/conformance/testdata/build.sh; sdk/guest/c/conformance/testdata/build.sh; \
+	else \
+		echo "examples-c: clang or wasm-ld not found; keeping the checked-in .wasm files"; \
 	fi
 
 # Hostile and broken Wasm fixtures written in WAT (checked in; rebuilt when wat2wasm is present).

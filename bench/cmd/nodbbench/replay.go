@@ -27,13 +27,14 @@ import (
 
 // The replay benchmark: a generated stream of todo events (replay_gen.go)
 // replayed from an in-memory log through the todos reducer, as Wasm in the
-// real view engine, as the same handlers compiled natively in the same
-// engine, as a hand-written Go reducer on the state tree, and as a Redux +
+// real view engine (the Go reducer, and as wasm_c the same reducer written
+// in C: examples/todos/reducer-c), as the same handlers compiled natively in
+// the same engine, as a hand-written Go reducer on the state tree, and as a Redux +
 // Immutable.js reducer in Node.js.
 
 var (
 	replayEvents  = flag.Int("replay.events", 1_000_000, "replay: events to generate (-quick: 100000)")
-	replaySystems = flag.String("replay.systems", "", "replay: systems to run (empty: all): wasm,native,native_statetree_direct,node_redux")
+	replaySystems = flag.String("replay.systems", "", "replay: systems to run (empty: all): wasm,wasm_c,native,native_statetree_direct,node_redux")
 	replayRuns    = flag.Int("replay.runs", 1, "replay: passes per system; the best is reported")
 	replayNode    = flag.String("replay.node", "node", "replay: the Node.js binary")
 	replayClear   = flag.Int("replay.clear-every", 10000, "replay: one todo/clear-completed per this many events on average (0: none)")
@@ -44,7 +45,7 @@ func init() {
 	register("replay", "1M todo events through the todos reducer: Wasm view vs the same handlers native vs Redux+Immutable.js in Node", runReplay)
 }
 
-var replaySystemNames = []string{"wasm", "native", "native_statetree_direct", "node_redux"}
+var replaySystemNames = []string{"wasm", "wasm_c", "native", "native_statetree_direct", "node_redux"}
 
 // replayOutcome is one system's result.
 type replayOutcome struct {
@@ -157,7 +158,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 	// Same state everywhere, or the numbers mean nothing.
 	var ref *replayOutcome
 	var refName string
-	for _, sys := range []string{"wasm", "native", "native_statetree_direct"} {
+	for _, sys := range []string{"wasm", "wasm_c", "native", "native_statetree_direct"} {
 		o := out[sys]
 		if o == nil || o.skipped != "" {
 			continue
@@ -193,6 +194,8 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 		}
 	}
 	ratio("wasm", "native")
+	ratio("wasm_c", "wasm")
+	ratio("wasm_c", "native")
 	ratio("wasm", "native_statetree_direct")
 	ratio("native", "native_statetree_direct")
 	ratio("wasm", "node_redux")
@@ -234,8 +237,12 @@ func replayOne(ctx context.Context, env *Env, sys string, log eventlog.Log, even
 		return o, err
 	}
 	switch sys {
-	case "wasm":
-		wasm, err := todosWasm(ctx, env)
+	case "wasm", "wasm_c":
+		load := todosWasm
+		if sys == "wasm_c" {
+			load = todosCWasm
+		}
+		wasm, err := load(ctx, env)
 		if err != nil {
 			return nil, err
 		}
@@ -309,6 +316,12 @@ func todosWasm(ctx context.Context, env *Env) ([]byte, error) {
 		}
 	}
 	return os.ReadFile(p)
+}
+
+// todosCWasm returns examples/todos/todos-c.wasm, the todos reducer written
+// in C (examples/todos/reducer-c; checked in, so no C compiler is needed).
+func todosCWasm(_ context.Context, env *Env) ([]byte, error) {
+	return os.ReadFile(filepath.Join(env.Root, "examples", "todos", "todos-c.wasm"))
 }
 
 // replayNodeRedux writes the events as JSON lines and runs
