@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -11,9 +12,17 @@ import (
 	"github.com/nodb-dev/nodb/host/statetree"
 )
 
-// maxCheckpoints bounds the epoch-boundary states a view keeps in memory for
-// reads of past states; they share structure, so each costs what changed.
-const maxCheckpoints = 256
+// Checkpoints are epoch-boundary states a view keeps in memory to start
+// reads of past states from (StateAt). They share structure, but each costs
+// what changed in its epoch, which for a busy view is much of the state: 256
+// of them kept a 1M-event replay of 10k todos at ~500 MB live and made the
+// collector's marking its largest cost. So at most maxCheckpoints are kept:
+// the newest denseCheckpoints at every epoch, older ones thinned so that
+// their spacing grows with age (and snapshots on disk serve the far past).
+const (
+	maxCheckpoints   = 32
+	denseCheckpoints = 16
+)
 
 // Progress reports how far a replay got.
 type Progress struct {
@@ -185,10 +194,20 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	}
 }
 
+// appendCkpt adds c (the newest) to cs, thinning the older checkpoints when
+// full: never the oldest nor the dense newest ones, and otherwise the one
+// whose neighbours are closest together for its age, which spaces the old
+// ones geometrically.
 func appendCkpt(cs []current, c current) []current {
 	if len(cs) >= maxCheckpoints {
-		copy(cs, cs[1:])
-		cs = cs[:len(cs)-1]
+		drop, best := 1, math.Inf(1)
+		for i := 1; i < len(cs)-denseCheckpoints; i++ {
+			gap := float64(cs[i+1].seq - cs[i-1].seq)
+			if score := gap / float64(c.seq-cs[i].seq); score < best {
+				drop, best = i, score
+			}
+		}
+		cs = append(cs[:drop], cs[drop+1:]...)
 	}
 	return append(cs, c)
 }
