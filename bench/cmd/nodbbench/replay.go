@@ -196,6 +196,7 @@ func runReplay(ctx context.Context, env *Env) (Results, error) {
 	ratio("wasm", "native")
 	ratio("wasm_c", "wasm")
 	ratio("wasm_c", "native")
+	ratio("wasm_c", "node_redux")
 	ratio("wasm", "native_statetree_direct")
 	ratio("native", "native_statetree_direct")
 	ratio("wasm", "node_redux")
@@ -486,7 +487,7 @@ func printReplay(env *Env, n int, systems []string, out map[string]*replayOutcom
 		tw.Flush()
 	}
 	fmt.Println()
-	for _, k := range []string{"wasm_over_native", "wasm_over_native_statetree_direct", "native_over_native_statetree_direct", "wasm_over_node_redux", "native_over_node_redux"} {
+	for _, k := range []string{"wasm_over_native", "wasm_over_native_statetree_direct", "native_over_native_statetree_direct", "wasm_over_node_redux", "native_over_node_redux", "wasm_c_over_wasm", "wasm_c_over_native", "wasm_c_over_node_redux"} {
 		if v, ok := res["replay.ratio."+k]; ok {
 			fmt.Printf("  ratio %-36s %.2f\n", k, v)
 		}
@@ -506,6 +507,17 @@ func printReplay(env *Env, n int, systems []string, out map[string]*replayOutcom
 		}
 		if r, ok := res["replay.ratio.wasm_over_node_redux"]; ok {
 			target("wasm >= 3x Node Redux+Immutable", r >= 3, fmt.Sprintf("%.2fx", r))
+		}
+	}
+	// The same targets for the todos reducer written in C (examples/todos/
+	// reducer-c): what the host and the ABI allow a lean guest.
+	if c := res["replay.wasm_c.events_per_s"]; c > 0 {
+		target("wasm_c >= 500k events/s", c >= 500_000, fmt.Sprintf("%.0f", c))
+		if r, ok := res["replay.ratio.wasm_c_over_native"]; ok {
+			target("wasm_c within 2x of native", r >= 0.5, fmt.Sprintf("native is %.2fx wasm_c", 1/r))
+		}
+		if r, ok := res["replay.ratio.wasm_c_over_node_redux"]; ok {
+			target("wasm_c >= 3x Node Redux+Immutable", r >= 3, fmt.Sprintf("%.2fx", r))
 		}
 	}
 }
