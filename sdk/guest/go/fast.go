@@ -221,7 +221,7 @@ func (v Value) each(fn func(key string, val Value) bool) {
 		if end < 0 {
 			return
 		}
-		if !fn(string(t), Value{b: b[next:end:end]}) {
+		if !fn(newString(t), Value{b: b[next:end:end]}) {
 			return
 		}
 		pos = end

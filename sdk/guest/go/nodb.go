@@ -32,6 +32,7 @@
 package nodb
 
 import (
+	"encoding/binary"
 	"errors"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -66,26 +67,55 @@ func On(eventType string, h Handler) {
 var theState State
 
 // reduce runs the handler for one event frame and returns the status for
-// nodb_reduce.
+// nodb_reduce. It decodes the frame as abi.DecodeFrame does, in line.
 func reduce(frame []byte) int32 {
-	f, err := abi.DecodeFrame(frame)
-	if err != nil {
-		hostSetError("nodb: malformed event frame")
-		return int32(abi.StatusError)
+	le := binary.LittleEndian
+	if len(frame) < abi.FrameHeaderSize || le.Uint32(frame[abi.OffFormat:]) != abi.FormatCBOR {
+		return malformed()
 	}
-	if string(f.Type) == abi.TypePatch && len(patchHandlers) > 0 {
-		return reducePatch(f)
+	pl := uint64(le.Uint32(frame[abi.OffProducerLen:]))
+	tl := uint64(le.Uint32(frame[abi.OffTypeLen:]))
+	yl := uint64(le.Uint32(frame[abi.OffPayloadLen:]))
+	if abi.FrameHeaderSize+pl+tl+yl != uint64(len(frame)) {
+		return malformed()
 	}
-	en := handlerFor(f.Type)
+	t := abi.FrameHeaderSize + pl
+	y := t + tl
+	typ := frame[t:y:y]
+	frame = frame[:len(frame):len(frame)] // the payload runs to the end
+	if len(patchHandlers) > 0 && string(typ) == abi.TypePatch {
+		return reducePatch(abi.Frame{
+			Seq:      le.Uint64(frame[abi.OffSeq:]),
+			Time:     int64(le.Uint64(frame[abi.OffTime:])),
+			PSeq:     le.Uint64(frame[abi.OffPSeq:]),
+			Producer: frame[abi.FrameHeaderSize:t:t],
+			Type:     typ,
+			Payload:  frame[y:],
+		})
+	}
+	en := handlerFor(typ)
 	if en == nil {
 		return 0
 	}
-	ev := Event{seq: f.Seq, time: f.Time, pseq: f.PSeq, producer: f.Producer, typ: en.typ, payload: Value{b: f.Payload}}
+	ev := Event{
+		seq:      le.Uint64(frame[abi.OffSeq:]),
+		time:     int64(le.Uint64(frame[abi.OffTime:])),
+		pseq:     le.Uint64(frame[abi.OffPSeq:]),
+		producer: frame[abi.FrameHeaderSize:t:t],
+		typ:      en.typ,
+		payload:  Value{b: frame[y:]},
+	}
 	if err := en.h(&theState, ev); err != nil {
 		hostSetError(err.Error())
 		return int32(abi.StatusError)
 	}
 	return 0
+}
+
+// malformed rejects a frame that does not decode.
+func malformed() int32 {
+	hostSetError("nodb: malformed event frame")
+	return int32(abi.StatusError)
 }
 
 // Event is the event being reduced. It and the Values taken from it alias
@@ -110,7 +140,7 @@ func (e Event) Time() int64 { return e.time }
 func (e Event) PSeq() uint64 { return e.pseq }
 
 // Producer names who published the event.
-func (e Event) Producer() string { return string(e.producer) }
+func (e Event) Producer() string { return newString(e.producer) }
 
 // Type is the event type, for example "todo/add".
 func (e Event) Type() string { return e.typ }
@@ -200,6 +230,14 @@ func (s *State) Get(path string) (Value, bool) {
 	return Value{b: append([]byte(nil), b...)}, true
 }
 
+// View returns the value at path without copying it, or Missing if there is
+// none: one host call where Has and a Get* would make two. The Value is
+// valid until the next read of the state (Get, View, Has, GetStr, ...).
+func (s *State) View(path string) Value {
+	b, _ := s.raw(path)
+	return Value{b: b}
+}
+
 // Has reports whether there is a value at path.
 func (s *State) Has(path string) bool {
 	_, ok := s.raw(path)
@@ -268,10 +306,6 @@ func (s *State) Delete(path string) error {
 	}
 	return nil
 }
-
-// Escape turns a map key into a path token ("/" becomes "~1", "~" becomes
-// "~0"), so "/todos/"+Escape(id) is safe for any id.
-func Escape(key string) string { return abi.Escape(key) }
 
 // Log levels for LogAt.
 const (

@@ -67,23 +67,20 @@ func (v Value) Kind() Kind {
 
 // text returns the bytes of a text string.
 func (v Value) text() ([]byte, bool) {
-	major, _, arg, n, ok := abi.ReadHead(v.b)
-	if !ok || major != abi.MajorText || arg > uint64(len(v.b)-n) {
-		return nil, false
-	}
-	return v.b[n : n+int(arg)], true
+	t, _, ok := textAt(v.b, 0)
+	return t, ok
 }
 
 // Str returns v as a string, or "".
 func (v Value) Str() string {
 	t, _ := v.text()
-	return string(t)
+	return newString(t)
 }
 
 // StrOK returns v as a string and whether it is one.
 func (v Value) StrOK() (string, bool) {
 	t, ok := v.text()
-	return string(t), ok
+	return newString(t), ok
 }
 
 // Int returns v as an int64: integers, and floats with an integral value in
