@@ -261,14 +261,19 @@ func handlerFor(typ []byte) *entry {
 func appendCommon(dst []byte, v any) ([]byte, bool) {
 	switch x := v.(type) {
 	case string:
-		if len(x) < 24 {
-			return append(append(dst, 0x60|byte(len(x))), x...), true
-		}
-		return abi.AppendString(dst, x), true
+		return appendText(dst, x), true
 	case bool:
 		return abi.AppendBool(dst, x), true
 	case int:
 		return abi.AppendInt(dst, int64(x)), true
 	}
 	return dst, false
+}
+
+// appendText is abi.AppendString with the head of a short string in line.
+func appendText(dst []byte, s string) []byte {
+	if len(s) < 24 {
+		return append(append(dst, 0x60|byte(len(s))), s...)
+	}
+	return abi.AppendString(dst, s)
 }

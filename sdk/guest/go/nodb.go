@@ -286,13 +286,65 @@ func (s *State) Len(path string) int {
 // JSON, a Marshaler, []any, []string, []int, []int64, []float64, []bool,
 // map[string]any, map[string]string, map[string]int, map[string]bool or
 // map[string]int64 (Go maps are written with sorted keys).
+//
+// Inside WebAssembly, converting a value to any costs an allocation for
+// most types (not for bools, small integers or constants); SetStr, SetInt,
+// SetFloat, SetBool and SetMap avoid it.
 func (s *State) Set(path string, v any) error {
 	enc, err := AppendCBOR(s.enc[:0], v)
 	s.enc = enc
 	if err != nil {
 		return err
 	}
-	if st := abi.Status(hostSet(path, enc)); st != abi.StatusOK {
+	return s.put(path)
+}
+
+// SetMap stores the map Map(kv...) at path without building the MapValue:
+// alternating string keys and values of the types Set takes.
+func (s *State) SetMap(path string, kv ...any) error {
+	enc, err := MapValue(kv).AppendCBOR(s.enc[:0])
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	return s.put(path)
+}
+
+// SetStr stores the string v at path; it is Set(path, v) without the
+// conversion to any.
+func (s *State) SetStr(path, v string) error {
+	s.enc = appendText(s.enc[:0], v)
+	return s.put(path)
+}
+
+// SetInt stores the integer v at path; it is Set(path, v) without the
+// conversion to any.
+func (s *State) SetInt(path string, v int64) error {
+	s.enc = abi.AppendInt(s.enc[:0], v)
+	return s.put(path)
+}
+
+// SetFloat stores the number v at path (NaN and infinities are
+// ErrUnsupported); it is Set(path, v) without the conversion to any.
+func (s *State) SetFloat(path string, v float64) error {
+	enc, err := appendFloat(s.enc[:0], v)
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	return s.put(path)
+}
+
+// SetBool stores the boolean v at path; it is Set(path, v) under a name
+// that matches GetBool.
+func (s *State) SetBool(path string, v bool) error {
+	s.enc = abi.AppendBool(s.enc[:0], v)
+	return s.put(path)
+}
+
+// put stores the encoded value s.enc at path.
+func (s *State) put(path string) error {
+	if st := abi.Status(hostSet(path, s.enc)); st != abi.StatusOK {
 		return &Error{Op: "set", Path: path, Status: st}
 	}
 	return nil

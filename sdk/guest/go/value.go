@@ -292,7 +292,7 @@ func (m MapValue) AppendCBOR(dst []byte) ([]byte, error) {
 		if !ok {
 			return dst, ErrUnsupported
 		}
-		dst = abi.AppendString(dst, k)
+		dst = appendText(dst, k)
 		if b, ok := appendCommon(dst, m[i+1]); ok {
 			dst = b
 		} else if dst, err = AppendCBOR(dst, m[i+1]); err != nil {

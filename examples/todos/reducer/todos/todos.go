@@ -44,7 +44,7 @@ func init() {
 		if s.Has(p) {
 			return errors.New("todos: duplicate id " + id)
 		}
-		return s.Set(p, nodb.Map("text", e.Str("text"), "done", false))
+		return s.SetMap(p, "text", e.Str("text"), "done", false)
 	})
 	nodb.On(Toggle, func(s *nodb.State, e nodb.Event) error {
 		id, err := todoID(e)
@@ -56,7 +56,7 @@ func init() {
 		if !v.Exists() {
 			return nil // toggling a deleted todo is a no-op
 		}
-		return s.Set(done, !v.Bool())
+		return s.SetBool(done, !v.Bool())
 	})
 	nodb.On(Rename, func(s *nodb.State, e nodb.Event) error {
 		id, err := todoID(e)
@@ -67,7 +67,7 @@ func init() {
 		if !s.Has(text) {
 			return nil // renaming a deleted todo is a no-op
 		}
-		return s.Set(text, e.Str("text"))
+		return s.SetStr(text, e.Str("text"))
 	})
 	nodb.On(Delete, func(s *nodb.State, e nodb.Event) error {
 		id, err := todoID(e)
