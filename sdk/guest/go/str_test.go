@@ -4,6 +4,8 @@ package nodb
 
 import (
 	"bytes"
+	"errors"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -167,5 +169,60 @@ func TestReduceMalformedFrames(t *testing.T) {
 	}
 	if st := reduce(good); st != 0 || ran != 1 {
 		t.Fatalf("good frame: status %d, handler ran %d times", st, ran)
+	}
+}
+
+// TestTypedSetters checks that SetStr, SetInt, SetFloat, SetBool and
+// SetMap store what Set stores for the same value, and fail as it does.
+func TestTypedSetters(t *testing.T) {
+	h := NewHarness()
+	long := strings.Repeat("x", 30)
+	On("test/typed", func(s *State, e Event) error {
+		steps := []struct {
+			typed, set string
+			do         func(p string) error
+			v          any
+		}{
+			{"/t/s", "/u/s", func(p string) error { return s.SetStr(p, "héllo") }, "héllo"},
+			{"/t/l", "/u/l", func(p string) error { return s.SetStr(p, long) }, long},
+			{"/t/e", "/u/e", func(p string) error { return s.SetStr(p, "") }, ""},
+			{"/t/i", "/u/i", func(p string) error { return s.SetInt(p, -1<<40) }, int64(-1 << 40)},
+			{"/t/f", "/u/f", func(p string) error { return s.SetFloat(p, 1.5) }, 1.5},
+			{"/t/b", "/u/b", func(p string) error { return s.SetBool(p, true) }, true},
+			{"/t/m", "/u/m", func(p string) error { return s.SetMap(p, "text", "x", "done", false, "n", 3) }, Map("text", "x", "done", false, "n", 3)},
+			{"/t/z", "/u/z", func(p string) error { return s.SetMap(p) }, Map()},
+		}
+		for _, st := range steps {
+			if err := st.do(st.typed); err != nil {
+				t.Errorf("%s: %v", st.typed, err)
+			}
+			if err := s.Set(st.set, st.v); err != nil {
+				t.Errorf("%s: %v", st.set, err)
+			}
+			if got, want := s.View(st.typed).String(), s.View(st.set).String(); got != want {
+				t.Errorf("%s = %s, Set gives %s", st.typed, got, want)
+			}
+		}
+		if err := s.SetFloat("/t/nan", math.NaN()); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("SetFloat(NaN): %v", err)
+		}
+		if err := s.SetMap("/t/odd", "k"); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("SetMap with a key and no value: %v", err)
+		}
+		var se *Error
+		if err := s.SetStr("/t/s/x", "y"); !errors.As(err, &se) || se.Op != "set" || se.Path != "/t/s/x" || !errors.Is(err, abi.StatusTypeMismatch) {
+			t.Errorf("SetStr through a string: %v", err)
+		}
+		if err := s.SetBool("/__proto__", true); !errors.Is(err, abi.StatusInvalidPath) {
+			t.Errorf("SetBool at a forbidden key: %v", err)
+		}
+		return nil
+	})
+	defer delete(handlers, "test/typed")
+	if err := h.Reduce("test/typed", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.JSON("/t"), h.JSON("/u"); got != want || !strings.Contains(got, `"m":{"n":3,"done":false,"text":"x"}`) {
+		t.Errorf("typed setters gave %s, Set gave %s", got, want)
 	}
 }
