@@ -43,6 +43,14 @@ func refKey(v Value, key string) Value {
 	return Value{}
 }
 
+func refText(v Value) (string, bool) {
+	major, _, arg, n, ok := abi.ReadHead(v.b)
+	if !ok || major != abi.MajorText || arg > uint64(len(v.b)-n) {
+		return "", false
+	}
+	return string(v.b[n : n+int(arg)]), true
+}
+
 func refEach(v Value) (keys []string, vals [][]byte) {
 	n, b, ok := v.container(abi.MajorMap)
 	if !ok {
@@ -106,8 +114,17 @@ func TestFastReadersMatchReference(t *testing.T) {
 		for _, x := range []Value{v, cut} {
 			for k := range 45 {
 				key := "k" + strconv.Itoa(k)
-				if got, want := x.Key(key), refKey(x, key); !bytes.Equal(got.b, want.b) || got.Exists() != want.Exists() {
+				got, want := x.Key(key), refKey(x, key)
+				if !bytes.Equal(got.b, want.b) || got.Exists() != want.Exists() {
 					t.Fatalf("iter %d: Key(%q) = %x, want %x (%d of %d bytes)", iter, key, got.b, want.b, len(x.b), len(b))
+				}
+				// Str of the value, and of its truncations.
+				for _, y := range []Value{got, ValueOf(got.b[:r.IntN(len(got.b)+1)])} {
+					s, ok := y.StrOK()
+					ws, wok := refText(y)
+					if s != ws || ok != wok || y.Str() != ws {
+						t.Fatalf("iter %d: StrOK(%x) = %q %v, want %q %v", iter, y.b, s, ok, ws, wok)
+					}
 				}
 			}
 			var keys []string

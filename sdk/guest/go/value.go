@@ -73,6 +73,12 @@ func (v Value) text() ([]byte, bool) {
 
 // Str returns v as a string, or "".
 func (v Value) Str() string {
+	if b := v.b; len(b) > 0 && b[0]>>5 == 3 && b[0]&31 < 24 { // a short text, in line
+		if n := int(b[0]&31) + 1; n <= len(b) {
+			return newString(b[1:n])
+		}
+		return ""
+	}
 	t, _ := v.text()
 	return newString(t)
 }

@@ -77,10 +77,7 @@ func init() {
 		return s.Delete(nodb.Path("todos", id))
 	})
 	nodb.On(ClearCompleted, func(s *nodb.State, _ nodb.Event) error {
-		all, ok := s.Get("/todos")
-		if !ok {
-			return nil
-		}
+		all := s.View("/todos") // valid until the next read; Delete is no read
 		var done []string
 		all.Each(func(id string, t nodb.Value) bool {
 			if t.Key("done").Bool() {
