@@ -7,7 +7,7 @@
 //	func init() {
 //		nodb.On("todo/add", func(s *nodb.State, e nodb.Event) error {
 //			id := e.Str("id")
-//			return s.Set("/todos/"+nodb.Escape(id), nodb.Map("text", e.Str("text"), "done", false))
+//			return s.SetMap(nodb.Path("todos", id), "text", e.Str("text"), "done", false)
 //		})
 //	}
 //
@@ -29,6 +29,21 @@
 //
 // The SDK imports only package abi from nodb and uses no reflection: the
 // per-event path decodes the event frame and CBOR by hand.
+//
+// # Cost inside WebAssembly
+//
+// Go compiled to WebAssembly pays for every call and, much more, for every
+// heap allocation (about 200 nanoseconds each, as much as the rest of a
+// small handler). The SDK's per-event path allocates nothing of its own:
+// strings it returns (Event.Str, Value.Str, Path, map keys) are cut from
+// larger chunks, never reused. What a handler can do:
+//
+//   - build paths with Path("todos", id, "done") rather than with +, which
+//     allocates once per +;
+//   - read a value once with View (or a Get*) rather than Has then Get*:
+//     each is a host call;
+//   - store with SetStr, SetInt, SetFloat, SetBool and SetMap rather than
+//     Set, whose any parameter costs an allocation for most types.
 package nodb
 
 import (
