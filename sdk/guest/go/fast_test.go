@@ -152,10 +152,38 @@ func TestHandlerFor(t *testing.T) {
 		t.Fatal("found a handler for an unregistered type")
 	}
 	n := len(consumed)
-	On("test/handler-for", func(*State, Event) error { return nil })
-	defer func() { consumed = consumed[:n] }()
-	if e := handlerFor([]byte("test/handler-for")); e == nil || e.typ != "test/handler-for" {
-		t.Fatalf("handlerFor = %v", e)
+	// Types that share lengths, first and last 8 bytes, and differ only in
+	// the middle or by a byte.
+	var types []string
+	for l := 1; l <= 40; l++ {
+		types = append(types, strings.Repeat("a", l), strings.Repeat("a", l-1)+"b")
 	}
-	delete(handlers, "test/handler-for")
+	types = append(types,
+		"todo/add", "todo/toggle", "todo/rename", "todo/delete", "todo/clear-completed",
+		"12345678-x-87654321", "12345678-y-87654321", "é/ü", "\x00", "\x00\x00")
+	for _, typ := range types {
+		On("test:"+typ, func(*State, Event) error { return nil })
+	}
+	defer func() {
+		consumed = consumed[:n]
+		for _, typ := range types {
+			delete(handlers, "test:"+typ)
+		}
+	}()
+	for _, typ := range types {
+		if e := handlerFor([]byte("test:" + typ)); e == nil || e.typ != "test:"+typ {
+			t.Fatalf("handlerFor(%q) = %v", "test:"+typ, e)
+		}
+		for _, miss := range []string{"test:" + typ + "a", "test:" + typ[1:], "Test:" + typ, "test:" + typ[:len(typ)-1] + "c", typ} {
+			if _, registered := handlers[miss]; registered {
+				continue
+			}
+			if e := handlerFor([]byte(miss)); e != nil {
+				t.Fatalf("handlerFor(%q) = %q", miss, e.typ)
+			}
+		}
+	}
+	if e := handlerFor([]byte("test:12345678-z-87654321")); e != nil {
+		t.Fatalf("a type matching another's words only matched %q", e.typ)
+	}
 }
