@@ -200,9 +200,9 @@ func (v Value) key(key string) Value {
 	return Value{}
 }
 
-// equalShort reports whether a (as long as s) holds s. Short keys are
-// compared in a loop here, which inside Wasm is cheaper than the two calls
-// of the runtime's comparison.
+// equalShort reports whether a holds s. Short keys are compared in a loop
+// that the compiler inlines, cheaper inside Wasm than the calls of the
+// runtime's comparison.
 func equalShort(a []byte, s string) bool {
 	if len(a) != len(s) || len(s) > 8 {
 		return string(a) == s

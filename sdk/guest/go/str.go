@@ -1,6 +1,9 @@
 package nodb
 
-import "unsafe"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // Strings without an allocation each. Inside WebAssembly a Go heap
 // allocation costs a few hundred nanoseconds (mallocgc and its helpers are
@@ -53,14 +56,47 @@ func (c *chunks) str(b []byte) string {
 	return unsafe.String(&d[0], len(d))
 }
 
-// needsEscape reports whether key contains '~' or '/'.
+// needsEscape reports whether key contains '~' or '/'. Inside Wasm every
+// iteration of a Go loop costs a pass through the function's dispatch loop
+// and the host's fuel check, so the bytes are tested 8 (or 4) at a time
+// with overlapping loads: no loop at all for keys shorter than 16 bytes.
 func needsEscape(key string) bool {
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c == '~' || c == '/' {
+	n := len(key)
+	if n < 4 {
+		for i := 0; i < n; i++ {
+			if c := key[i]; c == '~' || c == '/' {
+				return true
+			}
+		}
+		return false
+	}
+	b := []byte(key) // no copy: the compiler sees it is only read
+	le := binary.LittleEndian
+	if n < 8 {
+		return escapeIn32(le.Uint32(b)) || escapeIn32(le.Uint32(b[n-4:]))
+	}
+	for i := 0; i < n-8; i += 8 {
+		if escapeIn64(le.Uint64(b[i:])) {
 			return true
 		}
 	}
-	return false
+	return escapeIn64(le.Uint64(b[n-8:]))
+}
+
+// escapeIn64 reports whether one of the 8 bytes of w is '~' or '/': a byte
+// equal to c is a zero byte of w^c..c, found by the borrow it causes
+// (Hacker's Delight, 6-1; exact as a whole, whatever the other bytes).
+func escapeIn64(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	t, s := w^(ones*'~'), w^(ones*'/')
+	return ((t-ones)&^t|(s-ones)&^s)&highs != 0
+}
+
+// escapeIn32 is escapeIn64 for 4 bytes.
+func escapeIn32(w uint32) bool {
+	const ones, highs = 0x01010101, 0x80808080
+	t, s := w^(ones*'~'), w^(ones*'/')
+	return ((t-ones)&^t|(s-ones)&^s)&highs != 0
 }
 
 // appendEscaped appends key escaped as a path token.
@@ -106,25 +142,62 @@ func Escape(key string) string {
 // allocation of its own inside WebAssembly, where the concatenation costs
 // one allocation per +.
 func Path(keys ...string) string {
-	n, esc := 0, false
+	n := 0
 	for _, k := range keys {
-		e := escapedLen(k)
-		n += 1 + e
-		esc = esc || e != len(k)
+		n += 1 + len(k)
 	}
 	if n == 0 {
 		return ""
 	}
+	// Each key is copied and tested for '~' and '/' as it passes: up to 16
+	// bytes with two overlapping loads and stores of 4 or 8 bytes (see
+	// needsEscape), no loop and no call. Inside Wasm a call to a Go
+	// function costs more than all of that, so this is written out here.
 	b := newBytes(n)
-	i := 0
+	le := binary.LittleEndian
+	i, esc := 0, false
 	for _, k := range keys {
 		b[i] = '/'
 		i++
-		if esc {
-			i += len(appendEscaped(b[i:i], k))
-		} else {
-			i += copy(b[i:], k)
+		src, dst := []byte(k), b[i:i+len(k)] // no copy of k: only read
+		switch l := len(k); {
+		case l > 16:
+			copy(dst, src)
+			esc = esc || needsEscape(k)
+		case l >= 8:
+			x, y := le.Uint64(src), le.Uint64(src[l-8:])
+			le.PutUint64(dst, x)
+			le.PutUint64(dst[l-8:], y)
+			esc = esc || escapeIn64(x) || escapeIn64(y)
+		case l >= 4:
+			x, y := le.Uint32(src), le.Uint32(src[l-4:])
+			le.PutUint32(dst, x)
+			le.PutUint32(dst[l-4:], y)
+			esc = esc || escapeIn32(x) || escapeIn32(y)
+		default:
+			for j := range l {
+				c := src[j]
+				dst[j] = c
+				esc = esc || c == '~' || c == '/'
+			}
 		}
+		i += len(k)
+	}
+	if esc { // rare: start again, escaping (the bytes in b are wasted)
+		return pathEscaped(keys)
+	}
+	return unsafe.String(&b[0], n)
+}
+
+// pathEscaped is Path for keys of which some need escaping.
+func pathEscaped(keys []string) string {
+	n := 0
+	for _, k := range keys {
+		n += 1 + escapedLen(k)
+	}
+	b := newBytes(n)[:0]
+	for _, k := range keys {
+		b = appendEscaped(append(b, '/'), k)
 	}
 	return unsafe.String(&b[0], n)
 }

@@ -17,9 +17,9 @@ import (
 // randomKey returns a short key drawn from an alphabet heavy in the
 // characters a path token escapes.
 func randomKey(r *rand.Rand) string {
-	const alpha = "ab~/é0"
+	const alpha = "abcdefgh~/é0"
 	b := make([]byte, 0, 8)
-	for range r.IntN(8) {
+	for range r.IntN(24) {
 		if c := alpha[r.IntN(len(alpha))]; c < 0x80 {
 			b = append(b, c)
 		} else {
@@ -224,5 +224,63 @@ func TestTypedSetters(t *testing.T) {
 	}
 	if got, want := h.JSON("/t"), h.JSON("/u"); got != want || !strings.Contains(got, `"m":{"n":3,"done":false,"text":"x"}`) {
 		t.Errorf("typed setters gave %s, Set gave %s", got, want)
+	}
+}
+
+// TestNeedsEscape checks the word-at-a-time test against a byte loop for
+// every length up to 40 and every position of '~' and '/', among bytes
+// that differ from them by one bit or one step.
+func TestNeedsEscape(t *testing.T) {
+	fill := []byte{'a', '~' - 1, '~' + 1, '/' - 1, '/' + 1, 0x00, 0xff, 0x80, 0x7f, '~' ^ 0x40, '/' ^ 0x80}
+	for n := 0; n <= 40; n++ {
+		for _, f := range fill {
+			b := bytes.Repeat([]byte{f}, n)
+			if got := needsEscape(string(b)); got {
+				t.Fatalf("needsEscape(%q) = true", b)
+			}
+			for i := range n {
+				for _, c := range []byte{'~', '/'} {
+					b2 := append([]byte(nil), b...)
+					b2[i] = c
+					if !needsEscape(string(b2)) {
+						t.Fatalf("needsEscape(%q) = false", b2)
+					}
+				}
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(8, 9))
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		if got, want := needsEscape(string(b)), strings.ContainsAny(string(b), "~/"); got != want {
+			t.Fatalf("needsEscape(%q) = %v", b, got)
+		}
+	}
+}
+
+// TestEqualShort checks equalShort for every length up to 40 and a
+// difference at every position.
+func TestEqualShort(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i*7 + 1)
+		}
+		if !equalShort(src, string(src)) {
+			t.Fatalf("equalShort(%x, itself) = false", src)
+		}
+		if n > 0 && equalShort(src[:n-1], string(src)) || equalShort(src, string(src)+"x") {
+			t.Fatalf("equalShort of different lengths (%d) = true", n)
+		}
+		for i := range n {
+			other := append([]byte(nil), src...)
+			other[i] ^= 0x40
+			if equalShort(src, string(other)) || equalShort(other, string(src)) {
+				t.Fatalf("equalShort(%x, %x) = true", src, other)
+			}
+		}
 	}
 }
