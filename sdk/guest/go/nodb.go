@@ -171,7 +171,13 @@ func (e Event) Has(key string) bool { return e.payload.Key(key).Exists() }
 
 // Str returns the payload's string field key, or "" if it is missing or not
 // a string.
-func (e Event) Str(key string) string { return e.payload.Key(key).Str() }
+func (e Event) Str(key string) string {
+	v := e.payload.key(key)
+	if t, ok := shortText(v.b); ok { // in line: one call less
+		return newString(t)
+	}
+	return v.Str()
+}
 
 // Int returns the payload's integer field key (a float with an integral
 // value counts), or 0.

@@ -73,14 +73,23 @@ func (v Value) text() ([]byte, bool) {
 
 // Str returns v as a string, or "".
 func (v Value) Str() string {
-	if b := v.b; len(b) > 0 && b[0]>>5 == 3 && b[0]&31 < 24 { // a short text, in line
-		if n := int(b[0]&31) + 1; n <= len(b) {
-			return newString(b[1:n])
-		}
-		return ""
+	if t, ok := shortText(v.b); ok {
+		return newString(t)
 	}
 	t, _ := v.text()
 	return newString(t)
+}
+
+// shortText returns the bytes of b if b is a text string of less than 24
+// bytes (a one-byte head); ok is false for anything else, including longer
+// texts.
+func shortText(b []byte) (t []byte, ok bool) {
+	if len(b) > 0 && b[0]>>5 == 3 && b[0]&31 < 24 {
+		if n := int(b[0]&31) + 1; n <= len(b) {
+			return b[1:n:n], true
+		}
+	}
+	return nil, false
 }
 
 // StrOK returns v as a string and whether it is one.
