@@ -295,10 +295,16 @@ func appendCommon(dst []byte, v any) ([]byte, bool) {
 	return dst, false
 }
 
-// appendText is abi.AppendString with the head of a short string in line.
+// appendText is abi.AppendString with the head of a string of less than
+// 256 bytes in line.
 func appendText(dst []byte, s string) []byte {
-	if len(s) < 24 {
-		return append(append(dst, 0x60|byte(len(s))), s...)
+	switch {
+	case len(s) < 24:
+		dst = append(dst, 0x60|byte(len(s)))
+	case len(s) < 256:
+		dst = append(dst, 0x78, byte(len(s)))
+	default:
+		return abi.AppendString(dst, s)
 	}
-	return abi.AppendString(dst, s)
+	return append(dst, s...)
 }

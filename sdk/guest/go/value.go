@@ -80,16 +80,22 @@ func (v Value) Str() string {
 	return newString(t)
 }
 
-// shortText returns the bytes of b if b is a text string of less than 24
-// bytes (a one-byte head); ok is false for anything else, including longer
-// texts.
+// shortText returns the bytes of b if b is a text string of less than 256
+// bytes (a head of one or two bytes); ok is false for anything else,
+// including longer texts.
 func shortText(b []byte) (t []byte, ok bool) {
-	if len(b) > 0 && b[0]>>5 == 3 && b[0]&31 < 24 {
-		if n := int(b[0]&31) + 1; n <= len(b) {
-			return b[1:n:n], true
-		}
+	if len(b) == 0 {
+		return nil, false
 	}
-	return nil, false
+	n, start := int(b[0]&31), 1
+	if b[0]>>5 != 3 || n >= 24 {
+		if b[0] != 0x78 || len(b) < 2 {
+			return nil, false
+		}
+		n, start = int(b[1]), 2
+	}
+	end := start + n
+	return b[start:min(end, len(b))], end <= len(b)
 }
 
 // StrOK returns v as a string and whether it is one.
