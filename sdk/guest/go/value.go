@@ -306,18 +306,41 @@ func (m MapValue) AppendCBOR(dst []byte) ([]byte, error) {
 	if len(m)%2 != 0 {
 		return dst, ErrUnsupported
 	}
-	dst = abi.AppendHead(dst, abi.MajorMap, uint64(len(m)/2))
+	if n := len(m) / 2; n < 24 {
+		dst = append(dst, abi.MajorMap<<5|byte(n))
+	} else {
+		dst = abi.AppendHead(dst, abi.MajorMap, uint64(n))
+	}
+	// Short keys and the common values are encoded in line: inside Wasm
+	// each call costs about as much as the encoding.
 	var err error
 	for i := 0; i < len(m); i += 2 {
 		k, ok := m[i].(string)
 		if !ok {
 			return dst, ErrUnsupported
 		}
-		dst = appendText(dst, k)
-		if b, ok := appendCommon(dst, m[i+1]); ok {
-			dst = b
-		} else if dst, err = AppendCBOR(dst, m[i+1]); err != nil {
-			return dst, err
+		if len(k) < 24 {
+			dst = append(append(dst, abi.MajorText<<5|byte(len(k))), k...)
+		} else {
+			dst = appendText(dst, k)
+		}
+		switch x := m[i+1].(type) {
+		case string:
+			if len(x) < 24 {
+				dst = append(append(dst, abi.MajorText<<5|byte(len(x))), x...)
+			} else {
+				dst = appendText(dst, x)
+			}
+		case bool:
+			if x {
+				dst = append(dst, abi.CBORTrue)
+			} else {
+				dst = append(dst, abi.CBORFalse)
+			}
+		default:
+			if dst, err = AppendCBOR(dst, x); err != nil {
+				return dst, err
+			}
 		}
 	}
 	return dst, nil
