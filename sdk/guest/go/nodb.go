@@ -34,10 +34,11 @@
 //
 // Go compiled to WebAssembly pays for every call and, much more, for every
 // heap allocation (about 200 nanoseconds each under wazero, more than
-// reading a field of the event). The SDK's per-event path allocates nothing of its own:
-// strings it returns (Event.Str, Value.Str, Path, map keys) are cut from
-// larger chunks and never overwritten, so they may be kept like any string
-// (one kept string keeps its 8 KiB chunk alive). What a handler can do:
+// reading a field of the event). The SDK's per-event path allocates
+// nothing of its own: strings it returns (Event.Str, Value.Str, Path, map
+// keys) are cut from larger chunks and never overwritten, so they may be
+// kept like any string (one kept string keeps its 8 KiB chunk alive). What
+// a handler can do:
 //
 //   - build paths with Path("todos", id, "done") rather than with +, which
 //     allocates once per +;
