@@ -91,14 +91,14 @@ func Write(s *nodb.State, stats nodb.MapValue) error {
 		if k == "tags" {
 			continue
 		}
-		if err := s.Set("/"+k, stats[i+1]); err != nil {
+		if err := s.Set(nodb.Path(k), stats[i+1]); err != nil {
 			return err
 		}
 	}
 	tags := stats[len(stats)-1].(map[string]any)
 	for _, old := range s.Keys("/tags") {
 		if _, ok := tags[old]; !ok {
-			if err := s.Delete("/tags/" + nodb.Escape(old)); err != nil {
+			if err := s.Delete(nodb.Path("tags", old)); err != nil {
 				return err
 			}
 		}
@@ -112,7 +112,7 @@ func Write(s *nodb.State, stats nodb.MapValue) error {
 	}
 	sort.Strings(keys) // the same ops in the same order on every run
 	for _, k := range keys {
-		if err := s.Set("/tags/"+nodb.Escape(k), tags[k]); err != nil {
+		if err := s.Set(nodb.Path("tags", k), tags[k]); err != nil {
 			return err
 		}
 	}

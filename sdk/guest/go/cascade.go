@@ -51,7 +51,7 @@ type Patch struct {
 }
 
 // Input names the upstream view that changed.
-func (p Patch) Input() string { return string(p.input) }
+func (p Patch) Input() string { return newString(p.input) }
 
 // Seq is the seq of the event that caused the change (in the upstream
 // host's sequence).

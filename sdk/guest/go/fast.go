@@ -140,11 +140,17 @@ func textAt(b []byte, pos int) (t []byte, next int, ok bool) {
 // short text (the usual payload and state fields) are stepped over without
 // a call; anything else goes through textAt and skipItem.
 func (v Value) key(key string) Value {
-	n, pos, ok := v.mapStart()
-	if !ok {
-		return Value{}
-	}
 	b := v.b
+	var n uint64
+	var pos int
+	if len(b) > 0 && b[0]>>5 == 5 && b[0]&31 < 24 { // a small map
+		n, pos = uint64(b[0]&31), 1
+	} else {
+		var ok bool
+		if n, pos, ok = v.mapStart(); !ok {
+			return Value{}
+		}
+	}
 	for ; n > 0; n-- {
 		if pos >= len(b) {
 			return Value{}
@@ -156,7 +162,7 @@ func (v Value) key(key string) Value {
 			if next > len(b) {
 				return Value{}
 			}
-			match = string(b[pos+1:next]) == key
+			match = next-pos-1 == len(key) && equalShort(b[pos+1:next], key)
 		} else {
 			t, after, isText := textAt(b, pos)
 			if !isText {
@@ -177,6 +183,10 @@ func (v Value) key(key string) Value {
 			if end = next + 1 + int(h&31); end > len(b) {
 				return Value{}
 			}
+		case h == 0x78 && next+1 < len(b): // a text of 24 to 255 bytes
+			if end = next + 2 + int(b[next+1]); end > len(b) {
+				return Value{}
+			}
 		default:
 			if end = skipItem(b, next); end < 0 {
 				return Value{}
@@ -188,6 +198,21 @@ func (v Value) key(key string) Value {
 		pos = end
 	}
 	return Value{}
+}
+
+// equalShort reports whether a holds s. Short keys are compared in a loop
+// that the compiler inlines, cheaper inside Wasm than the calls of the
+// runtime's comparison.
+func equalShort(a []byte, s string) bool {
+	if len(a) != len(s) || len(s) > 8 {
+		return string(a) == s
+	}
+	for i := 0; i < len(s); i++ {
+		if a[i] != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // each is Value.Each.
@@ -221,7 +246,7 @@ func (v Value) each(fn func(key string, val Value) bool) {
 		if end < 0 {
 			return
 		}
-		if !fn(string(t), Value{b: b[next:end:end]}) {
+		if !fn(newString(t), Value{b: b[next:end:end]}) {
 			return
 		}
 		pos = end
@@ -261,14 +286,25 @@ func handlerFor(typ []byte) *entry {
 func appendCommon(dst []byte, v any) ([]byte, bool) {
 	switch x := v.(type) {
 	case string:
-		if len(x) < 24 {
-			return append(append(dst, 0x60|byte(len(x))), x...), true
-		}
-		return abi.AppendString(dst, x), true
+		return appendText(dst, x), true
 	case bool:
 		return abi.AppendBool(dst, x), true
 	case int:
 		return abi.AppendInt(dst, int64(x)), true
 	}
 	return dst, false
+}
+
+// appendText is abi.AppendString with the head of a string of less than
+// 256 bytes in line.
+func appendText(dst []byte, s string) []byte {
+	switch {
+	case len(s) < 24:
+		dst = append(dst, 0x60|byte(len(s)))
+	case len(s) < 256:
+		dst = append(dst, 0x78, byte(len(s)))
+	default:
+		return abi.AppendString(dst, s)
+	}
+	return append(dst, s...)
 }

@@ -43,6 +43,14 @@ func refKey(v Value, key string) Value {
 	return Value{}
 }
 
+func refText(v Value) (string, bool) {
+	major, _, arg, n, ok := abi.ReadHead(v.b)
+	if !ok || major != abi.MajorText || arg > uint64(len(v.b)-n) {
+		return "", false
+	}
+	return string(v.b[n : n+int(arg)]), true
+}
+
 func refEach(v Value) (keys []string, vals [][]byte) {
 	n, b, ok := v.container(abi.MajorMap)
 	if !ok {
@@ -106,8 +114,17 @@ func TestFastReadersMatchReference(t *testing.T) {
 		for _, x := range []Value{v, cut} {
 			for k := range 45 {
 				key := "k" + strconv.Itoa(k)
-				if got, want := x.Key(key), refKey(x, key); !bytes.Equal(got.b, want.b) || got.Exists() != want.Exists() {
+				got, want := x.Key(key), refKey(x, key)
+				if !bytes.Equal(got.b, want.b) || got.Exists() != want.Exists() {
 					t.Fatalf("iter %d: Key(%q) = %x, want %x (%d of %d bytes)", iter, key, got.b, want.b, len(x.b), len(b))
+				}
+				// Str of the value, and of its truncations.
+				for _, y := range []Value{got, ValueOf(got.b[:r.IntN(len(got.b)+1)])} {
+					s, ok := y.StrOK()
+					ws, wok := refText(y)
+					if s != ws || ok != wok || y.Str() != ws {
+						t.Fatalf("iter %d: StrOK(%x) = %q %v, want %q %v", iter, y.b, s, ok, ws, wok)
+					}
 				}
 			}
 			var keys []string
@@ -135,10 +152,38 @@ func TestHandlerFor(t *testing.T) {
 		t.Fatal("found a handler for an unregistered type")
 	}
 	n := len(consumed)
-	On("test/handler-for", func(*State, Event) error { return nil })
-	defer func() { consumed = consumed[:n] }()
-	if e := handlerFor([]byte("test/handler-for")); e == nil || e.typ != "test/handler-for" {
-		t.Fatalf("handlerFor = %v", e)
+	// Types that share lengths, first and last 8 bytes, and differ only in
+	// the middle or by a byte.
+	var types []string
+	for l := 1; l <= 40; l++ {
+		types = append(types, strings.Repeat("a", l), strings.Repeat("a", l-1)+"b")
 	}
-	delete(handlers, "test/handler-for")
+	types = append(types,
+		"todo/add", "todo/toggle", "todo/rename", "todo/delete", "todo/clear-completed",
+		"12345678-x-87654321", "12345678-y-87654321", "é/ü", "\x00", "\x00\x00")
+	for _, typ := range types {
+		On("test:"+typ, func(*State, Event) error { return nil })
+	}
+	defer func() {
+		consumed = consumed[:n]
+		for _, typ := range types {
+			delete(handlers, "test:"+typ)
+		}
+	}()
+	for _, typ := range types {
+		if e := handlerFor([]byte("test:" + typ)); e == nil || e.typ != "test:"+typ {
+			t.Fatalf("handlerFor(%q) = %v", "test:"+typ, e)
+		}
+		for _, miss := range []string{"test:" + typ + "a", "test:" + typ[1:], "Test:" + typ, "test:" + typ[:len(typ)-1] + "c", typ} {
+			if _, registered := handlers[miss]; registered {
+				continue
+			}
+			if e := handlerFor([]byte(miss)); e != nil {
+				t.Fatalf("handlerFor(%q) = %q", miss, e.typ)
+			}
+		}
+	}
+	if e := handlerFor([]byte("test:12345678-z-87654321")); e != nil {
+		t.Fatalf("a type matching another's words only matched %q", e.typ)
+	}
 }

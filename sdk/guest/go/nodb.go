@@ -7,7 +7,7 @@
 //	func init() {
 //		nodb.On("todo/add", func(s *nodb.State, e nodb.Event) error {
 //			id := e.Str("id")
-//			return s.Set("/todos/"+nodb.Escape(id), nodb.Map("text", e.Str("text"), "done", false))
+//			return s.SetMap(nodb.Path("todos", id), "text", e.Str("text"), "done", false)
 //		})
 //	}
 //
@@ -29,9 +29,27 @@
 //
 // The SDK imports only package abi from nodb and uses no reflection: the
 // per-event path decodes the event frame and CBOR by hand.
+//
+// # Cost inside WebAssembly
+//
+// Go compiled to WebAssembly pays for every call and, much more, for every
+// heap allocation (about 200 nanoseconds each under wazero, more than
+// reading a field of the event). The SDK's per-event path allocates
+// nothing of its own: strings it returns (Event.Str, Value.Str, Path, map
+// keys) are cut from larger chunks and never overwritten, so they may be
+// kept like any string (one kept string keeps its 8 KiB chunk alive). What
+// a handler can do:
+//
+//   - build paths with Path("todos", id, "done") rather than with +, which
+//     allocates once per +;
+//   - read a value once with View (or a Get*) rather than Has then Get*:
+//     each is a host call;
+//   - store with SetStr, SetInt, SetFloat, SetBool and SetMap rather than
+//     Set, whose any parameter costs an allocation for most types.
 package nodb
 
 import (
+	"encoding/binary"
 	"errors"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -66,26 +84,55 @@ func On(eventType string, h Handler) {
 var theState State
 
 // reduce runs the handler for one event frame and returns the status for
-// nodb_reduce.
+// nodb_reduce. It decodes the frame as abi.DecodeFrame does, in line.
 func reduce(frame []byte) int32 {
-	f, err := abi.DecodeFrame(frame)
-	if err != nil {
-		hostSetError("nodb: malformed event frame")
-		return int32(abi.StatusError)
+	le := binary.LittleEndian
+	if len(frame) < abi.FrameHeaderSize || le.Uint32(frame[abi.OffFormat:]) != abi.FormatCBOR {
+		return malformed()
 	}
-	if string(f.Type) == abi.TypePatch && len(patchHandlers) > 0 {
-		return reducePatch(f)
+	pl := uint64(le.Uint32(frame[abi.OffProducerLen:]))
+	tl := uint64(le.Uint32(frame[abi.OffTypeLen:]))
+	yl := uint64(le.Uint32(frame[abi.OffPayloadLen:]))
+	if abi.FrameHeaderSize+pl+tl+yl != uint64(len(frame)) {
+		return malformed()
 	}
-	en := handlerFor(f.Type)
+	t := abi.FrameHeaderSize + pl
+	y := t + tl
+	typ := frame[t:y:y]
+	frame = frame[:len(frame):len(frame)] // the payload runs to the end
+	if len(patchHandlers) > 0 && string(typ) == abi.TypePatch {
+		return reducePatch(abi.Frame{
+			Seq:      le.Uint64(frame[abi.OffSeq:]),
+			Time:     int64(le.Uint64(frame[abi.OffTime:])),
+			PSeq:     le.Uint64(frame[abi.OffPSeq:]),
+			Producer: frame[abi.FrameHeaderSize:t:t],
+			Type:     typ,
+			Payload:  frame[y:],
+		})
+	}
+	en := handlerFor(typ)
 	if en == nil {
 		return 0
 	}
-	ev := Event{seq: f.Seq, time: f.Time, pseq: f.PSeq, producer: f.Producer, typ: en.typ, payload: Value{b: f.Payload}}
+	ev := Event{
+		seq:      le.Uint64(frame[abi.OffSeq:]),
+		time:     int64(le.Uint64(frame[abi.OffTime:])),
+		pseq:     le.Uint64(frame[abi.OffPSeq:]),
+		producer: frame[abi.FrameHeaderSize:t:t],
+		typ:      en.typ,
+		payload:  Value{b: frame[y:]},
+	}
 	if err := en.h(&theState, ev); err != nil {
 		hostSetError(err.Error())
 		return int32(abi.StatusError)
 	}
 	return 0
+}
+
+// malformed rejects a frame that does not decode.
+func malformed() int32 {
+	hostSetError("nodb: malformed event frame")
+	return int32(abi.StatusError)
 }
 
 // Event is the event being reduced. It and the Values taken from it alias
@@ -110,7 +157,7 @@ func (e Event) Time() int64 { return e.time }
 func (e Event) PSeq() uint64 { return e.pseq }
 
 // Producer names who published the event.
-func (e Event) Producer() string { return string(e.producer) }
+func (e Event) Producer() string { return newString(e.producer) }
 
 // Type is the event type, for example "todo/add".
 func (e Event) Type() string { return e.typ }
@@ -126,7 +173,13 @@ func (e Event) Has(key string) bool { return e.payload.Key(key).Exists() }
 
 // Str returns the payload's string field key, or "" if it is missing or not
 // a string.
-func (e Event) Str(key string) string { return e.payload.Key(key).Str() }
+func (e Event) Str(key string) string {
+	v := e.payload.key(key)
+	if t, ok := shortText(v.b); ok { // in line: one call less
+		return newString(t)
+	}
+	return v.Str()
+}
 
 // Int returns the payload's integer field key (a float with an integral
 // value counts), or 0.
@@ -200,6 +253,14 @@ func (s *State) Get(path string) (Value, bool) {
 	return Value{b: append([]byte(nil), b...)}, true
 }
 
+// View returns the value at path without copying it, or Missing if there is
+// none: one host call where Has and a Get* would make two. The Value is
+// valid until the next read of the state (Get, View, Has, GetStr, ...).
+func (s *State) View(path string) Value {
+	b, _ := s.raw(path)
+	return Value{b: b}
+}
+
 // Has reports whether there is a value at path.
 func (s *State) Has(path string) bool {
 	_, ok := s.raw(path)
@@ -248,13 +309,65 @@ func (s *State) Len(path string) int {
 // JSON, a Marshaler, []any, []string, []int, []int64, []float64, []bool,
 // map[string]any, map[string]string, map[string]int, map[string]bool or
 // map[string]int64 (Go maps are written with sorted keys).
+//
+// Inside WebAssembly, converting a value to any costs an allocation for
+// most types (not for bools, small integers or constants); SetStr, SetInt,
+// SetFloat, SetBool and SetMap avoid it.
 func (s *State) Set(path string, v any) error {
 	enc, err := AppendCBOR(s.enc[:0], v)
 	s.enc = enc
 	if err != nil {
 		return err
 	}
-	if st := abi.Status(hostSet(path, enc)); st != abi.StatusOK {
+	return s.put(path)
+}
+
+// SetMap stores the map Map(kv...) at path without building the MapValue:
+// alternating string keys and values of the types Set takes.
+func (s *State) SetMap(path string, kv ...any) error {
+	enc, err := MapValue(kv).AppendCBOR(s.enc[:0])
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	return s.put(path)
+}
+
+// SetStr stores the string v at path; it is Set(path, v) without the
+// conversion to any.
+func (s *State) SetStr(path, v string) error {
+	s.enc = appendText(s.enc[:0], v)
+	return s.put(path)
+}
+
+// SetInt stores the integer v at path; it is Set(path, v) without the
+// conversion to any.
+func (s *State) SetInt(path string, v int64) error {
+	s.enc = abi.AppendInt(s.enc[:0], v)
+	return s.put(path)
+}
+
+// SetFloat stores the number v at path (NaN and infinities are
+// ErrUnsupported); it is Set(path, v) without the conversion to any.
+func (s *State) SetFloat(path string, v float64) error {
+	enc, err := appendFloat(s.enc[:0], v)
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	return s.put(path)
+}
+
+// SetBool stores the boolean v at path; it is Set(path, v) under a name
+// that matches GetBool.
+func (s *State) SetBool(path string, v bool) error {
+	s.enc = abi.AppendBool(s.enc[:0], v)
+	return s.put(path)
+}
+
+// put stores the encoded value s.enc at path.
+func (s *State) put(path string) error {
+	if st := abi.Status(hostSet(path, s.enc)); st != abi.StatusOK {
 		return &Error{Op: "set", Path: path, Status: st}
 	}
 	return nil
@@ -268,10 +381,6 @@ func (s *State) Delete(path string) error {
 	}
 	return nil
 }
-
-// Escape turns a map key into a path token ("/" becomes "~1", "~" becomes
-// "~0"), so "/todos/"+Escape(id) is safe for any id.
-func Escape(key string) string { return abi.Escape(key) }
 
 // Log levels for LogAt.
 const (

@@ -67,23 +67,41 @@ func (v Value) Kind() Kind {
 
 // text returns the bytes of a text string.
 func (v Value) text() ([]byte, bool) {
-	major, _, arg, n, ok := abi.ReadHead(v.b)
-	if !ok || major != abi.MajorText || arg > uint64(len(v.b)-n) {
-		return nil, false
-	}
-	return v.b[n : n+int(arg)], true
+	t, _, ok := textAt(v.b, 0)
+	return t, ok
 }
 
 // Str returns v as a string, or "".
 func (v Value) Str() string {
+	if t, ok := shortText(v.b); ok {
+		return newString(t)
+	}
 	t, _ := v.text()
-	return string(t)
+	return newString(t)
+}
+
+// shortText returns the bytes of b if b is a text string of less than 256
+// bytes (a head of one or two bytes); ok is false for anything else,
+// including longer texts.
+func shortText(b []byte) (t []byte, ok bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	n, start := int(b[0]&31), 1
+	if b[0]>>5 != 3 || n >= 24 {
+		if b[0] != 0x78 || len(b) < 2 {
+			return nil, false
+		}
+		n, start = int(b[1]), 2
+	}
+	end := start + n
+	return b[start:min(end, len(b))], end <= len(b)
 }
 
 // StrOK returns v as a string and whether it is one.
 func (v Value) StrOK() (string, bool) {
 	t, ok := v.text()
-	return string(t), ok
+	return newString(t), ok
 }
 
 // Int returns v as an int64: integers, and floats with an integral value in
@@ -288,18 +306,41 @@ func (m MapValue) AppendCBOR(dst []byte) ([]byte, error) {
 	if len(m)%2 != 0 {
 		return dst, ErrUnsupported
 	}
-	dst = abi.AppendHead(dst, abi.MajorMap, uint64(len(m)/2))
+	if n := len(m) / 2; n < 24 {
+		dst = append(dst, abi.MajorMap<<5|byte(n))
+	} else {
+		dst = abi.AppendHead(dst, abi.MajorMap, uint64(n))
+	}
+	// Short keys and the common values are encoded in line: inside Wasm
+	// each call costs about as much as the encoding.
 	var err error
 	for i := 0; i < len(m); i += 2 {
 		k, ok := m[i].(string)
 		if !ok {
 			return dst, ErrUnsupported
 		}
-		dst = abi.AppendString(dst, k)
-		if b, ok := appendCommon(dst, m[i+1]); ok {
-			dst = b
-		} else if dst, err = AppendCBOR(dst, m[i+1]); err != nil {
-			return dst, err
+		if len(k) < 24 {
+			dst = append(append(dst, abi.MajorText<<5|byte(len(k))), k...)
+		} else {
+			dst = appendText(dst, k)
+		}
+		switch x := m[i+1].(type) {
+		case string:
+			if len(x) < 24 {
+				dst = append(append(dst, abi.MajorText<<5|byte(len(x))), x...)
+			} else {
+				dst = appendText(dst, x)
+			}
+		case bool:
+			if x {
+				dst = append(dst, abi.CBORTrue)
+			} else {
+				dst = append(dst, abi.CBORFalse)
+			}
+		default:
+			if dst, err = AppendCBOR(dst, x); err != nil {
+				return dst, err
+			}
 		}
 	}
 	return dst, nil

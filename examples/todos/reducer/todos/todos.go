@@ -25,59 +25,59 @@ const (
 
 var errNoID = errors.New("todos: missing id")
 
-func path(e nodb.Event) (string, error) {
+// todoID returns the id of the todo an event is about.
+func todoID(e nodb.Event) (string, error) {
 	id := e.Str("id")
 	if id == "" {
 		return "", errNoID
 	}
-	return "/todos/" + nodb.Escape(id), nil
+	return id, nil
 }
 
 func init() {
 	nodb.On(Add, func(s *nodb.State, e nodb.Event) error {
-		p, err := path(e)
+		id, err := todoID(e)
 		if err != nil {
 			return err
 		}
+		p := nodb.Path("todos", id)
 		if s.Has(p) {
-			return errors.New("todos: duplicate id " + e.Str("id"))
+			return errors.New("todos: duplicate id " + id)
 		}
-		return s.Set(p, nodb.Map("text", e.Str("text"), "done", false))
+		return s.SetMap(p, "text", e.Str("text"), "done", false)
 	})
 	nodb.On(Toggle, func(s *nodb.State, e nodb.Event) error {
-		p, err := path(e)
+		id, err := todoID(e)
 		if err != nil {
 			return err
 		}
-		done := p + "/done"
-		if !s.Has(done) {
+		done := nodb.Path("todos", id, "done")
+		v := s.View(done)
+		if !v.Exists() {
 			return nil // toggling a deleted todo is a no-op
 		}
-		return s.Set(done, !s.GetBool(done))
+		return s.SetBool(done, !v.Bool())
 	})
 	nodb.On(Rename, func(s *nodb.State, e nodb.Event) error {
-		p, err := path(e)
+		id, err := todoID(e)
 		if err != nil {
 			return err
 		}
-		text := p + "/text"
+		text := nodb.Path("todos", id, "text")
 		if !s.Has(text) {
 			return nil // renaming a deleted todo is a no-op
 		}
-		return s.Set(text, e.Str("text"))
+		return s.SetStr(text, e.Str("text"))
 	})
 	nodb.On(Delete, func(s *nodb.State, e nodb.Event) error {
-		p, err := path(e)
+		id, err := todoID(e)
 		if err != nil {
 			return err
 		}
-		return s.Delete(p)
+		return s.Delete(nodb.Path("todos", id))
 	})
 	nodb.On(ClearCompleted, func(s *nodb.State, _ nodb.Event) error {
-		all, ok := s.Get("/todos")
-		if !ok {
-			return nil
-		}
+		all := s.View("/todos") // valid until the next read; Delete is no read
 		var done []string
 		all.Each(func(id string, t nodb.Value) bool {
 			if t.Key("done").Bool() {
@@ -86,7 +86,7 @@ func init() {
 			return true
 		})
 		for _, id := range done {
-			if err := s.Delete("/todos/" + nodb.Escape(id)); err != nil {
+			if err := s.Delete(nodb.Path("todos", id)); err != nil {
 				return err
 			}
 		}
