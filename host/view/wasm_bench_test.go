@@ -51,8 +51,22 @@ func buildTodosWasm(b *testing.B) []byte {
 // of 10k todos with random 8-character ids, by event type, within one
 // epoch (BenchmarkInstantiate in plugins measures an epoch boundary).
 // clear reports ns/clear for todo/clear-completed with 5k of the todos done.
-func BenchmarkWasmEvent(b *testing.B) {
-	wasm := buildTodosWasm(b)
+func BenchmarkWasmEvent(b *testing.B) { benchWasmEvent(b, buildTodosWasm(b)) }
+
+// BenchmarkWasmEventC is BenchmarkWasmEvent with the todos reducer written
+// in C (examples/todos/reducer-c, checked in as examples/todos/todos-c.wasm):
+// the cost of an event through the host and the ABI when the guest has no
+// heavy runtime.
+func BenchmarkWasmEventC(b *testing.B) {
+	wasm, err := os.ReadFile("../../examples/todos/todos-c.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchWasmEvent(b, wasm)
+}
+
+// benchWasmEvent runs the todos events of BenchmarkWasmEvent through wasm.
+func benchWasmEvent(b *testing.B, wasm []byte) {
 	ctx := context.Background()
 	rt, err := plugins.NewRuntime(ctx, plugins.Config{})
 	if err != nil {
