@@ -35,6 +35,10 @@ const (
 	// value's length in bytes; the value was written to buf only when the
 	// result is <= buf_cap. A negative result is a Status.
 	FuncStateGet = "state_get"
+	// FuncStateHas reports whether there is a value at a path, in time
+	// proportional to the path, not the value:
+	// (path_ptr, path_len i32) -> status i32 (StatusOK or StatusNotFound).
+	FuncStateHas = "state_has"
 	// FuncStateSet writes a CBOR value at a path:
 	// (path_ptr, path_len, val_ptr, val_len i32) -> status i32.
 	FuncStateSet = "state_set"

@@ -56,6 +56,7 @@ var nodbFuncs = map[string]signature{
 	abi.FuncABIVersion:  sig(nil),
 	abi.FuncConsume:     sig([]api.ValueType{i32, i32}, i32),
 	abi.FuncStateGet:    sig([]api.ValueType{i32, i32, i32, i32}, i32),
+	abi.FuncStateHas:    sig([]api.ValueType{i32, i32}, i32),
 	abi.FuncStateSet:    sig([]api.ValueType{i32, i32, i32, i32}, i32),
 	abi.FuncStateDelete: sig([]api.ValueType{i32, i32}, i32),
 	abi.FuncLog:         sig([]api.ValueType{i32, i32, i32}),
@@ -68,6 +69,7 @@ var nodbImpl = map[string]api.GoModuleFunc{
 	abi.FuncABIVersion:  func(context.Context, api.Module, []uint64) {},
 	abi.FuncConsume:     hostConsume,
 	abi.FuncStateGet:    hostStateGet,
+	abi.FuncStateHas:    hostStateHas,
 	abi.FuncStateSet:    hostStateSet,
 	abi.FuncStateDelete: hostStateDelete,
 	abi.FuncLog:         hostLog,
@@ -264,6 +266,41 @@ func (i *Instance) answer(stack []uint64, buf []byte, bufCap uint32, from, p str
 }
 
 func (i *Instance) clearPending() { i.pendingFrom, i.pendingPath, i.pending = "", "", nil }
+
+// StateHas is implemented by States that can tell whether a value exists
+// without encoding it (state_has); for others the host asks Get.
+type StateHas interface {
+	// Has reports whether there is a value at path.
+	Has(path string) (bool, error)
+}
+
+func hostStateHas(ctx context.Context, mod api.Module, stack []uint64) {
+	i := instanceOf(ctx)
+	p, st := i.path(mod, abi.FuncStateHas, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	if i.state == nil {
+		ret(stack, abi.StatusBadState)
+		return
+	}
+	var ok bool
+	var err error
+	if h, can := i.state.(StateHas); can {
+		ok, err = h.Has(p)
+	} else {
+		_, ok, err = i.state.Get(p)
+	}
+	switch {
+	case err != nil:
+		ret(stack, i.statusOf(err))
+	case !ok:
+		ret(stack, abi.StatusNotFound)
+	default:
+		ret(stack, abi.StatusOK)
+	}
+}
 
 func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)

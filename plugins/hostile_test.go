@@ -173,7 +173,7 @@ func TestGoPanic(t *testing.T) {
 func TestOutOfRangePointers(t *testing.T) {
 	r := newRuntime(t, plugins.Config{})
 	m := compile(t, r, "badptr")
-	for seq, fn := range map[uint64]string{1: "state_get", 2: "state_get", 3: "state_set", 4: "state_set", 5: "state_delete", 6: "log", 7: "set_error", 8: "consume"} {
+	for seq, fn := range map[uint64]string{1: "state_get", 2: "state_get", 3: "state_set", 4: "state_set", 5: "state_delete", 6: "log", 7: "set_error", 8: "consume", 13: "state_has"} {
 		te := trapAt(t, instance(t, m, plugins.InstanceConfig{}), ev(seq, "x", "{}"))
 		if !strings.Contains(te.Error(), "ABI violation") || !strings.Contains(te.Error(), fn+": out-of-range memory access") {
 			t.Errorf("seq %d: %v", seq, te)
@@ -188,6 +188,10 @@ func TestOutOfRangePointers(t *testing.T) {
 	var re *plugins.ReducerError
 	if !errors.As(err, &re) || re.Status != int32(abi.StatusTooLarge) {
 		t.Errorf("long path: %v", err)
+	}
+	err = instance(t, m, plugins.InstanceConfig{}).Reduce(context.Background(), ev(14, "x", "{}"), nodb.NewMemStore())
+	if !errors.As(err, &re) || re.Status != int32(abi.StatusNotFound) {
+		t.Errorf("state_has of a missing path: %v", err)
 	}
 	te := trapAt(t, instance(t, compile(t, r, "badbuf"), plugins.InstanceConfig{}), ev(1, "x", "{}"))
 	if !strings.Contains(te.Error(), "out-of-range buffer") {

@@ -113,6 +113,16 @@ func (s *TxState) Get(path string) ([]byte, bool, error) {
 	return s.buf, true, nil
 }
 
+// Has implements plugins.StateHas: one descent, nothing encoded.
+func (s *TxState) Has(path string) (bool, error) {
+	p, err := s.parse(path)
+	if err != nil {
+		return false, err
+	}
+	_, ok := s.tx.Peek(p)
+	return ok, nil
+}
+
 // Set implements plugins.State.
 func (s *TxState) Set(path string, value []byte) error {
 	p, err := s.parse(path)

@@ -7,6 +7,7 @@
   (import "nodb_v1" "state_get" (func $get (param i32 i32 i32 i32) (result i32)))
   (import "nodb_v1" "state_set" (func $set (param i32 i32 i32 i32) (result i32)))
   (import "nodb_v1" "state_delete" (func $del (param i32 i32) (result i32)))
+  (import "nodb_v1" "state_has" (func $has (param i32 i32) (result i32)))
   (import "nodb_v1" "log" (func $log (param i32 i32 i32)))
   (import "nodb_v1" "set_error" (func $seterr (param i32 i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -57,4 +58,10 @@
       ;; 12: state_get with a path longer than MaxPathSize -> StatusTooLarge
       (if (i32.eq (local.get $seq) (i32.const 12)) (then
         (br $out (call $get (i32.const 0) (i32.const 5000) (i32.const 0) (i32.const 0)))))
+      ;; 13: state_has, path out of range
+      (if (i32.eq (local.get $seq) (i32.const 13)) (then
+        (br $out (call $has (i32.const 65530) (i32.const 100)))))
+      ;; 14: state_has of a missing path -> StatusNotFound, returned as the status
+      (if (i32.eq (local.get $seq) (i32.const 14)) (then
+        (br $out (call $has (i32.const 0) (i32.const 2)))))
       (i32.const 0))))

@@ -26,6 +26,7 @@ NODB_IMPORT("abi_version_1") void nodb_host_abi_version_1(void);
 NODB_IMPORT("consume") int32_t nodb_host_consume(const char *type, uint32_t type_len);
 NODB_IMPORT("state_get")
 int32_t nodb_host_state_get(const char *path, uint32_t path_len, uint8_t *buf, uint32_t buf_cap);
+NODB_IMPORT("state_has") int32_t nodb_host_state_has(const char *path, uint32_t path_len);
 NODB_IMPORT("state_set")
 int32_t nodb_host_state_set(const char *path, uint32_t path_len, const uint8_t *val, uint32_t val_len);
 NODB_IMPORT("state_delete") int32_t nodb_host_state_delete(const char *path, uint32_t path_len);
@@ -740,9 +741,8 @@ int32_t nodb_get(nodb_str path, nodb_value *out) {
 }
 
 bool nodb_has(nodb_str path) {
-	arena_init();
-	/* a zero-capacity buffer: the host only answers the length */
-	return nodb_host_state_get(path.p, path.n, (uint8_t *)arena_top, 0) >= 0;
+	/* state_has: nothing is encoded, whatever the size of the value */
+	return nodb_host_state_has(path.p, path.n) == 0;
 }
 
 int32_t nodb_set(nodb_str path, const void *val, uint32_t n) {

@@ -319,7 +319,8 @@ void nodb_path_push_index(nodb_buf *path, uint32_t i);
  */
 int32_t nodb_get(nodb_str path, nodb_value *out);
 
-/** nodb_has reports whether there is a value at path (it copies nothing). */
+/** nodb_has reports whether there is a value at path (state_has: nothing is
+ * encoded or copied, whatever the size of the value). */
 bool nodb_has(nodb_str path);
 
 /**

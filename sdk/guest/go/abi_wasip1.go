@@ -20,6 +20,9 @@ func wasmConsume(ptr unsafe.Pointer, n uint32) int32
 //go:wasmimport nodb_v1 state_get
 func wasmStateGet(path unsafe.Pointer, pathLen uint32, buf unsafe.Pointer, bufCap uint32) int32
 
+//go:wasmimport nodb_v1 state_has
+func wasmStateHas(path unsafe.Pointer, pathLen uint32) int32
+
 //go:wasmimport nodb_v1 state_set
 func wasmStateSet(path unsafe.Pointer, pathLen uint32, val unsafe.Pointer, valLen uint32) int32
 
@@ -53,6 +56,8 @@ func hostConsume(t string) { wasmConsume(strPtr(t), uint32(len(t))) }
 func hostGet(path string, buf []byte) int32 {
 	return wasmStateGet(strPtr(path), uint32(len(path)), bytesPtr(buf), uint32(len(buf)))
 }
+
+func hostHas(path string) int32 { return wasmStateHas(strPtr(path), uint32(len(path))) }
 
 func hostSet(path string, v []byte) int32 {
 	return wasmStateSet(strPtr(path), uint32(len(path)), bytesPtr(v), uint32(len(v)))

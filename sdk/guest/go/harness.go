@@ -231,6 +231,32 @@ func hostDelete(path string) int32 {
 	return storeStatus(h, h.Store.Delete(path))
 }
 
+// hostHas answers a state_has as the host would: the Store's own Has if it
+// has one (view.TxState does), else its Get.
+func hostHas(path string) int32 {
+	h := current
+	if h == nil {
+		return int32(abi.StatusBadState)
+	}
+	if st := abi.ValidatePath(path); st != abi.StatusOK {
+		return int32(st)
+	}
+	var ok bool
+	var err error
+	if hs, can := h.Store.(interface{ Has(string) (bool, error) }); can {
+		ok, err = hs.Has(path)
+	} else {
+		_, ok, err = h.Store.Get(path)
+	}
+	switch {
+	case err != nil:
+		return storeStatus(h, err)
+	case !ok:
+		return int32(abi.StatusNotFound)
+	}
+	return 0
+}
+
 func hostLog(_ int32, msg string) {
 	if current != nil {
 		current.logs = append(current.logs, msg)
