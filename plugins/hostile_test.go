@@ -3,6 +3,7 @@ package plugins_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -107,6 +108,30 @@ func TestInfiniteLoopRunsOutOfFuel(t *testing.T) {
 		t.Fatalf("not an out-of-fuel trap: %v", te)
 	}
 	t.Logf("out of fuel after %v: %v", time.Since(t0), te)
+}
+
+// TestEveryLoopShapeRunsOutOfFuel: fuel is spent at every branch back to a
+// loop (br_if, br_table, br to an outer loop from nested blocks), so no
+// endless loop escapes it. A loop the instrumentation missed could not be
+// stopped at all (the stop flag is read by the same check), so that case
+// ends the test binary with a panic instead of hanging it.
+func TestEveryLoopShapeRunsOutOfFuel(t *testing.T) {
+	defer plugins.SetEventFuel(1 << 20)()
+	r := newRuntime(t, plugins.Config{EventTimeout: time.Hour})
+	m := compile(t, r, "loops")
+	for seq := uint64(1); seq <= 4; seq++ {
+		i := instance(t, m, plugins.InstanceConfig{EventTimeout: time.Hour})
+		done := make(chan error, 1)
+		go func() { done <- i.Reduce(context.Background(), ev(seq, "x", "{}"), nodb.NewMemStore()) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, plugins.ErrTimeout) || !strings.Contains(err.Error(), "loop iterations") {
+				t.Errorf("loop shape %d: not an out-of-fuel trap: %v", seq, err)
+			}
+		case <-time.After(30 * time.Second):
+			panic(fmt.Sprintf("loop shape %d of testdata/loops.wat escaped the fuel: the guest cannot be stopped", seq))
+		}
+	}
 }
 
 func TestGoReducerHogTimesOutOrTraps(t *testing.T) {

@@ -226,7 +226,7 @@ func (i *Instance) instantiate(e uint64) error {
 // refuel gives the guest a full tank for the next call.
 func (i *Instance) refuel() {
 	if i.fuelG != nil {
-		i.fuelG.Set(Fuel)
+		i.fuelG.Set(eventFuel)
 	}
 }
 
@@ -344,7 +344,7 @@ func (i *Instance) trap(seq uint64, reason string, err error) error {
 		te.Reason = fmt.Sprintf("exceeded the time limit of %v", i.cfg.EventTimeout)
 		te.Err = ErrTimeout
 	case i.outOfFuel():
-		te.Reason = fmt.Sprintf("exceeded its budget of %d loop iterations for one event", Fuel)
+		te.Reason = fmt.Sprintf("exceeded its budget of %d loop iterations for one event", eventFuel)
 		te.Err = ErrTimeout
 	case i.faultErr != nil:
 		te.Reason = "ABI violation"

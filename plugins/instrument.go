@@ -19,11 +19,15 @@ import (
 //
 //	if stop { unreachable };  fuel = fuel - 1;  if fuel == 0 { unreachable }
 //
-// at the head of every loop. The host refills the fuel (Fuel) before every
-// event and _initialize; the watchdog sets the stop flag when an event runs
-// over its time limit. The guest traps at its next loop iteration either way
-// (a loop-free run is bounded by its code size; unbounded recursion overflows
-// the stack). The flag is separate from the fuel because the guest writes
+// before every branch back to a loop (a br, br_if or br_table that can
+// target one). The host refills the fuel (Fuel) before every event; the
+// watchdog sets the stop flag when an event runs over its time limit. The
+// guest traps at its next loop iteration either way (a run without back
+// branches is bounded by its code size; unbounded recursion overflows the
+// stack). The check used to sit at the head of every loop; but every Go
+// function body is a loop over its resume points, so that made every call
+// pay it, ~7% of a todos event. At the back branches, entering a loop is
+// free and every further iteration still pays. The flag is separate from the fuel because the guest writes
 // the fuel: a compiler may keep it in a register, and a host write to it
 // could be lost; the guest only ever reads the flag.
 //
@@ -47,6 +51,10 @@ const (
 // above any reasonable reducer and well inside the default time limit's
 // order of magnitude.
 const Fuel = 1 << 30
+
+// eventFuel is the fuel given before each event: Fuel, lowered by tests
+// (export_test.go) so that running out does not take a second.
+var eventFuel uint64 = Fuel
 
 var errMalformed = errors.New("malformed module")
 
@@ -350,8 +358,12 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 	return out, r.err
 }
 
-// instrumentFunc copies one function body, inserting check after every loop
-// instruction.
+// instrumentFunc copies one function body, inserting check before every
+// branch back to a loop (br, br_if or br_table with a loop among its
+// targets). Every iteration of a loop after the first passes one, so a run
+// that does not end takes infinitely many; entering a loop costs nothing.
+// That matters for Go guests, whose every function body is a loop over its
+// resume points: a check at each loop head was paid on every call.
 func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 	r := &reader{b: body}
 	groups := r.u32()
@@ -360,27 +372,39 @@ func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 		r.byte()
 	}
 	dst = append(dst, body[:r.pos]...)
+	loops := []bool{false} // the open blocks, innermost last: is it a loop; the function's own block first
+	toLoop := func(depth uint32) bool {
+		return int(depth) < len(loops) && loops[len(loops)-1-int(depth)]
+	}
 	for r.pos < len(body) && r.err == nil {
 		start := r.pos
 		op := r.byte()
 		switch {
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
 			blockType(r)
-			dst = append(dst, body[start:r.pos]...)
-			if op == 0x03 {
+			loops = append(loops, op == 0x03)
+		case op == 0x0b: // end
+			if len(loops) > 0 {
+				loops = loops[:len(loops)-1]
+			}
+		case op == 0x0c, op == 0x0d: // br, br_if
+			if toLoop(r.u32()) {
 				dst = append(dst, check...)
 			}
-			continue
-		case op <= 0x01, op == 0x05, op == 0x0b, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1,
-			op >= 0x45 && op <= 0xc4:
-			// no immediates
-		case op == 0x0c, op == 0x0d, op == 0x10, op >= 0x20 && op <= 0x26, op == 0xd2:
-			r.u32()
 		case op == 0x0e: // br_table
 			k := r.u32()
+			back := false
 			for j := uint32(0); j <= k && r.err == nil; j++ {
-				r.u32()
+				back = toLoop(r.u32()) || back
 			}
+			if back {
+				dst = append(dst, check...)
+			}
+		case op <= 0x01, op == 0x05, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1,
+			op >= 0x45 && op <= 0xc4:
+			// no immediates
+		case op == 0x10, op >= 0x20 && op <= 0x26, op == 0xd2:
+			r.u32()
 		case op == 0x11: // call_indirect
 			r.u32()
 			r.u32()
