@@ -46,7 +46,9 @@ type hubSub struct {
 
 type ringEntry struct {
 	seq  uint64
-	ops  []byte // JSON ops, nil for progress
+	raw  []statetree.Op // the change, nil for progress
+	size int            // what it counts against ringMaxBytes: its JSON's length, estimated until encoded
+	ops  []byte         // raw as JSON, encoded on first use
 	msgs [2]*websocket.PreparedMessage
 }
 
@@ -151,16 +153,10 @@ func (h *hub) fanOut(batch []view.Update) {
 		if len(u.Ops) == 0 {
 			continue
 		}
-		buf := make([]byte, 0, 64*len(u.Ops))
-		buf = append(buf, '[')
-		for i, op := range u.Ops {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = op.AppendJSON(buf)
-		}
-		buf = append(buf, ']')
-		h.push(ringEntry{seq: u.Seq, ops: buf})
+		// Kept as ops (immutable values, shared with the state) and
+		// encoded when a subscriber or a resume first needs them: a view
+		// catching up with no one subscribed costs the hub no encoding.
+		h.push(ringEntry{seq: u.Seq, raw: u.Ops, size: opsSize(u.Ops)})
 	}
 	if h.lastSeq > h.sentSeq {
 		h.push(ringEntry{seq: h.lastSeq}) // progress marker
@@ -170,10 +166,10 @@ func (h *hub) fanOut(batch []view.Update) {
 // push adds e to the ring and queues it on every subscriber.
 func (h *hub) push(e ringEntry) {
 	h.ring = append(h.ring, e)
-	h.ringSize += len(e.ops)
+	h.ringSize += e.size
 	for len(h.ring) > ringMaxEntries || h.ringSize > ringMaxBytes {
 		h.ringFrom = h.ring[0].seq
-		h.ringSize -= len(h.ring[0].ops)
+		h.ringSize -= h.ring[0].size
 		h.ring[0] = ringEntry{}
 		h.ring = h.ring[1:]
 	}
@@ -196,9 +192,16 @@ func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
 		return pm
 	}
 	var data []byte
-	if e.ops == nil {
+	if e.raw == nil {
 		data = wire.AppendViewMessage(f, nil, wire.TypeProgress, 0, h.v.Name(), e.seq, false, nil)
 	} else {
+		if e.ops == nil {
+			// From now on the JSON is held: count it exactly (the next
+			// push trims the ring if this took it over ringMaxBytes).
+			e.ops = opsJSON(e.raw)
+			h.ringSize += len(e.ops) - e.size
+			e.size = len(e.ops)
+		}
 		body := e.ops
 		if f == wire.CBOR {
 			var err error
@@ -214,6 +217,40 @@ func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
 	}
 	e.msgs[f] = pm
 	return pm
+}
+
+// opsJSON encodes ops as a JSON array (an RFC 6902 patch).
+func opsJSON(ops []statetree.Op) []byte {
+	buf := make([]byte, 0, 64*len(ops))
+	buf = append(buf, '[')
+	for i, op := range ops {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = op.AppendJSON(buf)
+	}
+	return append(buf, ']')
+}
+
+// opsSize estimates the length of ops as JSON without encoding them. While
+// an entry is not encoded its memory is the ops' values, shared with the
+// state; once encoded, the ring counts the JSON exactly.
+func opsSize(ops []statetree.Op) int {
+	n := 2
+	for _, op := range ops {
+		n += 32 + len(op.Path) + valueSize(op.Value)
+	}
+	return n
+}
+
+func valueSize(v statetree.Value) int {
+	switch v.Kind() {
+	case statetree.KindString:
+		return len(v.Str()) + 2
+	case statetree.KindMap, statetree.KindArray:
+		return 2 + 48*v.Len() // about a short key and a small value each; not walked
+	}
+	return 8
 }
 
 func frameType(f wire.Format) int {

@@ -153,10 +153,15 @@ func TestResumeSendsMissedPatchesOnce(t *testing.T) {
 	if r := nextView(t, ws); r.Type != wire.TypeSubscribed || r.Seq != 10 {
 		t.Fatalf("resume reply %+v", r)
 	}
+	// The hub keeps changes as ops and encodes them on first use: these
+	// five were made with no subscriber, so the resume is their first use.
 	for want := uint64(11); want <= 15; want++ {
 		r := nextView(t, ws)
 		if r.Type != wire.TypePatch || r.Seq != want {
 			t.Fatalf("got %+v, want the patch of seq %d", r, want)
+		}
+		if !strings.Contains(string(r.Ops), fmt.Sprintf(`"/k%d"`, want)) {
+			t.Fatalf("patch of seq %d: %s", want, r.Ops)
 		}
 	}
 	// A since older than anything held gets a reset snapshot.
