@@ -47,6 +47,9 @@ type Config struct {
 	Metrics *Metrics
 	// Now returns the time stamped on accepted events. Default time.Now.
 	Now func() time.Time
+	// Rebuilt, if set, is the dedupe table built while the log was opened
+	// (see Rebuilder); nil means New reads the log to build it.
+	Rebuilt *Rebuilder
 }
 
 // Result is the outcome of one publish.
@@ -127,9 +130,19 @@ func New(ctx context.Context, log eventlog.Log, cfg Config) (*Chronicler, error)
 		producers: make(map[string]*producer),
 	}
 	start := time.Now()
-	n, err := c.rebuild(ctx)
-	if err != nil {
-		return nil, err
+	var n int
+	var err error
+	if rb := cfg.Rebuilt; rb != nil && rb.err == nil && log.FirstSeq() <= 1 && rb.next == log.LastSeq()+1 {
+		// The table was built as the log was opened (filelog's OnRecord):
+		// no second pass over the history.
+		c.producers, c.lastTime, c.nextSeq, n = rb.producers, rb.lastTime, rb.next, int(rb.next-1)
+	} else {
+		if rb != nil {
+			c.logger.Warn("dedupe table built at open does not match the log; reading the log again", "built_to", rb.next-1, "head", log.LastSeq(), "error", rb.err)
+		}
+		if n, err = c.rebuild(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.logger.Info("dedupe table rebuilt", "events", n, "producers", len(c.producers), "head", c.nextSeq-1, "took", time.Since(start))
 	go c.run()
@@ -172,6 +185,48 @@ func (c *Chronicler) rebuild(ctx context.Context) (int, error) {
 		from = buf[len(buf)-1].Seq + 1
 	}
 	return n, nil
+}
+
+// A Rebuilder builds the dedupe table from the records of a log, one at a
+// time, as the log's own recovery scan reads them (filelog.Config.OnRecord),
+// so that New need not read the whole history a second time. Give it to New
+// in Config.Rebuilt; New uses it only if it saw exactly the log's records
+// 1..LastSeq, and otherwise reads the log itself.
+type Rebuilder struct {
+	producers map[string]*producer
+	next      uint64 // the seq the next record must have
+	lastTime  int64
+	err       error
+}
+
+// NewRebuilder returns an empty Rebuilder.
+func NewRebuilder() *Rebuilder {
+	return &Rebuilder{producers: map[string]*producer{}, next: 1}
+}
+
+// Add records one record; it fails (and the Rebuilder is unusable) if the
+// records break the producer rules or do not come in seq order from 1.
+func (b *Rebuilder) Add(seq, pseq uint64, prod []byte, time int64) error {
+	if b.err != nil {
+		return b.err
+	}
+	if seq != b.next {
+		b.err = fmt.Errorf("chronicler: record seq %d where seq %d was expected", seq, b.next)
+		return b.err
+	}
+	p := b.producers[string(prod)] // no allocation for the lookup
+	if p == nil {
+		p = &producer{}
+		b.producers[string(prod)] = p
+	}
+	if pseq != p.last()+1 {
+		b.err = fmt.Errorf("chronicler: log seq %d has producer %q pseq %d after pseq %d; the log breaks the producer rules", seq, prod, pseq, p.last())
+		return b.err
+	}
+	p.seqs = append(p.seqs, seq)
+	b.lastTime = max(b.lastTime, time)
+	b.next++
+	return nil
 }
 
 func (c *Chronicler) producer(name string) *producer {

@@ -121,13 +121,18 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	cfg := filelog.DefaultConfig(o.data)
 	cfg.Logger = logger.Named("eventlog")
 	cfg.MaxRecordSize = o.maxFrame + 4096
+	rebuilt := chronicler.NewRebuilder() // the dedupe table, from the open scan itself
+	cfg.OnRecord = func(seq, pseq uint64, producer []byte, t int64) error {
+		rebuilt.Add(seq, pseq, producer, t) // a failure makes New read the log itself
+		return nil
+	}
 	elog, err := filelog.Open(cfg)
 	if err != nil {
 		stop()
 		<-serveErr
 		return fmt.Errorf("opening the event log: %w", err)
 	}
-	chron, err := chronicler.New(ctx, elog, chronicler.Config{Logger: logger.Named("chronicler"), Metrics: srv.ChronMetrics})
+	chron, err := chronicler.New(ctx, elog, chronicler.Config{Logger: logger.Named("chronicler"), Metrics: srv.ChronMetrics, Rebuilt: rebuilt})
 	if err != nil {
 		elog.Close()
 		stop()

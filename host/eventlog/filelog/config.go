@@ -43,6 +43,14 @@ type Config struct {
 	FS FS
 	// Logger receives recovery and failure reports; nil means no logging.
 	Logger hclog.Logger
+	// OnRecord, if set, is called during Open for every record the log
+	// holds, in seq order, as the recovery scan checks it (records of a
+	// torn tail that recovery cuts are not reported). It lets a caller
+	// rebuild what it derives from the whole history in the same pass
+	// instead of reading the log again: the chronicler's dedupe table
+	// (chronicler.Rebuilder). producer is valid only during the call. An
+	// error fails Open.
+	OnRecord func(seq, pseq uint64, producer []byte, time int64) error
 }
 
 // DefaultConfig returns a Config for the data directory dir with every

@@ -117,7 +117,8 @@ func Open(cfg Config) (*Log, error) {
 }
 
 func (l *Log) recover() error {
-	res, err := scanLog(l.fs, l.dir, maxDataLimit, nil)
+	s := &segScanner{maxData: maxDataLimit, fnMeta: l.cfg.OnRecord, hasher: newChainHasher()}
+	res, err := s.scanLog(l.fs, l.dir)
 	if err != nil {
 		return err
 	}

@@ -140,6 +140,11 @@ func (r *reader) at(off int64, n int) ([]byte, error) {
 // scanLog reads and checks every segment in dir, read-only. It calls fn, if
 // not nil, for every record of a complete batch, in order.
 func scanLog(fsys FS, dir string, maxData int, fn func(eventlog.Record) error) (*scanResult, error) {
+	s := &segScanner{maxData: maxData, fn: fn, hasher: newChainHasher()}
+	return s.scanLog(fsys, dir)
+}
+
+func (s *segScanner) scanLog(fsys FS, dir string) (*scanResult, error) {
 	names, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("filelog: list %s: %w", dir, err)
@@ -156,7 +161,6 @@ func scanLog(fsys FS, dir string, maxData int, fn func(eventlog.Record) error) (
 		}
 		res.segs = append(res.segs, &segInfo{name: name, path: filepath.Join(dir, name), hdr: segHeader{firstSeq: first}})
 	}
-	s := &segScanner{maxData: maxData, fn: fn, hasher: newChainHasher()}
 	for i, seg := range res.segs {
 		var prev *segInfo
 		if i > 0 {
@@ -174,9 +178,21 @@ func scanLog(fsys FS, dir string, maxData int, fn func(eventlog.Record) error) (
 type segScanner struct {
 	maxData int
 	fn      func(eventlog.Record) error
+	// fnMeta, like fn, gets each record of a complete batch, but only the
+	// fields a dedupe table needs and without copying the payload.
+	fnMeta  func(seq, pseq uint64, producer []byte, time int64) error
 	hasher  *chainHasher
 	buf     []byte
 	pending []eventlog.Record // records of the current batch, for fn
+	metas   []recMeta         // the same for fnMeta
+	prods   []byte            // their producers' bytes
+}
+
+// recMeta is what fnMeta reports of a record; the producer is prods[p0:p1].
+type recMeta struct {
+	seq, pseq uint64
+	time      int64
+	p0, p1    int
 }
 
 // scanFile scans one segment file, filling in seg. It returns the torn tail
@@ -267,6 +283,11 @@ func (s *segScanner) scan(r *reader, seg, prev *segInfo, last bool) (*TornTail, 
 			batchEnd, frames = f.seq+uint64(f.remaining), 0
 		}
 		frames++
+		if s.fnMeta != nil {
+			p0 := len(s.prods)
+			s.prods = append(s.prods, f.producer...)
+			s.metas = append(s.metas, recMeta{f.seq, f.pseq, f.time, p0, len(s.prods)})
+		}
 		if s.fn != nil {
 			s.pending = append(s.pending, eventlog.Record{
 				Seq: f.seq, Producer: string(f.producer), PSeq: f.pseq, Time: f.time,
@@ -285,6 +306,12 @@ func (s *segScanner) scan(r *reader, seg, prev *segInfo, last bool) (*TornTail, 
 				}
 			}
 			s.pending = s.pending[:0]
+			for _, m := range s.metas {
+				if err := s.fnMeta(m.seq, m.pseq, s.prods[m.p0:m.p1], m.time); err != nil {
+					return nil, err
+				}
+			}
+			s.metas, s.prods = s.metas[:0], s.prods[:0]
 		}
 	}
 	// Drop index entries of an incomplete batch.
