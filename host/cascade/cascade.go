@@ -84,7 +84,7 @@ func (r *Reducer) reduceFrame(ctx context.Context, tx *statetree.Tx, fr *frame) 
 		if ops == nil {
 			continue
 		}
-		r.opsBuf = appendOpsJSON(r.opsBuf[:0], ops)
+		r.opsBuf = statetree.AppendPatchJSON(r.opsBuf[:0], ops)
 		// Cascades see no event time: their output must be a function of
 		// their inputs' states (the clock reads 0).
 		r.ev = plugins.Event{Seq: fr.seq, Producer: name, Type: abi.TypePatch, Payload: r.opsBuf}
@@ -98,17 +98,6 @@ func (r *Reducer) reduceFrame(ctx context.Context, tx *statetree.Tx, fr *frame) 
 		}
 	}
 	return nil
-}
-
-func appendOpsJSON(buf []byte, ops []statetree.Op) []byte {
-	buf = append(buf, '[')
-	for i, op := range ops {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = op.AppendJSON(buf)
-	}
-	return append(buf, ']')
 }
 
 // state is plugins.State (the cascade's own tree) plus plugins.InputState.

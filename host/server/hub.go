@@ -198,7 +198,7 @@ func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
 		if e.ops == nil {
 			// From now on the JSON is held: count it exactly (the next
 			// push trims the ring if this took it over ringMaxBytes).
-			e.ops = opsJSON(e.raw)
+			e.ops = statetree.AppendPatchJSON(make([]byte, 0, e.size), e.raw)
 			h.ringSize += len(e.ops) - e.size
 			e.size = len(e.ops)
 		}
@@ -217,19 +217,6 @@ func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
 	}
 	e.msgs[f] = pm
 	return pm
-}
-
-// opsJSON encodes ops as a JSON array (an RFC 6902 patch).
-func opsJSON(ops []statetree.Op) []byte {
-	buf := make([]byte, 0, 64*len(ops))
-	buf = append(buf, '[')
-	for i, op := range ops {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = op.AppendJSON(buf)
-	}
-	return append(buf, ']')
 }
 
 // opsSize estimates the length of ops as JSON without encoding them. While

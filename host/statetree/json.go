@@ -469,6 +469,18 @@ func (o Op) MarshalJSON() ([]byte, error) {
 	return o.AppendJSON(nil), nil
 }
 
+// AppendPatchJSON appends ops as a JSON array: an RFC 6902 patch.
+func AppendPatchJSON(buf []byte, ops []Op) []byte {
+	buf = append(buf, '[')
+	for i, op := range ops {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = op.AppendJSON(buf)
+	}
+	return append(buf, ']')
+}
+
 // AppendJSON appends the op's JSON (see Op.MarshalJSON) to buf.
 func (o Op) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `{"op":`...)

@@ -295,17 +295,7 @@ func sameShape(a, b *tnode) bool {
 	return true
 }
 
-func opsJSON(ops []Op) string {
-	var b []byte
-	b = append(b, '[')
-	for i, op := range ops {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = op.AppendJSON(b)
-	}
-	return string(append(b, ']'))
-}
+func opsJSON(ops []Op) string { return string(AppendPatchJSON(nil, ops)) }
 
 // refOp is an op as the reference implementation sees it: parsed back from
 // JSON text into plain Go values.
