@@ -6,36 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nodb-dev/nodb/abi"
+	"github.com/nodb-dev/nodb/abi/abitest"
 	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
 )
 
-// vectors is the part of abi/testdata/vectors.json the SDK checks.
-type vectors struct {
-	Events []struct {
-		Name, Seq, Time, PSeq, Producer, Type, Payload, Frame string
-	} `json:"events"`
-	Values []struct {
-		Name, JSON, CBOR string
-	} `json:"values"`
-}
-
-func load(t *testing.T) *vectors {
-	b, err := os.ReadFile("../../../abi/testdata/vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v vectors
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
-	return &v
-}
+func load(t *testing.T) *abitest.Vectors { return abitest.Load(t) }
 
 // TestVectorsSDK: the SDK's encoder produces the vectors' CBOR from Go
 // values, and its reader turns the vectors' CBOR back into the same JSON.

@@ -11,46 +11,12 @@ import (
 	"testing"
 
 	"github.com/nodb-dev/nodb/abi"
+	"github.com/nodb-dev/nodb/abi/abitest"
 	"github.com/nodb-dev/nodb/plugins"
 	"github.com/nodb-dev/nodb/sdk/guest/c/conformance"
 )
 
-// vectors is the part of abi/testdata/vectors.json that applies to a guest
-// SDK: frames to decode, values to read and write, paths to build. (Invalid
-// JSON and invalid paths are the host's to refuse; epochs its to count.)
-type vectors struct {
-	Events []struct {
-		Name, Seq, Time, PSeq, Producer, Type, Payload, Frame string
-	} `json:"events"`
-	Values []struct {
-		Name, JSON, CBOR string
-	} `json:"values"`
-	InvalidValues []struct {
-		Name, CBOR string
-	} `json:"invalid_values"`
-	AcceptedValues []struct {
-		Name, CBOR, JSON string
-	} `json:"accepted_values"`
-	Paths []struct {
-		Path string
-		Keys []string
-	} `json:"paths"`
-}
-
-func loadVectors(t *testing.T) *vectors {
-	b, err := os.ReadFile("../../../../abi/testdata/vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v vectors
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
-	if len(v.Events) == 0 || len(v.Values) == 0 || len(v.InvalidValues) == 0 || len(v.AcceptedValues) == 0 || len(v.Paths) == 0 {
-		t.Fatal("vectors.json has an empty section")
-	}
-	return &v
-}
+func loadVectors(t *testing.T) *abitest.Vectors { return abitest.Load(t) }
 
 // recState is a plugins.State that keeps what the guest sets, by exact
 // path.
@@ -201,16 +167,16 @@ func TestValues(t *testing.T) {
 	deep := strings.Repeat("81", 257) + "80" // 258 nested arrays: the innermost at depth 257
 	okDeep := strings.Repeat("81", 256) + "80"
 	invalid = append(invalid,
-		struct{ Name, CBOR string }{"too-deep", deep},
-		struct{ Name, CBOR string }{"surrogate", "63eda080"},
-		struct{ Name, CBOR string }{"overlong", "62c0af"},
-		struct{ Name, CBOR string }{"above-10ffff", "64f4908080"},
-		struct{ Name, CBOR string }{"neg-over-int64", "3b8000000000000000"},
-		struct{ Name, CBOR string }{"float32-inf", "fa7f800000"},
-		struct{ Name, CBOR string }{"map-short", "a16161"},
-		struct{ Name, CBOR string }{"text-short", "6461"},
-		struct{ Name, CBOR string }{"simple-24", "f818"},
-		struct{ Name, CBOR string }{"empty", ""},
+		abitest.InvalidValue{Name: "too-deep", CBOR: deep},
+		abitest.InvalidValue{Name: "surrogate", CBOR: "63eda080"},
+		abitest.InvalidValue{Name: "overlong", CBOR: "62c0af"},
+		abitest.InvalidValue{Name: "above-10ffff", CBOR: "64f4908080"},
+		abitest.InvalidValue{Name: "neg-over-int64", CBOR: "3b8000000000000000"},
+		abitest.InvalidValue{Name: "float32-inf", CBOR: "fa7f800000"},
+		abitest.InvalidValue{Name: "map-short", CBOR: "a16161"},
+		abitest.InvalidValue{Name: "text-short", CBOR: "6461"},
+		abitest.InvalidValue{Name: "simple-24", CBOR: "f818"},
+		abitest.InvalidValue{Name: "empty", CBOR: ""},
 	)
 	for _, x := range invalid {
 		if _, rej := g.reduce("c/value", hexPayload(x.CBOR)); rej != "invalid: abi: invalid value" {
