@@ -101,6 +101,20 @@ func instantiateHostModules(ctx context.Context, r wazero.Runtime) error {
 
 func ret(stack []uint64, st abi.Status) { stack[0] = api.EncodeI32(int32(st)) }
 
+// stateReady ends a state_* call early with a status for the guest if its
+// path was bad (st) or there is no state to use (outside an event); it is
+// called after every argument was read, so out-of-range ones fault first.
+func (i *Instance) stateReady(stack []uint64, st abi.Status) bool {
+	if st == abi.StatusOK && i.state == nil {
+		st = abi.StatusBadState
+	}
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return false
+	}
+	return true
+}
+
 // statusOf maps a State error to the status the guest sees; errors without
 // an ABI status become StatusHost and are remembered to fail the event.
 func (i *Instance) statusOf(err error) abi.Status {
@@ -215,12 +229,7 @@ func hostStateGet(ctx context.Context, mod api.Module, stack []uint64) {
 	p, st := i.path(mod, abi.FuncStateGet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	bufPtr, bufCap := api.DecodeU32(stack[2]), api.DecodeU32(stack[3])
 	buf := i.read(mod, abi.FuncStateGet, bufPtr, bufCap)
-	if st != abi.StatusOK {
-		ret(stack, st)
-		return
-	}
-	if i.state == nil {
-		ret(stack, abi.StatusBadState)
+	if !i.stateReady(stack, st) {
 		return
 	}
 	v := i.retry("", p)
@@ -267,32 +276,13 @@ func (i *Instance) answer(stack []uint64, buf []byte, bufCap uint32, from, p str
 
 func (i *Instance) clearPending() { i.pendingFrom, i.pendingPath, i.pending = "", "", nil }
 
-// StateHas is implemented by States that can tell whether a value exists
-// without encoding it (state_has); for others the host asks Get.
-type StateHas interface {
-	// Has reports whether there is a value at path.
-	Has(path string) (bool, error)
-}
-
 func hostStateHas(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
 	p, st := i.path(mod, abi.FuncStateHas, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
-	if st != abi.StatusOK {
-		ret(stack, st)
+	if !i.stateReady(stack, st) {
 		return
 	}
-	if i.state == nil {
-		ret(stack, abi.StatusBadState)
-		return
-	}
-	var ok bool
-	var err error
-	if h, can := i.state.(StateHas); can {
-		ok, err = h.Has(p)
-	} else {
-		_, ok, err = i.state.Get(p)
-	}
-	switch {
+	switch ok, err := i.state.Has(p); {
 	case err != nil:
 		ret(stack, i.statusOf(err))
 	case !ok:
@@ -307,12 +297,7 @@ func hostStateSet(ctx context.Context, mod api.Module, stack []uint64) {
 	p, st := i.path(mod, abi.FuncStateSet, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	v := i.read(mod, abi.FuncStateSet, api.DecodeU32(stack[2]), api.DecodeU32(stack[3]))
 	i.clearPending()
-	if st != abi.StatusOK {
-		ret(stack, st)
-		return
-	}
-	if i.state == nil {
-		ret(stack, abi.StatusBadState)
+	if !i.stateReady(stack, st) {
 		return
 	}
 	if st := abi.ValidateValue(v); st != abi.StatusOK {
@@ -326,12 +311,7 @@ func hostStateDelete(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
 	p, st := i.path(mod, abi.FuncStateDelete, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	i.clearPending()
-	if st != abi.StatusOK {
-		ret(stack, st)
-		return
-	}
-	if i.state == nil {
-		ret(stack, abi.StatusBadState)
+	if !i.stateReady(stack, st) {
 		return
 	}
 	ret(stack, i.statusOf(i.state.Delete(p)))

@@ -41,6 +41,9 @@ type State interface {
 	// none. The host copies the bytes out before its next call into State and
 	// never modifies them.
 	Get(path string) (value []byte, ok bool, err error)
+	// Has reports whether there is a value at path (state_has): without
+	// encoding it, so that it costs the same whatever the value's size.
+	Has(path string) (ok bool, err error)
 	// Set stores value at path, creating missing intermediate maps (ABI.md,
 	// "State"). value aliases guest memory and is valid only during the call:
 	// copy what you keep.

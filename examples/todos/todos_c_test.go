@@ -407,6 +407,12 @@ func TestCheckedInWasmIsCurrent(t *testing.T) {
 // the guest and the ABI boundary, not the host's state.
 type stubState struct{ sets, gets int }
 
+// Has implements plugins.State.
+func (s *stubState) Has(path string) (bool, error) {
+	_, ok, err := s.Get(path)
+	return ok, err
+}
+
 // Get implements plugins.State.
 func (s *stubState) Get(path string) ([]byte, bool, error) {
 	s.gets++

@@ -113,7 +113,7 @@ func (s *TxState) Get(path string) ([]byte, bool, error) {
 	return s.buf, true, nil
 }
 
-// Has implements plugins.StateHas: one descent, nothing encoded.
+// Has implements plugins.State: one descent, nothing encoded.
 func (s *TxState) Has(path string) (bool, error) {
 	p, err := s.parse(path)
 	if err != nil {

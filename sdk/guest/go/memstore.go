@@ -27,6 +27,22 @@ func NewMemStore() *MemStore { return &MemStore{root: map[string]any{}} }
 
 // Get implements Store. The returned bytes are valid until the next call.
 func (m *MemStore) Get(path string) ([]byte, bool, error) {
+	cur, ok, err := m.lookup(path)
+	if !ok || err != nil {
+		return nil, false, err
+	}
+	m.enc = appendNode(m.enc[:0], cur)
+	return m.enc, true, nil
+}
+
+// Has reports whether there is a value at path (the host's state_has).
+func (m *MemStore) Has(path string) (bool, error) {
+	_, ok, err := m.lookup(path)
+	return ok, err
+}
+
+// lookup returns the node at path.
+func (m *MemStore) lookup(path string) (any, bool, error) {
 	var cur any = m.root
 	for rest := path; rest != ""; {
 		tok, next, ok := abi.NextToken(rest)
@@ -49,8 +65,7 @@ func (m *MemStore) Get(path string) ([]byte, bool, error) {
 		}
 		rest = next
 	}
-	m.enc = appendNode(m.enc[:0], cur)
-	return m.enc, true, nil
+	return cur, true, nil
 }
 
 // parent walks to the container holding the last token of path, creating

@@ -28,6 +28,12 @@ func (s recState) Get(path string) ([]byte, bool, error) {
 	return v, ok, nil
 }
 
+// Has implements plugins.State.
+func (s recState) Has(path string) (bool, error) {
+	_, ok := s[path]
+	return ok, nil
+}
+
 // Set implements plugins.State.
 func (s recState) Set(path string, v []byte) error {
 	s[path] = append([]byte(nil), v...)
