@@ -43,23 +43,7 @@ func BenchmarkReduceTodos(b *testing.B) {
 	evs := todoEvents(n)
 	var wasmNs, nativeNs float64
 	b.Run("wasm", func(b *testing.B) {
-		r := newRuntime(b, plugins.Config{})
-		m := compile(b, r, "todos")
-		inst := instance(b, m, plugins.InstanceConfig{View: "bench"})
-		st := nodb.NewMemStore()
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for k := 0; k < b.N; k++ {
-			e := *evs[k%n]
-			e.Seq = uint64(k + 1)
-			if k%n == 0 && k > 0 {
-				st = nodb.NewMemStore()
-			}
-			if err := inst.Reduce(ctx, &e, st); err != nil {
-				b.Fatal(err)
-			}
-		}
+		reduceEvents(b, "todos", evs)
 		wasmNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	})
 	b.Run("native", func(b *testing.B) {
@@ -102,19 +86,23 @@ func BenchmarkInstantiate(b *testing.B) {
 // handlers return at once) over the same events, so the figure is the
 // boundary alone (frame write, export call, Go's wasmexport entry, the SDK's
 // decoding and dispatch).
-func BenchmarkReduceBoundary(b *testing.B) {
-	const n = 1 << 16
-	evs := todoEvents(n)
+func BenchmarkReduceBoundary(b *testing.B) { reduceEvents(b, "noop", todoEvents(1<<16)) }
+
+// reduceEvents runs b.N of evs (cycled, with increasing seqs) through a
+// fresh instance of the fixture, on a fresh state at each cycle.
+func reduceEvents(b *testing.B, fixture string, evs []*plugins.Event) {
 	r := newRuntime(b, plugins.Config{})
-	m := compile(b, r, "noop")
-	inst := instance(b, m, plugins.InstanceConfig{View: "bench"})
+	inst := instance(b, compile(b, r, fixture), plugins.InstanceConfig{View: "bench"})
 	st := nodb.NewMemStore()
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for k := 0; k < b.N; k++ {
-		e := *evs[k%n]
+		e := *evs[k%len(evs)]
 		e.Seq = uint64(k + 1)
+		if k%len(evs) == 0 && k > 0 {
+			st = nodb.NewMemStore()
+		}
 		if err := inst.Reduce(ctx, &e, st); err != nil {
 			b.Fatal(err)
 		}
