@@ -123,7 +123,6 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		cfg.Progress(p)
 	}
 	var buf []eventlog.Record
-	r := newRunner(cfg.Reducer)
 	for {
 		head := cfg.Log.LastSeq()
 		if cfg.To != 0 {
@@ -164,7 +163,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		for len(recs) > 0 {
 			run := recs[:runEnd(recs, len(recs))]
 			recs = recs[len(run):]
-			n, err := r.apply(ctx, tx, run, func(_ int, o outcome) {
+			n, err := applyRun(ctx, cfg.Reducer, tx, run, func(_ int, o outcome) {
 				if o.rejected != nil {
 					res.Rejected++
 				}
@@ -345,37 +344,15 @@ func (v *View) doSwap(ctx context.Context, op *swapOp) bool {
 	ckpts := req.Replay.ckpts
 	newHash := req.Reducer.Hash()
 	rep := SwapReport{OldPlugin: *v.hash.Load(), NewPlugin: newHash}
-	// Catch up with the live view.
-	var buf []eventlog.Record
-	for seq < v.seq {
-		var err error
-		buf, err = v.cfg.Log.Read(ctx, seq+1, min(v.cfg.BatchSize, int(v.seq-seq)), buf)
+	// Catch up with the live view: the tail the replay has not seen.
+	if seq < v.seq {
+		tail, err := Replay(ctx, ReplayConfig{Log: v.cfg.Log, Reducer: req.Reducer, Root: root, Seq: seq, To: v.seq, BatchSize: v.cfg.BatchSize})
 		if err != nil {
-			return fail(rep, fmt.Errorf("view: reading the log at seq %d: %w", seq+1, err))
+			return fail(rep, err)
 		}
-		if len(buf) == 0 {
-			return fail(rep, fmt.Errorf("view: the source has no records from seq %d up to the view's seq %d", seq+1, v.seq))
-		}
-		if buf[0].Seq > v.seq {
-			// A sparse source (a cascade's feed) has nothing up to the
-			// view's seq: nothing changed in between.
-			seq = v.seq
-			break
-		}
-		for i := range buf {
-			rec := &buf[i]
-			if rec.Seq > v.seq {
-				break
-			}
-			nr, _, _, err := apply(ctx, req.Reducer, root, rec)
-			if err != nil {
-				return fail(rep, &ReplayError{Seq: rec.Seq, Err: err})
-			}
-			root, seq = nr, rec.Seq
-			rep.Tail++
-			if seq%abi.EpochSize == 0 {
-				ckpts = appendCkpt(ckpts, current{root, seq, newHash})
-			}
+		root, seq, rep.Tail = tail.Root, tail.Seq, tail.Events
+		for _, c := range tail.ckpts {
+			ckpts = appendCkpt(ckpts, c)
 		}
 	}
 	// If the replay is ahead of the view (a halted view, or one behind),

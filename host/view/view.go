@@ -194,7 +194,6 @@ type View struct {
 	waitCancel  atomic.Pointer[context.CancelFunc]
 	done        chan struct{}    // closed when Run returns
 	pendingBase *statetree.Value // Run: the root subscribers hold, until the next event carries the swap diff
-	runr        *runner          // Run: applies runs of records with the current reducer
 
 	ckptMu sync.Mutex
 	ckpts  []current // recent epoch-boundary states of the current reducer, oldest first
@@ -395,9 +394,6 @@ func (v *View) Run(ctx context.Context) error {
 			return fmt.Errorf("view %s: reading the log at seq %d: %w", v.cfg.Name, v.seq+1, err)
 		}
 		upd = upd[:0]
-		if v.runr == nil || v.runr.red != v.cfg.Reducer {
-			v.runr = newRunner(v.cfg.Reducer)
-		}
 		var failed error
 		var failedAt uint64
 		tx := v.root.Begin()
@@ -408,7 +404,7 @@ func (v *View) Run(ctx context.Context) error {
 			}
 			run := rest[:runEnd(rest, max)]
 			rest = rest[len(run):]
-			n, err := v.runr.apply(ctx, tx, run, func(i int, o outcome) {
+			n, err := applyRun(ctx, v.cfg.Reducer, tx, run, func(i int, o outcome) {
 				if o.rejected != nil {
 					v.rejected.Add(1)
 					v.lastRejection.Store(fmt.Sprintf("seq %d (%s): %v", run[i].Seq, run[i].Type, o.rejected))
