@@ -1,14 +1,11 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/host/auth"
 	"github.com/nodb-dev/nodb/host/chronicler"
 	"github.com/nodb-dev/nodb/host/deploy"
@@ -82,42 +80,16 @@ func startHost(t *testing.T, a *auth.Authenticator) *host {
 	return &host{base: "http://" + l.Addr().String(), log: lg, store: st}
 }
 
-type result struct {
-	status int
-	body   string
-	err    wire.Error
-}
+type result = authtest.Result
 
 func call(t *testing.T, method, url, token string, body []byte, hdr ...string) result {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := result{status: resp.StatusCode, body: string(b)}
-	json.Unmarshal(b, &r.err)
-	return r
+	return authtest.Do(t, method, url, token, body, hdr...)
 }
 
 func refused(t *testing.T, what string, r result, status int, contains string) {
 	t.Helper()
-	code := map[int]string{401: wire.CodeUnauthorized, 403: wire.CodeForbidden}[status]
-	if r.status != status || r.err.Code != code || !strings.Contains(r.err.Message, contains) {
-		t.Errorf("%s: got %d %s, want %d %s containing %q", what, r.status, r.body, status, code, contains)
-	}
+	authtest.Refused(t, what, r, status, contains)
 }
 
 func manifest(m map[string]any) string {
@@ -182,10 +154,10 @@ func fixture(t *testing.T, name string) []byte {
 func state(t *testing.T, h *host, admin string) string {
 	t.Helper()
 	r := call(t, "GET", h.base+"/v1/plugins", admin, nil)
-	if r.status != 200 {
-		t.Fatalf("admin list: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("admin list: %d %s", r.Status, r.Body)
 	}
-	return r.body + "\nhead " + strconv.FormatUint(h.log.LastSeq(), 10)
+	return r.Body + "\nhead " + strconv.FormatUint(h.log.LastSeq(), 10)
 }
 
 func TestPluginAPIAuthorisation(t *testing.T) {
@@ -226,12 +198,12 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 
 	// The admin deploys a reducer view "todos".
 	r := upload(t, h, admin, reducer, map[string]any{"name": "todos", "version": "1"})
-	if r.status != 201 {
-		t.Fatalf("admin upload: %d %s", r.status, r.body)
+	if r.Status != 201 {
+		t.Fatalf("admin upload: %d %s", r.Status, r.Body)
 	}
 	r = call(t, "POST", h.base+"/v1/views/todos/activate", admin, []byte(`{"version":"1"}`))
-	if r.status != 200 || !strings.Contains(r.body, `"outcome":"started"`) {
-		t.Fatalf("admin activate: %d %s", r.status, r.body)
+	if r.Status != 200 || !strings.Contains(r.Body, `"outcome":"started"`) {
+		t.Fatalf("admin activate: %d %s", r.Status, r.Body)
 	}
 	cascade := plantCascade(t, h, fixture(t, "loop.wasm"), "stats", []string{"todos"}, store.Limits{MemoryPages: 16, EventTimeoutMS: 100})
 	foreign := plantCascade(t, h, fixture(t, "recurse.wasm"), "payroll-stats", []string{"payroll"}, store.Limits{MemoryPages: 16, EventTimeoutMS: 100})
@@ -246,8 +218,8 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 			{"POST", "/v1/views/todos/rollback"}, {"POST", "/v1/views/todos/dry-run"},
 		} {
 			r := call(t, e.method, h.base+e.path, tok, []byte(`{"version":"1"}`))
-			if r.status != 401 || r.err.Code != wire.CodeUnauthorized {
-				t.Errorf("%s %s with token %q: %d %s", e.method, e.path, tok, r.status, r.body)
+			if r.Status != 401 || r.Err.Code != wire.CodeUnauthorized {
+				t.Errorf("%s %s with token %q: %d %s", e.method, e.path, tok, r.Status, r.Body)
 			}
 		}
 	}
@@ -267,8 +239,8 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 		403, "point a cascade at another host")
 	// A manifest cannot make a reducer pass for a cascade: kind and inputs
 	// are what the module declares.
-	if r := upload(t, h, bot, reducer, map[string]any{"name": "s", "kind": "cascade", "inputs": []string{"todos"}}); r.status != 422 || !strings.Contains(r.body, "which makes it a reducer") {
-		t.Errorf("bot uploads a reducer labelled cascade: %d %s", r.status, r.body)
+	if r := upload(t, h, bot, reducer, map[string]any{"name": "s", "kind": "cascade", "inputs": []string{"todos"}}); r.Status != 422 || !strings.Contains(r.Body, "which makes it a reducer") {
+		t.Errorf("bot uploads a reducer labelled cascade: %d %s", r.Status, r.Body)
 	}
 	refused(t, "bot activates a reducer", call(t, "POST", h.base+"/v1/views/todos/activate", bot, []byte(`{"version":"1"}`)), 403, `kind "reducer"`)
 	refused(t, "bot activates a cascade over the reducer view", call(t, "POST", h.base+"/v1/views/todos/activate", bot, []byte(`{"sha256":"`+cascade+`"}`)),
@@ -289,9 +261,9 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 		Plugins []store.Manifest `json:"plugins"`
 		Active  []store.Active   `json:"active"`
 	}
-	json.Unmarshal([]byte(r.body), &list)
-	if r.status != 200 || len(list.Plugins) != 2 || len(list.Active) != 0 {
-		t.Fatalf("bot's plugin list: %d %s", r.status, r.body)
+	json.Unmarshal([]byte(r.Body), &list)
+	if r.Status != 200 || len(list.Plugins) != 2 || len(list.Active) != 0 {
+		t.Fatalf("bot's plugin list: %d %s", r.Status, r.Body)
 	}
 	for _, m := range list.Plugins {
 		if m.Kind != auth.KindCascade || m.SHA256 == foreign {
@@ -309,31 +281,31 @@ func TestPluginAPIAuthorisation(t *testing.T) {
 	var up struct {
 		Manifest store.Manifest `json:"manifest"`
 	}
-	json.Unmarshal([]byte(r.body), &up)
-	if r.status != 201 || up.Manifest.Kind != "cascade" || up.Manifest.Limits.MemoryPages != 64 || up.Manifest.Limits.EventTimeoutMS != 500 {
-		t.Fatalf("allowed cascade upload: %d %s", r.status, r.body)
+	json.Unmarshal([]byte(r.Body), &up)
+	if r.Status != 201 || up.Manifest.Kind != "cascade" || up.Manifest.Limits.MemoryPages != 64 || up.Manifest.Limits.EventTimeoutMS != 500 {
+		t.Fatalf("allowed cascade upload: %d %s", r.Status, r.Body)
 	}
 	r = call(t, "POST", h.base+"/v1/views/todo-stats/activate", bot, []byte(`{"sha256":"`+up.Manifest.SHA256+`"}`))
-	if r.status != 200 || !strings.Contains(r.body, `"outcome":"started"`) {
-		t.Fatalf("bot activates its cascade: %d %s", r.status, r.body)
+	if r.Status != 200 || !strings.Contains(r.Body, `"outcome":"started"`) {
+		t.Fatalf("bot activates its cascade: %d %s", r.Status, r.Body)
 	}
-	if r := call(t, "GET", h.base+"/v1/views/todo-stats/state", admin, nil); r.status != 200 {
-		t.Fatalf("the cascade's state: %d %s", r.status, r.body)
+	if r := call(t, "GET", h.base+"/v1/views/todo-stats/state", admin, nil); r.Status != 200 {
+		t.Fatalf("the cascade's state: %d %s", r.Status, r.Body)
 	}
 	refused(t, "bot reads its cascade without read:todo-stats", call(t, "GET", h.base+"/v1/views/todo-stats/state", bot, nil), 403, "read:todo-stats")
 
 	// The admin may do everything.
 	r = call(t, "POST", h.base+"/v1/views/todos/dry-run", admin, reducer)
-	if r.status != 200 || !strings.Contains(r.body, `"identical":true`) {
-		t.Fatalf("admin dry-run: %d %s", r.status, r.body)
+	if r.Status != 200 || !strings.Contains(r.Body, `"identical":true`) {
+		t.Fatalf("admin dry-run: %d %s", r.Status, r.Body)
 	}
 	r = call(t, "DELETE", h.base+"/v1/plugins/"+foreign, admin, nil)
-	if r.status != 200 {
-		t.Fatalf("admin delete: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("admin delete: %d %s", r.Status, r.Body)
 	}
 	r = call(t, "GET", h.base+"/v1/plugins", admin, nil)
-	json.Unmarshal([]byte(r.body), &list)
+	json.Unmarshal([]byte(r.Body), &list)
 	if len(list.Plugins) != 4 || len(list.Active) != 2 {
-		t.Fatalf("admin list: %s", r.body)
+		t.Fatalf("admin list: %s", r.Body)
 	}
 }

@@ -41,9 +41,9 @@ func TestMultipartUpload(t *testing.T) {
 	var up struct {
 		Manifest store.Manifest `json:"manifest"`
 	}
-	json.Unmarshal([]byte(r.body), &up)
-	if r.status != 201 || up.Manifest.Version != "7" || up.Manifest.Kind != "cascade" || up.Manifest.Name != "todo-stats" {
-		t.Fatalf("multipart upload: %d %s", r.status, r.body)
+	json.Unmarshal([]byte(r.Body), &up)
+	if r.Status != 201 || up.Manifest.Version != "7" || up.Manifest.Kind != "cascade" || up.Manifest.Name != "todo-stats" {
+		t.Fatalf("multipart upload: %d %s", r.Status, r.Body)
 	}
 	for _, c := range []struct {
 		parts  map[string][]byte
@@ -57,8 +57,8 @@ func TestMultipartUpload(t *testing.T) {
 	} {
 		body, ct := multipartBody(t, c.parts)
 		r := call(t, "POST", h.base+"/v1/plugins", "", body, "Content-Type", ct)
-		if r.status != c.status || !strings.Contains(r.err.Message, c.says) {
-			t.Errorf("parts %v: %d %s, want %d saying %q", keys(c.parts), r.status, r.body, c.status, c.says)
+		if r.Status != c.status || !strings.Contains(r.Err.Message, c.says) {
+			t.Errorf("parts %v: %d %s, want %d saying %q", keys(c.parts), r.Status, r.Body, c.status, c.says)
 		}
 	}
 }

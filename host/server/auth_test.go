@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/host/auth"
 	"github.com/nodb-dev/nodb/host/view"
 )
@@ -62,43 +63,19 @@ func addNamedView(t *testing.T, h *testHost, name string) *view.View {
 	return v
 }
 
-type httpResult struct {
-	status int
-	header http.Header
-	body   string
-	err    wire.Error
-}
+type httpResult = authtest.Result
 
 func do(t *testing.T, method, url, token, body string) httpResult {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := httpResult{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	json.Unmarshal(b, &r.err)
-	return r
+	return authtest.Do(t, method, url, token, []byte(body))
 }
 
 // wantRefused checks a 401/403 with the JSON error body and the challenge.
 func wantRefused(t *testing.T, what string, r httpResult, status int, contains string) {
 	t.Helper()
-	code := map[int]string{401: wire.CodeUnauthorized, 403: wire.CodeForbidden}[status]
-	if r.status != status || r.err.Code != code || !strings.Contains(r.err.Message, contains) {
-		t.Errorf("%s: got %d %s, want %d %s containing %q", what, r.status, r.body, status, code, contains)
-	}
-	if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
-		t.Errorf("%s: no WWW-Authenticate: Bearer challenge (%v)", what, r.header)
+	authtest.Refused(t, what, r, status, contains)
+	if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("%s: no WWW-Authenticate: Bearer challenge (%v)", what, r.Header)
 	}
 }
 
@@ -148,8 +125,8 @@ func TestAuthRefusesMissingAndWrongTokens(t *testing.T) {
 		wantRefused(t, "no token "+e.path, do(t, e.method, base+e.path, "", e.body), 401, "requires a token")
 		r := do(t, e.method, base+e.path, wrong, e.body)
 		wantRefused(t, "wrong token "+e.path, r, 401, "unknown or revoked")
-		if !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
-			t.Errorf("wrong token %s: challenge %q", e.path, r.header.Get("WWW-Authenticate"))
+		if !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Errorf("wrong token %s: challenge %q", e.path, r.Header.Get("WWW-Authenticate"))
 		}
 		wantRefused(t, "garbage token "+e.path, do(t, e.method, base+e.path, "letmein", e.body), 401, "not a nodb token")
 	}
@@ -164,8 +141,8 @@ func TestAuthRefusesMissingAndWrongTokens(t *testing.T) {
 	wantRefused(t, "access_token on HTTP", do(t, "GET", base+"/v1/views?access_token="+secrets["ops"], "", ""), 401, "only on WebSocket handshakes")
 	// Health checks stay open.
 	for _, p := range []string{"/livez", "/readyz"} {
-		if r := do(t, "GET", base+p, "", ""); r.status != 200 {
-			t.Errorf("%s without a token: %d %s", p, r.status, r.body)
+		if r := do(t, "GET", base+p, "", ""); r.Status != 200 {
+			t.Errorf("%s without a token: %d %s", p, r.Status, r.Body)
 		}
 	}
 	if h.log.LastSeq() != 0 {
@@ -187,8 +164,8 @@ func TestAuthThirdPartyToken(t *testing.T) {
 	admin, bot, app := secrets["ops"], secrets["stats-bot"], secrets["todo-app"]
 
 	// Some history, published by the admin.
-	if r := do(t, "POST", base+"/v1/events", admin, `{"producer":"seed","pseq":1,"type":"kv/set","payload":{"k":"a","v":1}}`); r.status != 200 {
-		t.Fatalf("admin publish: %d %s", r.status, r.body)
+	if r := do(t, "POST", base+"/v1/events", admin, `{"producer":"seed","pseq":1,"type":"kv/set","payload":{"k":"a","v":1}}`); r.Status != 200 {
+		t.Fatalf("admin publish: %d %s", r.Status, r.Body)
 	}
 	head := h.log.LastSeq()
 
@@ -202,19 +179,19 @@ func TestAuthThirdPartyToken(t *testing.T) {
 	wantRefused(t, "bot reads a missing view", do(t, "GET", base+"/v1/views/nope/state", bot, ""), 403, "read:nope")
 	wantRefused(t, "bot reads raw records", do(t, "GET", base+"/v1/producers/seed", bot, ""), 403, "needs scope admin")
 	wantRefused(t, "bot reads metrics", do(t, "GET", base+"/metrics", bot, ""), 403, "needs scope admin")
-	if r := do(t, "GET", base+"/v1/views/todos/state", bot, ""); r.status != 200 {
-		t.Fatalf("bot reads todos: %d %s", r.status, r.body)
+	if r := do(t, "GET", base+"/v1/views/todos/state", bot, ""); r.Status != 200 {
+		t.Fatalf("bot reads todos: %d %s", r.Status, r.Body)
 	}
 	var list struct{ Views []view.Status }
 	r := do(t, "GET", base+"/v1/views", bot, "")
-	json.Unmarshal([]byte(r.body), &list)
-	if r.status != 200 || len(list.Views) != 1 || list.Views[0].Name != "todos" {
-		t.Fatalf("bot's view list: %d %s", r.status, r.body)
+	json.Unmarshal([]byte(r.Body), &list)
+	if r.Status != 200 || len(list.Views) != 1 || list.Views[0].Name != "todos" {
+		t.Fatalf("bot's view list: %d %s", r.Status, r.Body)
 	}
 	r = do(t, "GET", base+"/v1/views", admin, "")
-	json.Unmarshal([]byte(r.body), &list)
+	json.Unmarshal([]byte(r.Body), &list)
 	if len(list.Views) != 2 {
-		t.Fatalf("admin's view list: %s", r.body)
+		t.Fatalf("admin's view list: %s", r.Body)
 	}
 
 	// WebSocket, header and query parameter: publish refused per message,
@@ -256,8 +233,8 @@ func TestAuthThirdPartyToken(t *testing.T) {
 	}
 
 	// A prefix scope publishes what it covers, over HTTP and WebSocket.
-	if r := do(t, "POST", base+"/v1/events", app, `{"producer":"app","pseq":1,"type":"todo/add","payload":{}}`); r.status != 200 {
-		t.Fatalf("todo-app publishes todo/add: %d %s", r.status, r.body)
+	if r := do(t, "POST", base+"/v1/events", app, `{"producer":"app","pseq":1,"type":"todo/add","payload":{}}`); r.Status != 200 {
+		t.Fatalf("todo-app publishes todo/add: %d %s", r.Status, r.Body)
 	}
 	wantRefused(t, "todo-app publishes kv/set", do(t, "POST", base+"/v1/events", app, `{"producer":"app","pseq":2,"type":"kv/set","payload":{}}`), 403, "publish:kv/")
 	ws, _, err := dialToken(t, h.addr, app, "")
@@ -278,8 +255,8 @@ func TestAuthThirdPartyToken(t *testing.T) {
 
 	// The admin may do everything.
 	for _, p := range []string{"/v1/views/kv/state", "/v1/views/kv", "/v1/producers/seed", "/metrics", "/v1/views/todos/state?path=/a"} {
-		if r := do(t, "GET", base+p, admin, ""); r.status != 200 {
-			t.Errorf("admin GET %s: %d %s", p, r.status, r.body)
+		if r := do(t, "GET", base+p, admin, ""); r.Status != 200 {
+			t.Errorf("admin GET %s: %d %s", p, r.Status, r.Body)
 		}
 	}
 	ws, _, err = dialToken(t, h.addr, admin, "")
@@ -305,15 +282,15 @@ func TestAuthHandleDefaults(t *testing.T) {
 	h.srv.HandleAuthenticated("GET /v1/mine", ok)
 	base := "http://" + h.addr
 	wantRefused(t, "reader on an API extension", do(t, "GET", base+"/v1/extra", secrets["reader"], ""), 403, `may not use GET /v1/extra: it needs scope admin`)
-	if r := do(t, "GET", base+"/v1/extra", secrets["ops"], ""); r.status != 200 {
-		t.Fatalf("admin on an API extension: %d", r.status)
+	if r := do(t, "GET", base+"/v1/extra", secrets["ops"], ""); r.Status != 200 {
+		t.Fatalf("admin on an API extension: %d", r.Status)
 	}
-	if r := do(t, "GET", base+"/static/app.js", "", ""); r.status != 200 {
-		t.Fatalf("static file without a token: %d", r.status)
+	if r := do(t, "GET", base+"/static/app.js", "", ""); r.Status != 200 {
+		t.Fatalf("static file without a token: %d", r.Status)
 	}
 	wantRefused(t, "authenticated endpoint without a token", do(t, "GET", base+"/v1/mine", "", ""), 401, "requires a token")
-	if r := do(t, "GET", base+"/v1/mine", secrets["reader"], ""); r.status != 200 {
-		t.Fatalf("authenticated endpoint: %d", r.status)
+	if r := do(t, "GET", base+"/v1/mine", secrets["reader"], ""); r.Status != 200 {
+		t.Fatalf("authenticated endpoint: %d", r.Status)
 	}
 }
 
