@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/nodb-dev/nodb/abi/wire"
-	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/host/auth"
+	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/host/chronicler"
 	"github.com/nodb-dev/nodb/host/deploy"
 	"github.com/nodb-dev/nodb/host/eventlog/filelog"

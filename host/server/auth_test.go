@@ -14,8 +14,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/nodb-dev/nodb/abi/wire"
-	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/host/auth"
+	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/host/view"
 )
 
