@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,25 +28,6 @@ import (
 // trapWasm is a tiny reducer fixture: it accepts every event and changes
 // nothing (it traps only at seq 1000).
 var trapWasm, _ = filepath.Abs("../../../plugins/testdata/trap1000.wasm")
-
-// runEnv is run with extra environment variables.
-func runEnv(t *testing.T, env []string, args ...string) (string, string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nodbBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running nodb %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errb.String(), code
-}
 
 // newToken runs `nodb token create` and returns the secret it printed.
 func newToken(t *testing.T, file, name string, scopes ...string) string {
@@ -173,7 +152,7 @@ func TestCLITokens(t *testing.T) {
 		{nil, append([]string{"deploy", "--token", ops, "--name", "todos", "--policy", "always", "--quiet", trapWasm}, a...), 0, `"outcome": "swapped"`},
 	}
 	for _, c := range cases {
-		out, errOut, code := runEnv(t, c.env, c.args...)
+		out, errOut, code := runWith(t, c.env, c.args...)
 		if code != c.wantCode || !strings.Contains(out+errOut, c.want) {
 			t.Errorf("nodb %s (env %v): exit %d, want %d and %q\nstdout %s\nstderr %s", strings.Join(c.args, " "), c.env, code, c.wantCode, c.want, out, errOut)
 		}
@@ -262,18 +241,18 @@ func TestServeTLS(t *testing.T) {
 
 	// The CLI over https and wss, trusting the CA with --ca.
 	env := []string{"NODB_TOKEN=" + app}
-	if out, errOut, code := runEnv(t, env, "publish", "--addr", base, "--ca", certFile, "--producer", "tls", "--pseq", "1", "--type", "todo/add"); code != 0 || !strings.Contains(out, `"seq":1`) {
+	if out, errOut, code := runWith(t, env, "publish", "--addr", base, "--ca", certFile, "--producer", "tls", "--pseq", "1", "--type", "todo/add"); code != 0 || !strings.Contains(out, `"seq":1`) {
 		t.Fatalf("publish over wss: exit %d %s %s", code, out, errOut)
 	}
-	if out, errOut, code := runEnv(t, env, "state", "todos", "--addr", base, "--ca", certFile); code != 0 || strings.TrimSpace(out) != "{}" {
+	if out, errOut, code := runWith(t, env, "state", "todos", "--addr", base, "--ca", certFile); code != 0 || strings.TrimSpace(out) != "{}" {
 		t.Fatalf("state over https: exit %d %s %s", code, out, errOut)
 	}
 	// Without trusting the CA: a certificate error.
-	if _, errOut, code := runEnv(t, env, "state", "todos", "--addr", base); code == 0 || !strings.Contains(errOut, "certificate") {
+	if _, errOut, code := runWith(t, env, "state", "todos", "--addr", base); code == 0 || !strings.Contains(errOut, "certificate") {
 		t.Fatalf("state without --ca: exit %d %s", code, errOut)
 	}
 	// SSL_CERT_FILE works too (the Go runtime reads it on Linux).
-	if out, errOut, code := runEnv(t, append(env, "SSL_CERT_FILE="+certFile), "state", "todos", "--addr", base); code != 0 || strings.TrimSpace(out) != "{}" {
+	if out, errOut, code := runWith(t, append(env, "SSL_CERT_FILE="+certFile), "state", "todos", "--addr", base); code != 0 || strings.TrimSpace(out) != "{}" {
 		t.Fatalf("state with SSL_CERT_FILE: exit %d %s %s", code, out, errOut)
 	}
 	if out, errOut, code := run(t, "plugins", "--addr", base, "--ca", certFile, "--token", ops); code != 0 || !strings.Contains(out, "todos") {

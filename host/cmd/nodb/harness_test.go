@@ -169,9 +169,17 @@ func (p *proc) term() error {
 // run runs the nodb CLI and returns stdout, stderr and the exit code.
 func run(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
+	return runWith(t, nil, args...)
+}
+
+// runWith runs nodb with args and the extra environment variables env and
+// returns its stdout, stderr and exit code.
+func runWith(t testing.TB, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodbBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
