@@ -33,6 +33,13 @@
 // refuses with a *CorruptError naming the file, offset and seq. Verify runs
 // the same checks read-only, for "nodb verify".
 //
+// Recomputing the chain is about half of Open's time, and it runs on all
+// cores: each frame stores its own hash, so every link can be checked apart
+// from the others, and the chain holds if every link does. The links of
+// each window of a file are checked in parallel before the scan moves on;
+// errors and OnRecord calls are the ones an in-order check would give
+// (1M events: ~400 ms → ~270 ms on 2 cores, BenchmarkOpen).
+//
 // # Files
 //
 // New files (segments, saved tails) are written under a temporary name,

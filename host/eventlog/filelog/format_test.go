@@ -195,7 +195,7 @@ func FuzzScanSegment(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		data := append(bytes.Clone(h), body...)
-		s := &segScanner{maxData: 1 << 20, hasher: newChainHasher()}
+		s := &segScanner{maxData: 1 << 20}
 		seg := &segInfo{name: "x.seg", path: "x.seg", hdr: segHeader{firstSeq: 1}}
 		r := &reader{f: bytesFile(data), size: int64(len(data)), win: 4096}
 		torn, err := s.scan(r, seg, nil, true)

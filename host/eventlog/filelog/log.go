@@ -117,7 +117,7 @@ func Open(cfg Config) (*Log, error) {
 }
 
 func (l *Log) recover() error {
-	s := &segScanner{maxData: maxDataLimit, fnMeta: l.cfg.OnRecord, hasher: newChainHasher()}
+	s := &segScanner{maxData: maxDataLimit, fnMeta: l.cfg.OnRecord}
 	res, err := s.scanLog(l.fs, l.dir)
 	if err != nil {
 		return err

@@ -255,6 +255,78 @@ func TestHashChainBreak(t *testing.T) {
 	wantCorrupt(t, err, seg, offs[5], 6)
 }
 
+// TestHashChainBreakFarIn breaks a link far into a segment, where the chain
+// is checked in parallel, a window of the file at a time: the error names
+// the first broken link, as a frame-by-frame check would, and the records
+// reported before it are exactly those of the complete batches before it,
+// in order, with the producers of OnRecord intact across windows.
+func TestHashChainBreakFarIn(t *testing.T) {
+	const n = 30_000
+	dir, seg, data := setup(t, n, 100, 7, 250)
+	offs := frames(t, data)
+	all := want(n)
+	if len(data) < 3<<20 {
+		t.Fatalf("segment is %d bytes, want several of the reader's 1 MiB windows", len(data))
+	}
+	batchStart := func(seq uint64) uint64 { // the first seq of seq's batch
+		for i, k := uint64(1), 0; ; k++ {
+			size := uint64([]int{100, 7, 250}[k%3])
+			if seq < i+size {
+				return i
+			}
+			i += size
+		}
+	}
+	for _, broken := range []int{20_001, 29_990, 9_000} { // 0-based: seq broken+1
+		b := bytes.Clone(data)
+		// Two edits, likely in one window but in different workers' shares:
+		// the later one must not be the one reported.
+		rewriteFrame(b, offs[broken], false, all[broken-1].Hash, all[broken])
+		rewriteFrame(b, offs[min(broken+2500, n-1)], false, all[min(broken+2499, n-2)].Hash, all[min(broken+2500, n-1)])
+		writeFile(t, seg, b)
+		seq := uint64(broken + 1)
+		var got []uint64
+		_, err := filelog.Verify(dir, func(r eventlog.Record) error {
+			if r.Hash != all[r.Seq-1].Hash {
+				t.Fatalf("seq %d reported with hash %x, want %x", r.Seq, r.Hash[:8], all[r.Seq-1].Hash[:8])
+			}
+			got = append(got, r.Seq)
+			return nil
+		})
+		wantCorrupt(t, err, seg, offs[broken], seq)
+		if end := batchStart(seq) - 1; uint64(len(got)) != end || (end > 0 && got[end-1] != end) {
+			t.Fatalf("break at seq %d: Verify reported %d records, want 1..%d", seq, len(got), end)
+		}
+		var metas int
+		_, err = filelog.Open(filelog.Config{Dir: dir, OnRecord: func(s, pseq uint64, producer []byte, time int64) error {
+			r := &all[s-1]
+			if s != uint64(metas+1) || pseq != r.PSeq || string(producer) != r.Producer || time != r.Time {
+				t.Fatalf("OnRecord(%d, %d, %q, %d), want record %d: %d, %q, %d", s, pseq, producer, time, metas+1, r.PSeq, r.Producer, r.Time)
+			}
+			metas++
+			return nil
+		}})
+		wantCorrupt(t, err, seg, offs[broken], seq)
+		if uint64(metas) != batchStart(seq)-1 {
+			t.Fatalf("break at seq %d: OnRecord saw %d records, want %d", seq, metas, batchStart(seq)-1)
+		}
+	}
+	// Intact, every record is reported once, in order.
+	writeFile(t, seg, data)
+	var metas int
+	l, err := filelog.Open(filelog.Config{Dir: dir, OnRecord: func(s, pseq uint64, producer []byte, time int64) error {
+		if s != uint64(metas+1) || string(producer) != all[s-1].Producer {
+			t.Fatalf("OnRecord(%d, %q), want record %d", s, producer, metas+1)
+		}
+		metas++
+		return nil
+	}})
+	if err != nil || metas != n {
+		t.Fatalf("Open: %v, %d records reported, want %d", err, metas, n)
+	}
+	l.Close()
+}
+
 func TestSegmentRollover(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filelog.Config{Dir: dir, SegmentSize: 8 << 10}

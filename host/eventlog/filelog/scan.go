@@ -109,6 +109,9 @@ type reader struct {
 	buf  []byte
 	off  int64 // file offset of buf[0]
 	win  int   // preferred window size
+	// moving, if set, is called before the window moves: slices returned
+	// earlier are about to be overwritten.
+	moving func()
 }
 
 // at returns the file's bytes [off, off+n), or fewer when the file (or
@@ -116,6 +119,9 @@ type reader struct {
 func (r *reader) at(off int64, n int) ([]byte, error) {
 	if off >= r.off && off+int64(n) <= r.off+int64(len(r.buf)) {
 		return r.buf[off-r.off : off-r.off+int64(n)], nil
+	}
+	if r.moving != nil {
+		r.moving()
 	}
 	want := int64(max(n, r.win))
 	if rest := r.size - off; want > rest {
@@ -140,7 +146,7 @@ func (r *reader) at(off int64, n int) ([]byte, error) {
 // scanLog reads and checks every segment in dir, read-only. It calls fn, if
 // not nil, for every record of a complete batch, in order.
 func scanLog(fsys FS, dir string, maxData int, fn func(eventlog.Record) error) (*scanResult, error) {
-	s := &segScanner{maxData: maxData, fn: fn, hasher: newChainHasher()}
+	s := &segScanner{maxData: maxData, fn: fn}
 	return s.scanLog(fsys, dir)
 }
 
@@ -181,11 +187,15 @@ type segScanner struct {
 	// fnMeta, like fn, gets each record of a complete batch, but only the
 	// fields a dedupe table needs and without copying the payload.
 	fnMeta  func(seq, pseq uint64, producer []byte, time int64) error
-	hasher  *chainHasher
+	chain   chainCheck
 	buf     []byte
-	pending []eventlog.Record // records of the current batch, for fn
+	pending []eventlog.Record // records read, for fn
 	metas   []recMeta         // the same for fnMeta
 	prods   []byte            // their producers' bytes
+	// done is how many of pending (or metas) belong to complete batches,
+	// whose callbacks are due once their hashes are checked.
+	done int
+	err  error // the error a check found; the scan stops with it
 }
 
 // recMeta is what fnMeta reports of a record; the producer is prods[p0:p1].
@@ -242,40 +252,58 @@ func (s *segScanner) scan(r *reader, seg, prev *segInfo, last bool) (*TornTail, 
 	seg.index = seg.index[:0]
 
 	var (
-		off      = int64(segHeaderSize)
-		expect   = hdr.firstSeq
-		prevHash = hdr.prevHash
-		inBatch  bool   // the last frame read has remaining > 0
-		want     uint32 // remaining the next frame must carry when inBatch
-		batchEnd uint64 // last seq of the batch being read
-		frames   int    // frames read of the current batch
-		bad      error  // why the frame at off does not decode
+		off        = int64(segHeaderSize)
+		expect     = hdr.firstSeq
+		prevHash   = hdr.prevHash
+		inBatch    bool   // the last frame read has remaining > 0
+		want       uint32 // remaining the next frame must carry when inBatch
+		batchEnd   uint64 // last seq of the batch being read
+		batchStart uint64 // its first seq
+		frames     int    // frames read of the current batch
+		bad        error  // why the frame at off does not decode
 	)
-	s.pending = s.pending[:0]
+	// The hash chain is checked a window of the file at a time, in
+	// parallel (see chainCheck), just before the reader moves on and the
+	// frames' bytes go; callbacks wait for their records' check. So that
+	// errors are the ones a frame-by-frame scan would give, the frames
+	// read so far are checked before any other error is returned.
+	s.pending, s.metas, s.prods, s.done, s.err = s.pending[:0], s.metas[:0], s.prods[:0], 0, nil
+	r.moving = func() { s.check(seg.path) }
+	defer func() { r.moving = nil }()
+	fail := func(err error) error {
+		if herr := s.check(seg.path); herr != nil {
+			return herr
+		}
+		return err
+	}
 	for off < r.size {
 		var f frame
 		f, n, err := s.frameAt(r, off)
+		if s.err != nil {
+			return nil, s.err
+		}
 		if err != nil {
 			if errors.Is(err, errFrameShort) || isFrameErr(err) {
 				bad = err
 				break
 			}
-			return nil, fmt.Errorf("filelog: read %s at offset %d: %w", seg.path, off, err)
+			return nil, fail(fmt.Errorf("filelog: read %s at offset %d: %w", seg.path, off, err))
 		}
 		// A frame that decodes was written whole by some Append; if its
 		// content does not fit, no torn write explains it.
 		if f.seq != expect {
-			return nil, corrupt(off, expect, "frame holds seq %d, want %d", f.seq, expect)
+			return nil, fail(corrupt(off, expect, "frame holds seq %d, want %d", f.seq, expect))
 		}
 		if f.seq > eventlog.MaxSeq {
-			return nil, corrupt(off, f.seq, "seq above MaxSeq")
+			return nil, fail(corrupt(off, f.seq, "seq above MaxSeq"))
 		}
 		if inBatch && f.remaining != want {
-			return nil, corrupt(off, f.seq, "frame says %d records follow in its batch, want %d", f.remaining, want)
+			return nil, fail(corrupt(off, f.seq, "frame says %d records follow in its batch, want %d", f.remaining, want))
 		}
-		if h := s.hasher.frame(&prevHash, &f); h != f.hash {
-			return nil, corrupt(off, f.seq, "hash chain broken: stored hash %x, computed %x", f.hash[:8], h[:8])
+		if !inBatch {
+			batchStart = f.seq
 		}
+		s.chain.add(prevHash, f, off, batchStart)
 		if (f.seq-hdr.firstSeq)%indexEvery == 0 {
 			seg.index = append(seg.index, off)
 		}
@@ -300,19 +328,11 @@ func (s *segScanner) scan(r *reader, seg, prev *segInfo, last bool) (*TornTail, 
 		inBatch, want = f.remaining > 0, f.remaining-1
 		if !inBatch { // the batch is complete
 			seg.lastSeq, seg.lastHash, seg.end = f.seq, f.hash, off
-			for _, rec := range s.pending {
-				if err := s.fn(rec); err != nil {
-					return nil, err
-				}
-			}
-			s.pending = s.pending[:0]
-			for _, m := range s.metas {
-				if err := s.fnMeta(m.seq, m.pseq, s.prods[m.p0:m.p1], m.time); err != nil {
-					return nil, err
-				}
-			}
-			s.metas, s.prods = s.metas[:0], s.prods[:0]
+			s.done = max(len(s.pending), len(s.metas))
 		}
+	}
+	if err := s.check(seg.path); err != nil {
+		return nil, err
 	}
 	// Drop index entries of an incomplete batch.
 	for len(seg.index) > 0 && seg.index[len(seg.index)-1] >= seg.end {
@@ -370,6 +390,56 @@ func (s *segScanner) scan(r *reader, seg, prev *segInfo, last bool) (*TornTail, 
 		}
 	}
 	return &TornTail{Segment: seg.path, Offset: seg.end, Bytes: r.size - seg.end, Frames: frames, Reason: reason}, nil
+}
+
+// check verifies the hash-chain links queued since the last check, then
+// makes the callbacks of the complete batches among them. If a link is
+// broken, it makes the callbacks of the batches before that frame only and
+// returns a *CorruptError for it. An error (a broken link or a callback's
+// error) is also kept in s.err, for a check called by the reader.
+func (s *segScanner) check(path string) error {
+	if s.err != nil {
+		return s.err
+	}
+	n := s.done
+	if i, sum := s.chain.verify(); i >= 0 {
+		j := &s.chain.jobs[i]
+		s.err = &CorruptError{File: path, Offset: j.off, Seq: j.f.seq,
+			Reason: fmt.Sprintf("hash chain broken: stored hash %x, computed %x", j.f.hash[:8], sum[:8])}
+		n = 0 // the batches before the broken link's
+		for n < s.done && (s.fn != nil && s.pending[n].Seq < j.batch || s.fnMeta != nil && s.metas[n].seq < j.batch) {
+			n++
+		}
+	}
+	s.chain.jobs = s.chain.jobs[:0]
+	for _, rec := range s.pending[:min(n, len(s.pending))] {
+		if err := s.fn(rec); err != nil {
+			s.err = err
+			return err
+		}
+	}
+	for _, m := range s.metas[:min(n, len(s.metas))] {
+		if err := s.fnMeta(m.seq, m.pseq, s.prods[m.p0:m.p1], m.time); err != nil {
+			s.err = err
+			return err
+		}
+	}
+	if n > 0 {
+		s.pending = s.pending[:copy(s.pending, s.pending[min(n, len(s.pending)):])]
+		if n < len(s.metas) {
+			base := s.metas[n].p0
+			s.prods = s.prods[:copy(s.prods, s.prods[base:])]
+			s.metas = s.metas[:copy(s.metas, s.metas[n:])]
+			for i := range s.metas {
+				s.metas[i].p0 -= base
+				s.metas[i].p1 -= base
+			}
+		} else {
+			s.metas, s.prods = s.metas[:0], s.prods[:0]
+		}
+		s.done -= n
+	}
+	return s.err
 }
 
 // frameAt decodes the frame at off.
