@@ -156,24 +156,26 @@ func lcp(a, b string) int {
 }
 
 // get returns the value stored under key.
+//
+// The descent is PATRICIA-style: it reads only len(pfx) and the edge byte
+// at each node, never the prefix bytes, and compares the whole key once,
+// with the prefix of the node it stops at. That is enough: every key below
+// a node extends its prefix and follows its edge byte, so the only node
+// that can hold key is the one this descent reaches; if key left a
+// compressed prefix on the way, that final comparison fails.
 func (n *tnode) get(key string) (Value, bool) {
-	d := 0
 	for n != nil {
-		p := n.pfx
-		if len(key) < len(p) || key[d:len(p)] != p[d:] {
-			return null, false
-		}
-		if len(key) == len(p) {
-			if n.hasVal {
+		lp := len(n.pfx)
+		if lp >= len(key) {
+			if lp == len(key) && n.hasVal && n.pfx == key {
 				return n.val, true
 			}
 			return null, false
 		}
-		i := strings.IndexByte(n.edges, key[len(p)])
+		i := strings.IndexByte(n.edges, key[lp])
 		if i < 0 {
 			return null, false
 		}
-		d = len(p) + 1
 		n = n.kids[i]
 	}
 	return null, false
@@ -188,23 +190,21 @@ type step struct {
 
 // find returns the node holding key's entry and path with the nodes above
 // it appended, so that replaceAt can change the entry without searching
-// again.
+// again. It descends as get does, comparing the key once at the end.
 func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
-	d := 0
 	for n != nil {
-		p := n.pfx
-		if len(key) < len(p) || key[d:len(p)] != p[d:] {
+		lp := len(n.pfx)
+		if lp >= len(key) {
+			if lp == len(key) && n.hasVal && n.pfx == key {
+				return n, path, true
+			}
 			return nil, path, false
 		}
-		if len(key) == len(p) {
-			return n, path, n.hasVal
-		}
-		i := strings.IndexByte(n.edges, key[len(p)])
+		i := strings.IndexByte(n.edges, key[lp])
 		if i < 0 {
 			return nil, path, false
 		}
 		path = append(path, step{n, i})
-		d = len(p) + 1
 		n = n.kids[i]
 	}
 	return nil, path, false
@@ -251,15 +251,43 @@ func (n *tnode) fix() {
 	n.size, n.depth = size, depth
 }
 
-// set returns a trie with key bound to val. d is a length known to be a
-// common prefix of key and n.pfx. Nodes owned by the edit token e are
-// changed in place, others are copied (e = 0 copies everything).
-func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
+// match returns the length of the longest common prefix of key and the
+// keys in trie n, found by one PATRICIA descent as in get: the node the
+// descent stops at has a prefix that every node above it extends, so its
+// common prefix with key is the trie's.
+func (n *tnode) match(key string) int {
+	if n == nil {
+		return 0
+	}
+	for {
+		lp := len(n.pfx)
+		if lp >= len(key) {
+			break
+		}
+		i := strings.IndexByte(n.edges, key[lp])
+		if i < 0 {
+			break
+		}
+		n = n.kids[i]
+	}
+	return lcp(key, n.pfx)
+}
+
+// set returns a trie with key bound to val. Nodes owned by the edit token e
+// are changed in place, others are copied (e = 0 copies everything).
+func (n *tnode) set(key string, val Value, e uint64) *tnode {
+	return n.setAt(key, val, n.match(key), e)
+}
+
+// setAt is set, given m = n.match(key). On the way down, a node's common
+// prefix with key is the shorter of its prefix and m, so no prefix bytes
+// are read but those of the node where key branches off, if any.
+func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 	if n == nil {
 		return newLeaf(key, val, e)
 	}
 	p := n.pfx
-	l := d + lcp(key[d:], p[d:])
+	l := min(len(p), m)
 	if l < len(p) {
 		// key leaves this node's prefix: a new node is needed above n.
 		var nn *tnode
@@ -297,7 +325,7 @@ func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
 	if i := strings.IndexByte(n.edges, b); i >= 0 {
 		old := n.kids[i]
 		oldSize, oldDepth := old.size, old.depth
-		kid := old.set(key, val, l+1, e)
+		kid := old.setAt(key, val, m, e)
 		c := n.mut(e, 0)
 		c.kids[i] = kid
 		c.size += kid.size - oldSize
@@ -366,17 +394,18 @@ func removeEdge(edges string, i int) string {
 }
 
 // del returns a trie without key, and whether key was present (if not, n is
-// returned unchanged). d and e are as for set.
-func (n *tnode) del(key string, d int, e uint64) (*tnode, bool) {
+// returned unchanged). e is as for set. It descends as get does, comparing
+// the key once, with the prefix of the node that would hold it.
+func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 	if n == nil {
 		return nil, false
 	}
 	p := n.pfx
-	if len(key) < len(p) || key[d:len(p)] != p[d:] {
+	if len(key) < len(p) {
 		return n, false
 	}
 	if len(key) == len(p) {
-		if !n.hasVal {
+		if !n.hasVal || p != key {
 			return n, false
 		}
 		switch len(n.kids) {
@@ -397,7 +426,7 @@ func (n *tnode) del(key string, d int, e uint64) (*tnode, bool) {
 	}
 	old := n.kids[i]
 	oldSize, oldDepth := old.size, old.depth
-	kid, ok := old.del(key, len(p)+1, e)
+	kid, ok := old.del(key, e)
 	if !ok {
 		return n, false
 	}
