@@ -137,7 +137,7 @@ func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
 		e.buf = append(e.buf, n.pfx...)
 		e.value(n.val, depth+1)
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		if !e.inOrder(k, depth, last) {
 			return false
 		}

@@ -126,8 +126,8 @@ func (n *tnode) hashNode() Hash {
 	} else {
 		buf = append(buf, 0)
 	}
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(n.kids)))
-	for _, k := range n.kids {
+	buf = binary.BigEndian.AppendUint16(buf, uint16(int(n.nk)))
+	for _, k := range n.kids() {
 		kh := k.hashNode()
 		buf = append(buf, kh[:]...)
 	}

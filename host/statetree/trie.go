@@ -20,12 +20,20 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 //     is the key of the entry stored here.
 //   - a node without a value has at least two children, and pfx is then the
 //     longest common prefix of all keys below it.
-//   - kids[i].pfx starts with pfx and is longer; edges[i] is
-//     kids[i].pfx[len(pfx)], and edges is strictly ascending.
+//   - kids()[i].pfx starts with pfx and is longer; edges()[i] is
+//     kids()[i].pfx[len(pfx)], and edges() is strictly ascending.
 //
 // Because a node's value key is a prefix of every key below it, visiting
 // the value first and then the children in edge order yields the keys in
 // bytewise order.
+//
+// Layout. A node with children is one allocation (see allocNode): an array
+// of ck child pointers, then ck edge bytes, then the tnode itself, whose kp
+// points at the array. The first nk slots of each are in use; the edges of
+// a node are found at kp + ck pointers, so a node needs no edges field, and
+// the edge bytes and child pointers of small nodes share a cache line with
+// the node's header (pfx, kp, nk, ck). A leaf has no array (kp nil, ck 0).
+// The header fields that a lookup reads come first; a tnode is 80 bytes.
 //
 // Nodes are never modified once published: updates copy the nodes on the
 // path from the root to the changed entry. The one exception is a node
@@ -33,19 +41,37 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // in the same Tx edits it in place instead of copying it again.
 type tnode struct {
 	pfx    string
-	edges  string
-	kids   []*tnode
-	val    Value
+	kp     **tnode // the child array, with ck slots of which nk are used
+	nk, ck uint16  // children in use, and capacity of kp and its edges
+	depth  int32   // deepest nesting of the values in this subtree
+	size   int32   // number of entries in this subtree (a map holds far fewer than 2³¹: each costs a tnode)
 	hasVal bool
-	depth  int32 // deepest nesting of the values in this subtree
-	size   int   // number of entries in this subtree
+	val    Value
 	// edit is the edit token of the Tx that created the node and may still
 	// change it in place (0: none; see Tx). Once that Tx commits or lets a
 	// value holding the node escape, it moves to a new token and the node is
-	// immutable for good. An owned node always has its own kids array.
+	// immutable for good. An owned node always has its own child array.
 	edit uint64
 	hash hashCell
 }
+
+// kids returns the node's children, in edge order.
+func (n *tnode) kids() []*tnode { return unsafe.Slice(n.kp, n.nk) }
+
+// edgeData returns the node's ck edge bytes (nil for a leaf).
+func (n *tnode) edgeData() []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck)*unsafe.Sizeof(n))), n.ck)
+}
+
+// edges returns the node's edge bytes, one per child. The string is valid
+// while the node is immutable: for a node owned by a Tx, only until the
+// next change.
+func (n *tnode) edges() string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck)*unsafe.Sizeof(n))), n.nk)
+}
+
+// edge returns the index of the child under edge byte b, or -1.
+func (n *tnode) edge(b byte) int { return strings.IndexByte(n.edges(), b) }
 
 // entry is a map entry.
 type entry struct {
@@ -57,67 +83,103 @@ func sortEntries(es []entry) {
 	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 }
 
-// allocNode returns a fresh node with k nil children. Nodes with up to 16
-// children share one allocation with their child slice, whose capacity is
-// the size class's (2, 4, 8 or 16), so that a node owned by a Tx can gain a
-// child in place.
-func allocNode(k int) *tnode {
-	switch {
-	case k == 0:
-		return &tnode{}
-	case k <= 2:
-		x := &struct {
-			tnode
-			a [2]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
-	case k <= 4:
-		x := &struct {
-			tnode
-			a [4]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
-	case k <= 8:
-		x := &struct {
-			tnode
-			a [8]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
-	case k <= 16:
-		x := &struct {
-			tnode
-			a [16]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
+// withKids is the allocation of a node with children: the child array a and
+// the edge bytes e (arrays of the same length) before the node.
+type withKids[A, E any] struct {
+	a A
+	e E
+	n tnode
+}
+
+// allocWith returns a fresh node with k nil children in an allocation of
+// type withKids[A, E], whose capacity is the length of A and E.
+func allocWith[A, E any](k int) *tnode {
+	x := new(withKids[A, E])
+	c := unsafe.Sizeof(x.a) / unsafe.Sizeof(x.n.kp)
+	x.n.kp, x.n.nk, x.n.ck = (**tnode)(unsafe.Pointer(&x.a)), uint16(k), uint16(c)
+	return &x.n
+}
+
+// nodeClasses allocate the nodes with children, by ascending capacity. Each
+// capacity is the largest whose node (80 bytes and 9 a slot) fits the size
+// class of the allocator named in the comment, so that a node owned by a Tx
+// can often gain a child in place (see mut).
+var nodeClasses = [...]func(k int) *tnode{
+	allocWith[[3]*tnode, [3]byte],     // 112 bytes
+	allocWith[[5]*tnode, [5]byte],     // 128
+	allocWith[[7]*tnode, [7]byte],     // 144
+	allocWith[[10]*tnode, [10]byte],   // 176
+	allocWith[[14]*tnode, [14]byte],   // 208
+	allocWith[[19]*tnode, [19]byte],   // 256
+	allocWith[[26]*tnode, [26]byte],   // 320
+	allocWith[[40]*tnode, [40]byte],   // 448
+	allocWith[[62]*tnode, [62]byte],   // 640
+	allocWith[[104]*tnode, [104]byte], // 1024
+	allocWith[[161]*tnode, [161]byte], // 1536
+	allocWith[[256]*tnode, [256]byte], // 2688: every byte an edge
+}
+
+// nodeClass[k] is the index in nodeClasses of the smallest class with room
+// for k children.
+var nodeClass = func() (c [257]uint8) {
+	i := 0
+	for k := 1; k <= 256; k++ {
+		for int(nodeClasses[i](0).ck) < k {
+			i++
+		}
+		c[k] = uint8(i)
 	}
-	n := &tnode{}
-	n.kids = make([]*tnode, k)
-	return n
+	return c
+}()
+
+// allocNode returns a fresh node with k nil children (k <= 256).
+func allocNode(k int) *tnode {
+	if k == 0 {
+		return &tnode{}
+	}
+	return nodeClasses[nodeClass[k]](k)
 }
 
 func newLeaf(key string, val Value, e uint64) *tnode {
 	return &tnode{pfx: key, val: val, hasVal: true, size: 1, depth: val.depth(), edit: e}
 }
 
-// mut returns n itself if the edit token e owns it, ready to be changed in
-// place (its cached hash dropped), or else a copy owned by e (unowned if e
-// is 0) with its own kids array, with room for extra more children.
+// mut returns n itself if the edit token e owns it and has room for extra
+// more children, ready to be changed in place (its cached hash dropped), or
+// else a copy owned by e (unowned if e is 0) with that room. (An owned node
+// that is full is replaced by a bigger copy, as its owner returns the node
+// it changed to the node's parent.)
 func (n *tnode) mut(e uint64, extra int) *tnode {
-	if e != 0 && n.edit == e {
+	if e != 0 && n.edit == e && int(n.nk)+extra <= int(n.ck) {
 		if n.hash.p.Load() != nil {
 			n.hash.p.Store(nil)
 		}
 		return n
 	}
-	c := allocNode(len(n.kids) + extra)
-	c.kids = c.kids[:len(n.kids)]
-	copy(c.kids, n.kids)
-	c.pfx, c.edges, c.val, c.hasVal, c.depth, c.size, c.edit = n.pfx, n.edges, n.val, n.hasVal, n.depth, n.size, e
+	c := allocNode(int(n.nk) + extra)
+	c.nk = n.nk
+	copy(c.kids(), n.kids())
+	copy(c.edgeData(), n.edges())
+	c.pfx, c.val, c.hasVal, c.depth, c.size, c.edit = n.pfx, n.val, n.hasVal, n.depth, n.size, e
 	return c
+}
+
+// insertKid inserts child k under edge byte b at index j; n has room.
+func (n *tnode) insertKid(j int, b byte, k *tnode) {
+	n.nk++
+	kids, ed := n.kids(), n.edgeData()
+	copy(kids[j+1:], kids[j:])
+	copy(ed[j+1:n.nk], ed[j:])
+	kids[j], ed[j] = k, b
+}
+
+// removeKid removes the child at index i.
+func (n *tnode) removeKid(i int) {
+	kids, ed := n.kids(), n.edgeData()
+	copy(kids[i:], kids[i+1:])
+	copy(ed[i:], ed[i+1:n.nk])
+	kids[n.nk-1] = nil
+	n.nk--
 }
 
 // shallower recomputes n.depth, which still holds the old depth, after a
@@ -133,7 +195,7 @@ func (n *tnode) shallower() {
 			return
 		}
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		if k.depth >= old {
 			return
 		}
@@ -172,11 +234,11 @@ func (n *tnode) get(key string) (Value, bool) {
 			}
 			return null, false
 		}
-		i := strings.IndexByte(n.edges, key[lp])
+		i := n.edge(key[lp])
 		if i < 0 {
 			return null, false
 		}
-		n = n.kids[i]
+		n = n.kids()[i]
 	}
 	return null, false
 }
@@ -200,12 +262,12 @@ func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
 			}
 			return nil, path, false
 		}
-		i := strings.IndexByte(n.edges, key[lp])
+		i := n.edge(key[lp])
 		if i < 0 {
 			return nil, path, false
 		}
 		path = append(path, step{n, i})
-		n = n.kids[i]
+		n = n.kids()[i]
 	}
 	return nil, path, false
 }
@@ -227,7 +289,7 @@ func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
 		n := path[k].n
 		nodeOld := n.depth
 		c = n.mut(e, 0)
-		c.kids[path[k].i] = kid
+		c.kids()[path[k].i] = kid
 		if kid.depth >= c.depth {
 			c.depth = kid.depth
 		} else if kid.depth < oldDepth && oldDepth == c.depth {
@@ -240,11 +302,11 @@ func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
 
 // fix recomputes the derived fields size and depth of a fresh node.
 func (n *tnode) fix() {
-	size, depth := 0, int32(0)
+	size, depth := int32(0), int32(0)
 	if n.hasVal {
 		size, depth = 1, n.val.depth()
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		size += k.size
 		depth = max(depth, k.depth)
 	}
@@ -264,11 +326,11 @@ func (n *tnode) match(key string) int {
 		if lp >= len(key) {
 			break
 		}
-		i := strings.IndexByte(n.edges, key[lp])
+		i := n.edge(key[lp])
 		if i < 0 {
 			break
 		}
-		n = n.kids[i]
+		n = n.kids()[i]
 	}
 	return lcp(key, n.pfx)
 }
@@ -294,14 +356,15 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 		if l == len(key) {
 			nn = allocNode(1)
 			nn.hasVal, nn.val = true, val
-			nn.edges, nn.kids[0] = p[l:l+1], n
+			nn.kids()[0], nn.edgeData()[0] = n, p[l]
 		} else {
 			nn = allocNode(2)
 			leaf := newLeaf(key, val, e)
+			kids, ed := nn.kids(), nn.edgeData()
 			if key[l] < p[l] {
-				nn.edges, nn.kids[0], nn.kids[1] = edgePair(key[l], p[l]), leaf, n
+				kids[0], kids[1], ed[0], ed[1] = leaf, n, key[l], p[l]
 			} else {
-				nn.edges, nn.kids[0], nn.kids[1] = edgePair(p[l], key[l]), n, leaf
+				kids[0], kids[1], ed[0], ed[1] = n, leaf, p[l], key[l]
 			}
 		}
 		nn.pfx, nn.edit = p[:l], e
@@ -322,12 +385,12 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 		return c
 	}
 	b := key[l]
-	if i := strings.IndexByte(n.edges, b); i >= 0 {
-		old := n.kids[i]
+	if i := n.edge(b); i >= 0 {
+		old := n.kids()[i]
 		oldSize, oldDepth := old.size, old.depth
 		kid := old.setAt(key, val, m, e)
 		c := n.mut(e, 0)
-		c.kids[i] = kid
+		c.kids()[i] = kid
 		c.size += kid.size - oldSize
 		if kid.depth >= c.depth {
 			c.depth = kid.depth
@@ -336,61 +399,17 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 		}
 		return c
 	}
+	ed := n.edges()
 	j := 0
-	for j < len(n.edges) && n.edges[j] < b {
+	for j < len(ed) && ed[j] < b {
 		j++
 	}
 	leaf := newLeaf(key, val, e)
 	c := n.mut(e, 1)
-	c.kids = slices.Insert(c.kids, j, leaf)
-	c.edges = insertEdge(c.edges, j, b)
+	c.insertKid(j, b, leaf)
 	c.size++
 	c.depth = max(c.depth, leaf.depth)
 	return c
-}
-
-// edgeBytes holds every byte value once, so that a one- or two-byte edges
-// string can be sliced from static data rather than allocated.
-var edgeBytes = func() string {
-	b := make([]byte, 256)
-	for i := range b {
-		b[i] = byte(i)
-	}
-	return string(b)
-}()
-
-// edgePair returns the edges string of two bytes a < b.
-func edgePair(a, b byte) string {
-	if b == a+1 {
-		return edgeBytes[a : int(a)+2]
-	}
-	return string([]byte{a, b})
-}
-
-// insertEdge returns edges with b inserted at index j.
-func insertEdge(edges string, j int, b byte) string {
-	if len(edges) == 0 {
-		return edgeBytes[b : int(b)+1]
-	}
-	buf := make([]byte, len(edges)+1)
-	copy(buf, edges[:j])
-	buf[j] = b
-	copy(buf[j+1:], edges[j:])
-	return unsafeString(buf)
-}
-
-// removeEdge returns edges without the byte at index i.
-func removeEdge(edges string, i int) string {
-	switch {
-	case i == 0:
-		return edges[1:]
-	case i == len(edges)-1:
-		return edges[:i]
-	}
-	buf := make([]byte, len(edges)-1)
-	copy(buf, edges[:i])
-	copy(buf[i:], edges[i+1:])
-	return unsafeString(buf)
 }
 
 // del returns a trie without key, and whether key was present (if not, n is
@@ -408,11 +427,11 @@ func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 		if !n.hasVal || p != key {
 			return n, false
 		}
-		switch len(n.kids) {
+		switch n.nk {
 		case 0:
 			return nil, true
 		case 1:
-			return n.kids[0], true
+			return n.kids()[0], true
 		}
 		c := n.mut(e, 0)
 		c.val, c.hasVal = null, false
@@ -420,23 +439,22 @@ func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 		c.shallower()
 		return c, true
 	}
-	i := strings.IndexByte(n.edges, key[len(p)])
+	i := n.edge(key[len(p)])
 	if i < 0 {
 		return n, false
 	}
-	old := n.kids[i]
+	old := n.kids()[i]
 	oldSize, oldDepth := old.size, old.depth
 	kid, ok := old.del(key, e)
 	if !ok {
 		return n, false
 	}
 	if kid == nil {
-		if !n.hasVal && len(n.kids) == 2 {
-			return n.kids[1-i], true
+		if !n.hasVal && n.nk == 2 {
+			return n.kids()[1-i], true
 		}
 		c := n.mut(e, 0)
-		c.kids = slices.Delete(c.kids, i, i+1)
-		c.edges = removeEdge(c.edges, i)
+		c.removeKid(i)
 		c.size -= oldSize
 		if oldDepth == c.depth {
 			c.shallower()
@@ -444,7 +462,7 @@ func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 		return c, true
 	}
 	c := n.mut(e, 0)
-	c.kids[i] = kid
+	c.kids()[i] = kid
 	c.size += kid.size - oldSize
 	if kid.depth < oldDepth && oldDepth == c.depth {
 		c.shallower()
@@ -460,7 +478,7 @@ func (n *tnode) each(fn func(string, Value) bool) bool {
 	if n.hasVal && !fn(n.pfx, n.val) {
 		return false
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		if !k.each(fn) {
 			return false
 		}
@@ -502,31 +520,16 @@ func build(es []entry, d int) *tnode {
 	}
 	n := allocNode(groups)
 	n.pfx, n.hasVal, n.val = first[:l], hasVal, val
-	edges := make([]byte, 0, groups)
-	n.kids = n.kids[:0]
-	for i := 0; i < len(es); {
+	kids, ed := n.kids(), n.edgeData()
+	for i, g := 0, 0; i < len(es); g++ {
 		b := es[i].key[l]
 		j := i + 1
 		for j < len(es) && es[j].key[l] == b {
 			j++
 		}
-		edges = append(edges, b)
-		n.kids = append(n.kids, build(es[i:j], l+1))
+		kids[g], ed[g] = build(es[i:j], l+1), b
 		i = j
 	}
-	n.edges = edgesString(edges)
 	n.fix()
 	return n
-}
-
-// edgesString returns string(edges), without allocating for one byte or
-// two consecutive ones, and interned when short.
-func edgesString(edges []byte) string {
-	switch {
-	case len(edges) == 1:
-		return edgeBytes[edges[0] : int(edges[0])+1]
-	case len(edges) == 2 && edges[1] == edges[0]+1:
-		return edgeBytes[edges[0] : int(edges[0])+2]
-	}
-	return internBytes(edges)
 }

@@ -76,7 +76,7 @@ func checkTrie(t *testing.T, n *tnode, es []entry) {
 	if !sameShape(n, buildTrie(es)) {
 		t.Fatalf("trie of %d entries is not canonical", len(es))
 	}
-	if n != nil && n.size != len(es) {
+	if n != nil && int(n.size) != len(es) {
 		t.Fatalf("size %d, want %d", n.size, len(es))
 	}
 }

@@ -338,7 +338,7 @@ func (v Value) Len() int {
 		}
 	case KindMap:
 		if v.node() != nil {
-			return v.node().size
+			return int(v.node().size)
 		}
 	}
 	return 0
