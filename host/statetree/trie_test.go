@@ -1,7 +1,9 @@
 package statetree
 
 import (
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -78,5 +80,34 @@ func checkTrie(t *testing.T, n *tnode, es []entry) {
 	}
 	if n != nil && int(n.size) != len(es) {
 		t.Fatalf("size %d, want %d", n.size, len(es))
+	}
+}
+
+// TestTrieEdge checks the word-at-a-time edge search against
+// strings.IndexByte on nodes of every capacity, including edge bytes that
+// the search's borrow tricks could confuse (0x00, 0x01, 0x80, 0xff).
+func TestTrieEdge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for k := 1; k <= 256; k++ {
+		set := map[byte]bool{0: k%2 == 0, 1: k%3 == 0, 0x80: k%5 == 0, 0xff: k%7 == 0}
+		for b, in := range set {
+			if !in {
+				delete(set, b)
+			}
+		}
+		for len(set) < k {
+			set[byte(rng.IntN(256))] = true
+		}
+		es := []entry{{"k", Int(-1)}} // a value, so that one edge makes a node
+		for b := range set {
+			es = append(es, entry{"k" + string([]byte{b}), Int(int64(b))})
+		}
+		sortEntries(es)
+		n := buildTrie(es)
+		for b := range 256 {
+			if got, want := n.edge(byte(b)), strings.IndexByte(n.edges(), byte(b)); got != want {
+				t.Fatalf("%d edges %q: edge(%#x) = %d, want %d", k, n.edges(), b, got, want)
+			}
+		}
 	}
 }
