@@ -109,6 +109,12 @@ func (e *cborEncoder) value(v Value, depth int) {
 			return
 		}
 		e.buf = e.buf[:mark]
+		if v.node().size <= smallMap {
+			for l := 0; l < math.MaxInt; {
+				l = e.ofLength(v.node(), l, depth)
+			}
+			return
+		}
 		for len(e.scratch) <= depth {
 			e.scratch = append(e.scratch, nil)
 		}
@@ -122,6 +128,33 @@ func (e *cborEncoder) value(v Value, depth int) {
 		clear(es)
 		e.scratch[depth] = es[:0]
 	}
+}
+
+// smallMap is the most entries of a map whose keys the encoder puts in
+// canonical order by one trie walk per key length (see ofLength) rather
+// than by sorting them.
+const smallMap = 8
+
+// ofLength writes the entries of trie n whose keys are l bytes long, in
+// trie order, which is bytewise, and returns the length of the shortest key
+// in n longer than l (math.MaxInt if none). Starting from l = 0, calling it
+// again with what it returned writes the entries in canonical order, with
+// as many walks as there are key lengths, and no sorting or copying.
+func (e *cborEncoder) ofLength(n *tnode, l, depth int) int {
+	lp := len(n.pfx)
+	if lp > l && n.hasVal {
+		return lp // the shortest key below n
+	}
+	if lp == l && n.hasVal {
+		e.head(3, uint64(lp))
+		e.buf = append(e.buf, n.pfx...)
+		e.value(n.val, depth+1)
+	}
+	next := math.MaxInt
+	for _, k := range n.kids() {
+		next = min(next, e.ofLength(k, l, depth))
+	}
+	return next
 }
 
 // inOrder writes the entries of trie n in trie order, and returns false as
