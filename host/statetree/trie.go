@@ -132,14 +132,34 @@ var nodeClasses = [...]func(k int) *tnode{
 	allocWith[[3]*tnode, [3]byte],     // 112 bytes
 	allocWith[[5]*tnode, [5]byte],     // 128
 	allocWith[[7]*tnode, [7]byte],     // 144
+	allocWith[[8]*tnode, [8]byte],     // 160
 	allocWith[[10]*tnode, [10]byte],   // 176
+	allocWith[[12]*tnode, [12]byte],   // 192
 	allocWith[[14]*tnode, [14]byte],   // 208
+	allocWith[[16]*tnode, [16]byte],   // 224
+	allocWith[[17]*tnode, [17]byte],   // 240
 	allocWith[[19]*tnode, [19]byte],   // 256
+	allocWith[[23]*tnode, [23]byte],   // 288
 	allocWith[[26]*tnode, [26]byte],   // 320
+	allocWith[[30]*tnode, [30]byte],   // 352
+	allocWith[[33]*tnode, [33]byte],   // 384
+	allocWith[[37]*tnode, [37]byte],   // 416
 	allocWith[[40]*tnode, [40]byte],   // 448
+	allocWith[[44]*tnode, [44]byte],   // 480
+	allocWith[[48]*tnode, [48]byte],   // 512
+	allocWith[[55]*tnode, [55]byte],   // 576
 	allocWith[[62]*tnode, [62]byte],   // 640
+	allocWith[[69]*tnode, [69]byte],   // 704
+	allocWith[[76]*tnode, [76]byte],   // 768
+	allocWith[[90]*tnode, [90]byte],   // 896
 	allocWith[[104]*tnode, [104]byte], // 1024
+	allocWith[[119]*tnode, [119]byte], // 1152
+	allocWith[[133]*tnode, [133]byte], // 1280
+	allocWith[[147]*tnode, [147]byte], // 1408
 	allocWith[[161]*tnode, [161]byte], // 1536
+	allocWith[[190]*tnode, [190]byte], // 1792
+	allocWith[[218]*tnode, [218]byte], // 2048
+	allocWith[[247]*tnode, [247]byte], // 2304
 	allocWith[[256]*tnode, [256]byte], // 2688: every byte an edge
 }
 
