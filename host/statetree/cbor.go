@@ -142,13 +142,13 @@ const smallMap = 8
 // as many walks as there are key lengths, and no sorting or copying.
 func (e *cborEncoder) ofLength(n *tnode, l, depth int) int {
 	lp := len(n.pfx)
-	if lp > l && n.hasVal {
+	if lp > l && n.hasVal() {
 		return lp // the shortest key below n
 	}
-	if lp == l && n.hasVal {
+	if lp == l && n.hasVal() {
 		e.head(3, uint64(lp))
 		e.buf = append(e.buf, n.pfx...)
-		e.value(n.val, depth+1)
+		e.value(n.val(), depth+1)
 	}
 	next := math.MaxInt
 	for _, k := range n.kids() {
@@ -161,14 +161,14 @@ func (e *cborEncoder) ofLength(n *tnode, l, depth int) int {
 // soon as a key is shorter than the one before (*last is the length of the
 // previous key): the caller then discards what was written.
 func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
-	if n.hasVal {
+	if n.hasVal() {
 		if len(n.pfx) < *last {
 			return false
 		}
 		*last = len(n.pfx)
 		e.head(3, uint64(len(n.pfx)))
 		e.buf = append(e.buf, n.pfx...)
-		e.value(n.val, depth+1)
+		e.value(n.val(), depth+1)
 	}
 	for _, k := range n.kids() {
 		if !e.inOrder(k, depth, last) {

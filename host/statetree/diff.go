@@ -125,14 +125,14 @@ func (d *differ) trie(x, y *tnode) {
 		return
 	case x.pfx == y.pfx:
 		switch {
-		case x.hasVal && y.hasVal:
+		case x.hasVal() && y.hasVal():
 			d.push(x.pfx)
-			d.diff(x.val, y.val)
+			d.diff(x.val(), y.val())
 			d.pop()
-		case x.hasVal:
-			d.entry(OpRemove, x.pfx, x.val)
-		case y.hasVal:
-			d.entry(OpAdd, y.pfx, y.val)
+		case x.hasVal():
+			d.entry(OpRemove, x.pfx, x.val())
+		case y.hasVal():
+			d.entry(OpAdd, y.pfx, y.val())
 		}
 		xk, yk, xe, ye := x.kids(), y.kids(), x.edges(), y.edges()
 		i, j := 0, 0
@@ -151,8 +151,8 @@ func (d *differ) trie(x, y *tnode) {
 		}
 	case len(x.pfx) < len(y.pfx) && strings.HasPrefix(y.pfx, x.pfx):
 		// All of y lies below one child slot of x.
-		if x.hasVal {
-			d.entry(OpRemove, x.pfx, x.val)
+		if x.hasVal() {
+			d.entry(OpRemove, x.pfx, x.val())
 		}
 		b, xe := y.pfx[len(x.pfx)], x.edges()
 		for i, k := range x.kids() {
@@ -166,8 +166,8 @@ func (d *differ) trie(x, y *tnode) {
 			d.all(OpAdd, y)
 		}
 	case len(y.pfx) < len(x.pfx) && strings.HasPrefix(x.pfx, y.pfx):
-		if y.hasVal {
-			d.entry(OpAdd, y.pfx, y.val)
+		if y.hasVal() {
+			d.entry(OpAdd, y.pfx, y.val())
 		}
 		b, ye := x.pfx[len(y.pfx)], y.edges()
 		for j, k := range y.kids() {

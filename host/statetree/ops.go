@@ -360,7 +360,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 		leaf, path, ok := cur.node().find(tok, buf[:0])
 		var child, nc Value
 		if ok {
-			child = leaf.val
+			child = leaf.val()
 		}
 		switch {
 		case !ok:

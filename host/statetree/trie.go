@@ -34,21 +34,28 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // points at the array. The first nk slots of each are in use; the edges of
 // a node are found at kp + ck pointers, so a node needs no edges field, and
 // the edge bytes and child pointers of small nodes share a cache line with
-// the node's header (pfx, kp, nk, ck). A leaf has no array (kp nil, ck 0).
-// The header fields that a lookup reads come first; a tnode is 80 bytes.
+// the node's header (pfx, kp, meta). A leaf has no array (kp nil, ck 0).
+// The header fields that a lookup reads come first; a tnode is 64 bytes, one
+// cache line for a leaf (the allocator aligns 64-byte objects to 64).
 //
 // Nodes are never modified once published: updates copy the nodes on the
 // path from the root to the changed entry. The one exception is a node
 // still private to the transaction that made it (see edit): a later change
 // in the same Tx edits it in place instead of copying it again.
 type tnode struct {
-	pfx    string
-	kp     **tnode // the child array, with ck slots of which nk are used
-	nk, ck uint16  // children in use, and capacity of kp and its edges
-	depth  int32   // deepest nesting of the values in this subtree
-	size   int32   // number of entries in this subtree (a map holds far fewer than 2³¹: each costs a tnode)
-	hasVal bool
-	val    Value
+	pfx string
+	kp  **tnode // the child array, with ck slots of which nk are used
+	// meta packs, from bit 0: nk (9 bits), the children in use; ck (9), the
+	// capacity of kp and of the edges; depth (10), the deepest nesting of
+	// the values in this subtree (at most MaxDepth); the kind of the value
+	// (3); and hasVal (1). See the accessors below.
+	meta uint32
+	size int32 // number of entries in this subtree (a map holds far fewer than 2³¹: each costs a tnode)
+	// vptr and vbits are the ptr and bits of the entry's Value (see val),
+	// whose kind is in meta: a whole Value would take 24 bytes, 7 of them
+	// padding, and the node 80 instead of 64.
+	vptr  unsafe.Pointer
+	vbits uint64
 	// edit is the edit token of the Tx that created the node and may still
 	// change it in place (0: none; see Tx). Once that Tx commits or lets a
 	// value holding the node escape, it moves to a new token and the node is
@@ -57,19 +64,70 @@ type tnode struct {
 	hash hashCell
 }
 
+const (
+	nkMask     = 1<<9 - 1
+	ckShift    = 9
+	depthShift = 18
+	depthMask  = 1<<10 - 1
+	kindShift  = 28
+	hasValBit  = 1 << 31
+)
+
+// nk returns the number of children.
+func (n *tnode) nk() int { return int(n.meta & nkMask) }
+
+// ck returns the capacity for children.
+func (n *tnode) ck() int { return int(n.meta >> ckShift & nkMask) }
+
+// setKids sets the number and capacity of children.
+func (n *tnode) setKids(nk, ck int) {
+	n.meta = n.meta&^(nkMask|nkMask<<ckShift) | uint32(nk) | uint32(ck)<<ckShift
+}
+
+// depth returns the deepest nesting of the values in the subtree.
+func (n *tnode) depth() int32 { return int32(n.meta >> depthShift & depthMask) }
+
+// setDepth sets the depth, saturating at 1023. A Value nests at most
+// MaxDepth (512) deep, but a too-deep one may be built (wrap) before the
+// check that rejects it; saturated depths are still too deep, and are
+// still ordered correctly against every valid one.
+func (n *tnode) setDepth(d int32) {
+	n.meta = n.meta&^(depthMask<<depthShift) | uint32(min(d, depthMask))<<depthShift
+}
+
+// hasVal reports whether an entry's key is pfx.
+func (n *tnode) hasVal() bool { return n.meta&hasValBit != 0 }
+
+// val returns the value of the entry at the node (null if none).
+func (n *tnode) val() Value {
+	return Value{ptr: n.vptr, bits: n.vbits, kind: Kind(n.meta >> kindShift & 7)}
+}
+
+// setVal stores the entry with key pfx and value v.
+func (n *tnode) setVal(v Value) {
+	n.vptr, n.vbits = v.ptr, v.bits
+	n.meta = n.meta&^(7<<kindShift) | uint32(v.kind)<<kindShift | hasValBit
+}
+
+// clearVal removes the entry at the node.
+func (n *tnode) clearVal() {
+	n.vptr, n.vbits = nil, 0
+	n.meta &^= 7<<kindShift | hasValBit
+}
+
 // kids returns the node's children, in edge order.
-func (n *tnode) kids() []*tnode { return unsafe.Slice(n.kp, n.nk) }
+func (n *tnode) kids() []*tnode { return unsafe.Slice(n.kp, n.nk()) }
 
 // edgeData returns the node's ck edge bytes (nil for a leaf).
 func (n *tnode) edgeData() []byte {
-	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck)*unsafe.Sizeof(n))), n.ck)
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))), n.ck())
 }
 
 // edges returns the node's edge bytes, one per child. The string is valid
 // while the node is immutable: for a node owned by a Tx, only until the
 // next change.
 func (n *tnode) edges() string {
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck)*unsafe.Sizeof(n))), n.nk)
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))), n.nk())
 }
 
 // edge returns the index of the child under edge byte b, or -1.
@@ -80,15 +138,15 @@ func (n *tnode) edges() string {
 // allocation, and matches there are masked off.
 func (n *tnode) edge(b byte) int {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	p := unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck)*unsafe.Sizeof(n))
-	pat := lo * uint64(b)
-	for i := 0; i < int(n.nk); i += 8 {
+	p := unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))
+	pat, nk := lo*uint64(b), n.nk()
+	for i := 0; i < nk; i += 8 {
 		x := binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(p, i)), 8)) ^ pat
 		// The lowest bit of z set is that of the first zero byte of x: a
 		// borrow only carries into bytes above a zero byte.
 		if z := (x - lo) &^ x & hi; z != 0 {
 			j := i + bits.TrailingZeros64(z)>>3
-			if j < int(n.nk) {
+			if j < nk {
 				return j
 			}
 			return -1
@@ -120,46 +178,49 @@ type withKids[A, E any] struct {
 func allocWith[A, E any](k int) *tnode {
 	x := new(withKids[A, E])
 	c := unsafe.Sizeof(x.a) / unsafe.Sizeof(x.n.kp)
-	x.n.kp, x.n.nk, x.n.ck = (**tnode)(unsafe.Pointer(&x.a)), uint16(k), uint16(c)
+	x.n.kp = (**tnode)(unsafe.Pointer(&x.a))
+	x.n.setKids(k, int(c))
 	return &x.n
 }
 
 // nodeClasses allocate the nodes with children, by ascending capacity. Each
-// capacity is the largest whose node (80 bytes and 9 a slot) fits the size
+// capacity is the largest whose node (64 bytes and 9 a slot) fits the size
 // class of the allocator named in the comment, so that a node owned by a Tx
 // can often gain a child in place (see mut).
 var nodeClasses = [...]func(k int) *tnode{
-	allocWith[[3]*tnode, [3]byte],     // 112 bytes
-	allocWith[[5]*tnode, [5]byte],     // 128
-	allocWith[[7]*tnode, [7]byte],     // 144
-	allocWith[[8]*tnode, [8]byte],     // 160
-	allocWith[[10]*tnode, [10]byte],   // 176
-	allocWith[[12]*tnode, [12]byte],   // 192
-	allocWith[[14]*tnode, [14]byte],   // 208
-	allocWith[[16]*tnode, [16]byte],   // 224
-	allocWith[[17]*tnode, [17]byte],   // 240
-	allocWith[[19]*tnode, [19]byte],   // 256
-	allocWith[[23]*tnode, [23]byte],   // 288
-	allocWith[[26]*tnode, [26]byte],   // 320
-	allocWith[[30]*tnode, [30]byte],   // 352
-	allocWith[[33]*tnode, [33]byte],   // 384
-	allocWith[[37]*tnode, [37]byte],   // 416
-	allocWith[[40]*tnode, [40]byte],   // 448
-	allocWith[[44]*tnode, [44]byte],   // 480
-	allocWith[[48]*tnode, [48]byte],   // 512
-	allocWith[[55]*tnode, [55]byte],   // 576
-	allocWith[[62]*tnode, [62]byte],   // 640
-	allocWith[[69]*tnode, [69]byte],   // 704
-	allocWith[[76]*tnode, [76]byte],   // 768
-	allocWith[[90]*tnode, [90]byte],   // 896
-	allocWith[[104]*tnode, [104]byte], // 1024
-	allocWith[[119]*tnode, [119]byte], // 1152
-	allocWith[[133]*tnode, [133]byte], // 1280
-	allocWith[[147]*tnode, [147]byte], // 1408
-	allocWith[[161]*tnode, [161]byte], // 1536
-	allocWith[[190]*tnode, [190]byte], // 1792
-	allocWith[[218]*tnode, [218]byte], // 2048
-	allocWith[[247]*tnode, [247]byte], // 2304
+	allocWith[[1]*tnode, [1]byte],     // 80 bytes
+	allocWith[[3]*tnode, [3]byte],     // 96
+	allocWith[[5]*tnode, [5]byte],     // 112
+	allocWith[[7]*tnode, [7]byte],     // 128
+	allocWith[[8]*tnode, [8]byte],     // 144
+	allocWith[[10]*tnode, [10]byte],   // 160
+	allocWith[[12]*tnode, [12]byte],   // 176
+	allocWith[[14]*tnode, [14]byte],   // 192
+	allocWith[[16]*tnode, [16]byte],   // 208
+	allocWith[[17]*tnode, [17]byte],   // 224
+	allocWith[[19]*tnode, [19]byte],   // 240
+	allocWith[[21]*tnode, [21]byte],   // 256
+	allocWith[[24]*tnode, [24]byte],   // 288
+	allocWith[[28]*tnode, [28]byte],   // 320
+	allocWith[[32]*tnode, [32]byte],   // 352
+	allocWith[[35]*tnode, [35]byte],   // 384
+	allocWith[[39]*tnode, [39]byte],   // 416
+	allocWith[[42]*tnode, [42]byte],   // 448
+	allocWith[[46]*tnode, [46]byte],   // 480
+	allocWith[[49]*tnode, [49]byte],   // 512
+	allocWith[[56]*tnode, [56]byte],   // 576
+	allocWith[[64]*tnode, [64]byte],   // 640
+	allocWith[[71]*tnode, [71]byte],   // 704
+	allocWith[[78]*tnode, [78]byte],   // 768
+	allocWith[[92]*tnode, [92]byte],   // 896
+	allocWith[[106]*tnode, [106]byte], // 1024
+	allocWith[[120]*tnode, [120]byte], // 1152
+	allocWith[[135]*tnode, [135]byte], // 1280
+	allocWith[[149]*tnode, [149]byte], // 1408
+	allocWith[[163]*tnode, [163]byte], // 1536
+	allocWith[[192]*tnode, [192]byte], // 1792
+	allocWith[[220]*tnode, [220]byte], // 2048
+	allocWith[[248]*tnode, [248]byte], // 2304
 	allocWith[[256]*tnode, [256]byte], // 2688: every byte an edge
 }
 
@@ -168,7 +229,7 @@ var nodeClasses = [...]func(k int) *tnode{
 var nodeClass = func() (c [257]uint8) {
 	i := 0
 	for k := 1; k <= 256; k++ {
-		for int(nodeClasses[i](0).ck) < k {
+		for nodeClasses[i](0).ck() < k {
 			i++
 		}
 		c[k] = uint8(i)
@@ -185,7 +246,10 @@ func allocNode(k int) *tnode {
 }
 
 func newLeaf(key string, val Value, e uint64) *tnode {
-	return &tnode{pfx: key, val: val, hasVal: true, size: 1, depth: val.depth(), edit: e}
+	n := &tnode{pfx: key, size: 1, edit: e}
+	n.setVal(val)
+	n.setDepth(val.depth())
+	return n
 }
 
 // mut returns n itself if the edit token e owns it and has room for extra
@@ -194,26 +258,26 @@ func newLeaf(key string, val Value, e uint64) *tnode {
 // that is full is replaced by a bigger copy, as its owner returns the node
 // it changed to the node's parent.)
 func (n *tnode) mut(e uint64, extra int) *tnode {
-	if e != 0 && n.edit == e && int(n.nk)+extra <= int(n.ck) {
+	if e != 0 && n.edit == e && n.nk()+extra <= n.ck() {
 		if n.hash.p.Load() != nil {
 			n.hash.p.Store(nil)
 		}
 		return n
 	}
-	c := allocNode(int(n.nk) + extra)
-	c.nk = n.nk
+	c := allocNode(n.nk() + extra)
+	c.meta = n.meta&^(nkMask<<ckShift) | c.meta&(nkMask<<ckShift)
 	copy(c.kids(), n.kids())
 	copy(c.edgeData(), n.edges())
-	c.pfx, c.val, c.hasVal, c.depth, c.size, c.edit = n.pfx, n.val, n.hasVal, n.depth, n.size, e
+	c.pfx, c.vptr, c.vbits, c.size, c.edit = n.pfx, n.vptr, n.vbits, n.size, e
 	return c
 }
 
 // insertKid inserts child k under edge byte b at index j; n has room.
 func (n *tnode) insertKid(j int, b byte, k *tnode) {
-	n.nk++
+	n.meta++ // nk is the low bits
 	kids, ed := n.kids(), n.edgeData()
 	copy(kids[j+1:], kids[j:])
-	copy(ed[j+1:n.nk], ed[j:])
+	copy(ed[j+1:len(kids)], ed[j:])
 	kids[j], ed[j] = k, b
 }
 
@@ -221,9 +285,9 @@ func (n *tnode) insertKid(j int, b byte, k *tnode) {
 func (n *tnode) removeKid(i int) {
 	kids, ed := n.kids(), n.edgeData()
 	copy(kids[i:], kids[i+1:])
-	copy(ed[i:], ed[i+1:n.nk])
-	kids[n.nk-1] = nil
-	n.nk--
+	copy(ed[i:], ed[i+1:len(kids)])
+	kids[len(kids)-1] = nil
+	n.meta--
 }
 
 // shallower recomputes n.depth, which still holds the old depth, after a
@@ -233,19 +297,19 @@ func (n *tnode) removeKid(i int) {
 // nested map changed in place by the same Tx shares its node with the new
 // value, so only the depths recorded in the trie are the old ones.)
 func (n *tnode) shallower() {
-	old, d := n.depth, int32(0)
-	if n.hasVal {
-		if d = n.val.depth(); d >= old {
+	old, d := n.depth(), int32(0)
+	if n.hasVal() {
+		if d = n.val().depth(); d >= old {
 			return
 		}
 	}
 	for _, k := range n.kids() {
-		if k.depth >= old {
+		if k.depth() >= old {
 			return
 		}
-		d = max(d, k.depth)
+		d = max(d, k.depth())
 	}
-	n.depth = d
+	n.setDepth(d)
 }
 
 // lcp returns the length of the longest common prefix of a and b.
@@ -273,8 +337,8 @@ func (n *tnode) get(key string) (Value, bool) {
 	for n != nil {
 		lp := len(n.pfx)
 		if lp >= len(key) {
-			if lp == len(key) && n.hasVal && n.pfx == key {
-				return n.val, true
+			if lp == len(key) && n.hasVal() && n.pfx == key {
+				return n.val(), true
 			}
 			return null, false
 		}
@@ -301,7 +365,7 @@ func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
 	for n != nil {
 		lp := len(n.pfx)
 		if lp >= len(key) {
-			if lp == len(key) && n.hasVal && n.pfx == key {
+			if lp == len(key) && n.hasVal() && n.pfx == key {
 				return n, path, true
 			}
 			return nil, path, false
@@ -320,23 +384,23 @@ func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
 // (found by find, with path) replaced by val: set for a key known to be
 // present, without the search.
 func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
-	oldDepth := leaf.depth
+	oldDepth := leaf.depth()
 	c := leaf.mut(e, 0)
-	c.val = val
-	if vd := val.depth(); vd >= c.depth {
-		c.depth = vd
+	c.setVal(val)
+	if vd := val.depth(); vd >= c.depth() {
+		c.setDepth(vd)
 	} else {
 		c.shallower()
 	}
 	for k := len(path) - 1; k >= 0; k-- {
 		kid := c
 		n := path[k].n
-		nodeOld := n.depth
+		nodeOld := n.depth()
 		c = n.mut(e, 0)
 		c.kids()[path[k].i] = kid
-		if kid.depth >= c.depth {
-			c.depth = kid.depth
-		} else if kid.depth < oldDepth && oldDepth == c.depth {
+		if kid.depth() >= c.depth() {
+			c.setDepth(kid.depth())
+		} else if kid.depth() < oldDepth && oldDepth == c.depth() {
 			c.shallower()
 		}
 		oldDepth = nodeOld
@@ -347,14 +411,15 @@ func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
 // fix recomputes the derived fields size and depth of a fresh node.
 func (n *tnode) fix() {
 	size, depth := int32(0), int32(0)
-	if n.hasVal {
-		size, depth = 1, n.val.depth()
+	if n.hasVal() {
+		size, depth = 1, n.val().depth()
 	}
 	for _, k := range n.kids() {
 		size += k.size
-		depth = max(depth, k.depth)
+		depth = max(depth, k.depth())
 	}
-	n.size, n.depth = size, depth
+	n.size = size
+	n.setDepth(depth)
 }
 
 // match returns the length of the longest common prefix of key and the
@@ -399,7 +464,7 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 		var nn *tnode
 		if l == len(key) {
 			nn = allocNode(1)
-			nn.hasVal, nn.val = true, val
+			nn.setVal(val)
 			nn.kids()[0], nn.edgeData()[0] = n, p[l]
 		} else {
 			nn = allocNode(2)
@@ -417,12 +482,12 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 	}
 	if len(key) == l {
 		c := n.mut(e, 0)
-		if !c.hasVal {
+		if !c.hasVal() {
 			c.size++
 		}
-		c.val, c.hasVal = val, true
-		if vd := val.depth(); vd >= c.depth {
-			c.depth = vd
+		c.setVal(val)
+		if vd := val.depth(); vd >= c.depth() {
+			c.setDepth(vd)
 		} else {
 			c.shallower()
 		}
@@ -431,14 +496,14 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 	b := key[l]
 	if i := n.edge(b); i >= 0 {
 		old := n.kids()[i]
-		oldSize, oldDepth := old.size, old.depth
+		oldSize, oldDepth := old.size, old.depth()
 		kid := old.setAt(key, val, m, e)
 		c := n.mut(e, 0)
 		c.kids()[i] = kid
 		c.size += kid.size - oldSize
-		if kid.depth >= c.depth {
-			c.depth = kid.depth
-		} else if kid.depth < oldDepth && oldDepth == c.depth {
+		if kid.depth() >= c.depth() {
+			c.setDepth(kid.depth())
+		} else if kid.depth() < oldDepth && oldDepth == c.depth() {
 			c.shallower() // the deepest subtree may have become shallower
 		}
 		return c
@@ -452,7 +517,7 @@ func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 	c := n.mut(e, 1)
 	c.insertKid(j, b, leaf)
 	c.size++
-	c.depth = max(c.depth, leaf.depth)
+	c.setDepth(max(c.depth(), leaf.depth()))
 	return c
 }
 
@@ -468,17 +533,17 @@ func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 		return n, false
 	}
 	if len(key) == len(p) {
-		if !n.hasVal || p != key {
+		if !n.hasVal() || p != key {
 			return n, false
 		}
-		switch n.nk {
+		switch n.nk() {
 		case 0:
 			return nil, true
 		case 1:
 			return n.kids()[0], true
 		}
 		c := n.mut(e, 0)
-		c.val, c.hasVal = null, false
+		c.clearVal()
 		c.size--
 		c.shallower()
 		return c, true
@@ -488,19 +553,19 @@ func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 		return n, false
 	}
 	old := n.kids()[i]
-	oldSize, oldDepth := old.size, old.depth
+	oldSize, oldDepth := old.size, old.depth()
 	kid, ok := old.del(key, e)
 	if !ok {
 		return n, false
 	}
 	if kid == nil {
-		if !n.hasVal && n.nk == 2 {
+		if !n.hasVal() && n.nk() == 2 {
 			return n.kids()[1-i], true
 		}
 		c := n.mut(e, 0)
 		c.removeKid(i)
 		c.size -= oldSize
-		if oldDepth == c.depth {
+		if oldDepth == c.depth() {
 			c.shallower()
 		}
 		return c, true
@@ -508,7 +573,7 @@ func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 	c := n.mut(e, 0)
 	c.kids()[i] = kid
 	c.size += kid.size - oldSize
-	if kid.depth < oldDepth && oldDepth == c.depth {
+	if kid.depth() < oldDepth && oldDepth == c.depth() {
 		c.shallower()
 	}
 	return c, true
@@ -519,7 +584,7 @@ func (n *tnode) each(fn func(string, Value) bool) bool {
 	if n == nil {
 		return true
 	}
-	if n.hasVal && !fn(n.pfx, n.val) {
+	if n.hasVal() && !fn(n.pfx, n.val()) {
 		return false
 	}
 	for _, k := range n.kids() {
@@ -563,7 +628,10 @@ func build(es []entry, d int) *tnode {
 		}
 	}
 	n := allocNode(groups)
-	n.pfx, n.hasVal, n.val = first[:l], hasVal, val
+	n.pfx = first[:l]
+	if hasVal {
+		n.setVal(val)
+	}
 	kids, ed := n.kids(), n.edgeData()
 	for i, g := 0, 0; i < len(es); g++ {
 		b := es[i].key[l]

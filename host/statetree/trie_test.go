@@ -1,6 +1,7 @@
 package statetree
 
 import (
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -109,5 +110,23 @@ func TestTrieEdge(t *testing.T) {
 				t.Fatalf("%d edges %q: edge(%#x) = %d, want %d", k, n.edges(), b, got, want)
 			}
 		}
+	}
+}
+
+// TestTooDeepPath sets a value under a path longer than any depth a trie
+// node records (1023): the nested maps built for the missing part of the
+// path are too deep, which must be reported, not overflow the node.
+func TestTooDeepPath(t *testing.T) {
+	root := mustJSON(t, `{"a":{}}`)
+	p := MustPath(strings.Repeat("/a", 1100))
+	if _, _, err := root.Set(p, Int(1)); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("Set: %v, want ErrTooDeep", err)
+	}
+	tx := root.Begin()
+	if err := tx.Set(p, Int(1)); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("Tx.Set: %v, want ErrTooDeep", err)
+	}
+	if v, _ := tx.Commit(); !Equal(v, root) {
+		t.Fatalf("the failed Set changed the root to %s", v)
 	}
 }
