@@ -133,9 +133,10 @@ func (n *tnode) edges() string {
 // edge returns the index of the child under edge byte b, or -1.
 //
 // It compares eight edges at a time, reading whole words from the edge
-// bytes: they start 8-byte aligned (after ck pointers) and are followed by
-// the node itself, so a word that runs past the last edge stays inside the
-// allocation, and matches there are masked off.
+// bytes: they start 8-byte aligned (after ck pointers) and the node after
+// them is 8-byte aligned too, so the edge array is padded to whole words
+// and a word that runs past the last edge still lies within it (never in
+// the node's fields); matches there are masked off.
 func (n *tnode) edge(b byte) int {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	p := unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))
