@@ -71,6 +71,8 @@ const (
 	depthMask  = 1<<10 - 1
 	kindShift  = 28
 	hasValBit  = 1 << 31
+
+	_ Kind = 7 - KindMap // every Kind fits meta's 3 bits (else this overflows)
 )
 
 // nk returns the number of children.
