@@ -109,6 +109,12 @@ func (e *cborEncoder) value(v Value, depth int) {
 			return
 		}
 		e.buf = e.buf[:mark]
+		if v.node().size <= smallMap {
+			for l := 0; l < math.MaxInt; {
+				l = e.ofLength(v.node(), l, depth)
+			}
+			return
+		}
 		for len(e.scratch) <= depth {
 			e.scratch = append(e.scratch, nil)
 		}
@@ -124,20 +130,47 @@ func (e *cborEncoder) value(v Value, depth int) {
 	}
 }
 
+// smallMap is the most entries of a map whose keys the encoder puts in
+// canonical order by one trie walk per key length (see ofLength) rather
+// than by sorting them.
+const smallMap = 8
+
+// ofLength writes the entries of trie n whose keys are l bytes long, in
+// trie order, which is bytewise, and returns the length of the shortest key
+// in n longer than l (math.MaxInt if none). Starting from l = 0, calling it
+// again with what it returned writes the entries in canonical order, with
+// as many walks as there are key lengths, and no sorting or copying.
+func (e *cborEncoder) ofLength(n *tnode, l, depth int) int {
+	lp := len(n.pfx)
+	if lp > l && n.hasVal() {
+		return lp // the shortest key below n
+	}
+	if lp == l && n.hasVal() {
+		e.head(3, uint64(lp))
+		e.buf = append(e.buf, n.pfx...)
+		e.value(n.val(), depth+1)
+	}
+	next := math.MaxInt
+	for _, k := range n.kids() {
+		next = min(next, e.ofLength(k, l, depth))
+	}
+	return next
+}
+
 // inOrder writes the entries of trie n in trie order, and returns false as
 // soon as a key is shorter than the one before (*last is the length of the
 // previous key): the caller then discards what was written.
 func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
-	if n.hasVal {
+	if n.hasVal() {
 		if len(n.pfx) < *last {
 			return false
 		}
 		*last = len(n.pfx)
 		e.head(3, uint64(len(n.pfx)))
 		e.buf = append(e.buf, n.pfx...)
-		e.value(n.val, depth+1)
+		e.value(n.val(), depth+1)
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		if !e.inOrder(k, depth, last) {
 			return false
 		}

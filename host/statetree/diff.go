@@ -125,58 +125,59 @@ func (d *differ) trie(x, y *tnode) {
 		return
 	case x.pfx == y.pfx:
 		switch {
-		case x.hasVal && y.hasVal:
+		case x.hasVal() && y.hasVal():
 			d.push(x.pfx)
-			d.diff(x.val, y.val)
+			d.diff(x.val(), y.val())
 			d.pop()
-		case x.hasVal:
-			d.entry(OpRemove, x.pfx, x.val)
-		case y.hasVal:
-			d.entry(OpAdd, y.pfx, y.val)
+		case x.hasVal():
+			d.entry(OpRemove, x.pfx, x.val())
+		case y.hasVal():
+			d.entry(OpAdd, y.pfx, y.val())
 		}
+		xk, yk, xe, ye := x.kids(), y.kids(), x.edges(), y.edges()
 		i, j := 0, 0
-		for i < len(x.kids) || j < len(y.kids) {
+		for i < len(xk) || j < len(yk) {
 			switch {
-			case j == len(y.kids) || i < len(x.kids) && x.edges[i] < y.edges[j]:
-				d.all(OpRemove, x.kids[i])
+			case j == len(yk) || i < len(xk) && xe[i] < ye[j]:
+				d.all(OpRemove, xk[i])
 				i++
-			case i == len(x.kids) || y.edges[j] < x.edges[i]:
-				d.all(OpAdd, y.kids[j])
+			case i == len(xk) || ye[j] < xe[i]:
+				d.all(OpAdd, yk[j])
 				j++
 			default:
-				d.trie(x.kids[i], y.kids[j])
+				d.trie(xk[i], yk[j])
 				i, j = i+1, j+1
 			}
 		}
 	case len(x.pfx) < len(y.pfx) && strings.HasPrefix(y.pfx, x.pfx):
 		// All of y lies below one child slot of x.
-		if x.hasVal {
-			d.entry(OpRemove, x.pfx, x.val)
+		if x.hasVal() {
+			d.entry(OpRemove, x.pfx, x.val())
 		}
-		b := y.pfx[len(x.pfx)]
-		for i, k := range x.kids {
-			if x.edges[i] == b {
+		b, xe := y.pfx[len(x.pfx)], x.edges()
+		for i, k := range x.kids() {
+			if xe[i] == b {
 				d.trie(k, y)
 			} else {
 				d.all(OpRemove, k)
 			}
 		}
-		if strings.IndexByte(x.edges, b) < 0 {
+		if strings.IndexByte(xe, b) < 0 {
 			d.all(OpAdd, y)
 		}
 	case len(y.pfx) < len(x.pfx) && strings.HasPrefix(x.pfx, y.pfx):
-		if y.hasVal {
-			d.entry(OpAdd, y.pfx, y.val)
+		if y.hasVal() {
+			d.entry(OpAdd, y.pfx, y.val())
 		}
-		b := x.pfx[len(y.pfx)]
-		for j, k := range y.kids {
-			if y.edges[j] == b {
+		b, ye := x.pfx[len(y.pfx)], y.edges()
+		for j, k := range y.kids() {
+			if ye[j] == b {
 				d.trie(x, k)
 			} else {
 				d.all(OpAdd, k)
 			}
 		}
-		if strings.IndexByte(y.edges, b) < 0 {
+		if strings.IndexByte(ye, b) < 0 {
 			d.all(OpRemove, x)
 		}
 	default:

@@ -121,13 +121,13 @@ func (n *tnode) hashNode() Hash {
 	buf := append((*bp)[:0], tagTrie)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(n.pfx)))
 	buf = append(buf, n.pfx...)
-	if n.hasVal {
-		buf = appendRef(append(buf, 1), n.val)
+	if n.hasVal() {
+		buf = appendRef(append(buf, 1), n.val())
 	} else {
 		buf = append(buf, 0)
 	}
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(n.kids)))
-	for _, k := range n.kids {
+	buf = binary.BigEndian.AppendUint16(buf, uint16(n.nk()))
+	for _, k := range n.kids() {
 		kh := k.hashNode()
 		buf = append(buf, kh[:]...)
 	}

@@ -3,9 +3,8 @@ package statetree
 import "sync/atomic"
 
 // Interning of short strings that decoders see over and over: map keys such
-// as "text" and "done", and the edges of small trie nodes. A hit saves an
-// allocation per key of every decoded map; a miss costs one more (the
-// slot). Strings are values, so which copy a map holds makes no difference
+// as "text" and "done". A hit saves an allocation per key of every decoded
+// map; a miss costs one more (the slot). Strings are values, so which copy a map holds makes no difference
 // to anything but memory.
 
 const (

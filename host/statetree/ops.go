@@ -79,7 +79,7 @@ func modify(cur Value, p Path, i int, e uint64, fn func(Value) (Value, bool, err
 // withChild returns container cur with the existing child tok replaced.
 func withChild(cur Value, tok string, nc Value, e uint64) Value {
 	if cur.kind == KindMap {
-		return mapValue(cur.node().set(tok, nc, 0, e))
+		return mapValue(cur.node().set(tok, nc, e))
 	}
 	i, _ := arrayIndex(tok, cur.Len())
 	return arraySet(cur, i, nc, e)
@@ -360,7 +360,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 		leaf, path, ok := cur.node().find(tok, buf[:0])
 		var child, nc Value
 		if ok {
-			child = leaf.val
+			child = leaf.val()
 		}
 		switch {
 		case !ok:
@@ -383,7 +383,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 			}
 			return mapValue(replaceAt(path, leaf, nc, e)), true, nil
 		}
-		return mapValue(cur.node().set(tok, nc, 0, e)), true, nil
+		return mapValue(cur.node().set(tok, nc, e)), true, nil
 	case KindArray:
 		es := cur.elems()
 		j, ok := arrayIndex(tok, len(es))
@@ -479,7 +479,7 @@ func (t *Tx) Delete(p Path) error {
 	root, changed, err := modify(t.root, p[:len(p)-1], 0, e, func(c Value) (Value, bool, error) {
 		switch c.kind {
 		case KindMap:
-			m, ok := c.node().del(last, 0, e)
+			m, ok := c.node().del(last, e)
 			return mapValue(m), ok, nil
 		case KindArray:
 			n := c.Len()
@@ -562,9 +562,9 @@ func applyOp(root Value, op Op) (Value, error) {
 			_, exists := c.node().get(last)
 			switch {
 			case op.Op == OpAdd || exists && op.Op == OpReplace:
-				return mapValue(c.node().set(last, op.Value, 0, 0)), true, nil
+				return mapValue(c.node().set(last, op.Value, 0)), true, nil
 			case exists:
-				m, _ := c.node().del(last, 0, 0)
+				m, _ := c.node().del(last, 0)
 				return mapValue(m), true, nil
 			}
 			return c, false, errNotFound

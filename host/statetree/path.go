@@ -97,38 +97,40 @@ func MustPath(s string) Path {
 }
 
 // String returns p as an RFC 6901 JSON Pointer, escaping "~" and "/".
+// It sizes the string exactly in one pass over the bytes and, if nothing
+// needs escaping, copies the tokens whole.
 func (p Path) String() string {
-	n := 0
+	n, esc := 0, 0
 	for _, tok := range p {
 		n += 1 + len(tok)
+		for i := 0; i < len(tok); i++ {
+			if tok[i] == '~' || tok[i] == '/' {
+				esc++
+			}
+		}
 	}
 	if n == 0 {
 		return ""
 	}
-	var b strings.Builder
-	b.Grow(n + 8) // room for a few escapes
+	b := make([]byte, 0, n+esc)
 	for _, tok := range p {
-		b.WriteByte('/')
-		writeToken(&b, tok)
-	}
-	return b.String()
-}
-
-func writeToken(b *strings.Builder, tok string) {
-	if strings.IndexByte(tok, '~') < 0 && strings.IndexByte(tok, '/') < 0 {
-		b.WriteString(tok)
-		return
-	}
-	for i := 0; i < len(tok); i++ {
-		switch tok[i] {
-		case '~':
-			b.WriteString("~0")
-		case '/':
-			b.WriteString("~1")
-		default:
-			b.WriteByte(tok[i])
+		b = append(b, '/')
+		if esc == 0 {
+			b = append(b, tok...)
+			continue
+		}
+		for i := 0; i < len(tok); i++ {
+			switch tok[i] {
+			case '~':
+				b = append(b, "~0"...)
+			case '/':
+				b = append(b, "~1"...)
+			default:
+				b = append(b, tok[i])
+			}
 		}
 	}
+	return unsafeString(b)
 }
 
 // Child returns a new Path with tok appended; p is not modified.

@@ -254,29 +254,29 @@ func checkNode(t *rapid.T, n *tnode, parent string, root bool) {
 	if !strings.HasPrefix(n.pfx, parent) || (!root && len(n.pfx) <= len(parent)) {
 		t.Fatalf("node %q under %q", n.pfx, parent)
 	}
-	if !n.hasVal && len(n.kids) < 2 {
-		t.Fatalf("node %q has no value and %d children", n.pfx, len(n.kids))
+	if !n.hasVal() && len(n.kids()) < 2 {
+		t.Fatalf("node %q has no value and %d children", n.pfx, len(n.kids()))
 	}
-	if len(n.edges) != len(n.kids) {
-		t.Fatalf("node %q: %d edges, %d kids", n.pfx, len(n.edges), len(n.kids))
+	if len(n.edges()) != len(n.kids()) {
+		t.Fatalf("node %q: %d edges, %d kids", n.pfx, len(n.edges()), len(n.kids()))
 	}
 	size, depth := 0, int32(0)
-	if n.hasVal {
-		size, depth = 1, n.val.depth()
+	if n.hasVal() {
+		size, depth = 1, n.val().depth()
 	}
-	for i, k := range n.kids {
-		if i > 0 && n.edges[i] <= n.edges[i-1] {
-			t.Fatalf("node %q: edges %q not ascending", n.pfx, n.edges)
+	for i, k := range n.kids() {
+		if i > 0 && n.edges()[i] <= n.edges()[i-1] {
+			t.Fatalf("node %q: edges %q not ascending", n.pfx, n.edges())
 		}
-		if k.pfx[len(n.pfx)] != n.edges[i] {
-			t.Fatalf("node %q: edge %q leads to %q", n.pfx, n.edges[i], k.pfx)
+		if k.pfx[len(n.pfx)] != n.edges()[i] {
+			t.Fatalf("node %q: edge %q leads to %q", n.pfx, n.edges()[i], k.pfx)
 		}
 		checkNode(t, k, n.pfx, false)
-		size += k.size
-		depth = max(depth, k.depth)
+		size += int(k.size)
+		depth = max(depth, k.depth())
 	}
-	if size != n.size || depth != n.depth {
-		t.Fatalf("node %q: size %d depth %d, want %d %d", n.pfx, n.size, n.depth, size, depth)
+	if size != int(n.size) || depth != n.depth() {
+		t.Fatalf("node %q: size %d depth %d, want %d %d", n.pfx, n.size, n.depth(), size, depth)
 	}
 }
 
@@ -284,11 +284,11 @@ func sameShape(a, b *tnode) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.pfx != b.pfx || a.edges != b.edges || a.hasVal != b.hasVal || len(a.kids) != len(b.kids) {
+	if a.pfx != b.pfx || a.edges() != b.edges() || a.hasVal() != b.hasVal() || len(a.kids()) != len(b.kids()) {
 		return false
 	}
-	for i := range a.kids {
-		if !sameShape(a.kids[i], b.kids[i]) {
+	for i := range a.kids() {
+		if !sameShape(a.kids()[i], b.kids()[i]) {
 			return false
 		}
 	}

@@ -210,11 +210,11 @@ func TestTransientNestedDepth(t *testing.T) {
 	if got := root.depth(); got != 2 {
 		t.Fatalf("depth of %s = %d, want 2", root, got)
 	}
-	if a, _ := root.Lookup("a"); a.node().depth != 0 {
-		t.Fatalf("trie depth of %s = %d, want 0", a, a.node().depth)
+	if a, _ := root.Lookup("a"); a.node().depth() != 0 {
+		t.Fatalf("trie depth of %s = %d, want 0", a, a.node().depth())
 	}
-	if root.node().depth != 1 {
-		t.Fatalf("root trie depth %d, want 1", root.node().depth)
+	if root.node().depth() != 1 {
+		t.Fatalf("root trie depth %d, want 1", root.node().depth())
 	}
 }
 

@@ -1,6 +1,8 @@
 package statetree
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strings"
 	"unsafe"
@@ -20,31 +22,140 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 //     is the key of the entry stored here.
 //   - a node without a value has at least two children, and pfx is then the
 //     longest common prefix of all keys below it.
-//   - kids[i].pfx starts with pfx and is longer; edges[i] is
-//     kids[i].pfx[len(pfx)], and edges is strictly ascending.
+//   - kids()[i].pfx starts with pfx and is longer; edges()[i] is
+//     kids()[i].pfx[len(pfx)], and edges() is strictly ascending.
 //
 // Because a node's value key is a prefix of every key below it, visiting
 // the value first and then the children in edge order yields the keys in
 // bytewise order.
+//
+// Layout. A node with children is one allocation (see allocNode): an array
+// of ck child pointers, then ck edge bytes, then the tnode itself, whose kp
+// points at the array. The first nk slots of each are in use; the edges of
+// a node are found at kp + ck pointers, so a node needs no edges field, and
+// the edge bytes and child pointers of small nodes share a cache line with
+// the node's header (pfx, kp, meta). A leaf has no array (kp nil, ck 0).
+// The header fields that a lookup reads come first; a tnode is 64 bytes, one
+// cache line for a leaf (the allocator aligns 64-byte objects to 64).
 //
 // Nodes are never modified once published: updates copy the nodes on the
 // path from the root to the changed entry. The one exception is a node
 // still private to the transaction that made it (see edit): a later change
 // in the same Tx edits it in place instead of copying it again.
 type tnode struct {
-	pfx    string
-	edges  string
-	kids   []*tnode
-	val    Value
-	hasVal bool
-	depth  int32 // deepest nesting of the values in this subtree
-	size   int   // number of entries in this subtree
+	pfx string
+	kp  **tnode // the child array, with ck slots of which nk are used
+	// meta packs, from bit 0: nk (9 bits), the children in use; ck (9), the
+	// capacity of kp and of the edges; depth (10), the deepest nesting of
+	// the values in this subtree (at most MaxDepth); the kind of the value
+	// (3); and hasVal (1). See the accessors below.
+	meta uint32
+	size int32 // number of entries in this subtree (a map holds far fewer than 2³¹: each costs a tnode)
+	// vptr and vbits are the ptr and bits of the entry's Value (see val),
+	// whose kind is in meta: a whole Value would take 24 bytes, 7 of them
+	// padding, and the node 80 instead of 64.
+	vptr  unsafe.Pointer
+	vbits uint64
 	// edit is the edit token of the Tx that created the node and may still
 	// change it in place (0: none; see Tx). Once that Tx commits or lets a
 	// value holding the node escape, it moves to a new token and the node is
-	// immutable for good. An owned node always has its own kids array.
+	// immutable for good. An owned node always has its own child array.
 	edit uint64
 	hash hashCell
+}
+
+const (
+	nkMask     = 1<<9 - 1
+	ckShift    = 9
+	depthShift = 18
+	depthMask  = 1<<10 - 1
+	kindShift  = 28
+	hasValBit  = 1 << 31
+
+	_ Kind = 7 - KindMap // every Kind fits meta's 3 bits (else this overflows)
+)
+
+// nk returns the number of children.
+func (n *tnode) nk() int { return int(n.meta & nkMask) }
+
+// ck returns the capacity for children.
+func (n *tnode) ck() int { return int(n.meta >> ckShift & nkMask) }
+
+// setKids sets the number and capacity of children.
+func (n *tnode) setKids(nk, ck int) {
+	n.meta = n.meta&^(nkMask|nkMask<<ckShift) | uint32(nk) | uint32(ck)<<ckShift
+}
+
+// depth returns the deepest nesting of the values in the subtree.
+func (n *tnode) depth() int32 { return int32(n.meta >> depthShift & depthMask) }
+
+// setDepth sets the depth, saturating at 1023. A Value nests at most
+// MaxDepth (512) deep, but a too-deep one may be built (wrap) before the
+// check that rejects it; saturated depths are still too deep, and are
+// still ordered correctly against every valid one.
+func (n *tnode) setDepth(d int32) {
+	n.meta = n.meta&^(depthMask<<depthShift) | uint32(min(d, depthMask))<<depthShift
+}
+
+// hasVal reports whether an entry's key is pfx.
+func (n *tnode) hasVal() bool { return n.meta&hasValBit != 0 }
+
+// val returns the value of the entry at the node (null if none).
+func (n *tnode) val() Value {
+	return Value{ptr: n.vptr, bits: n.vbits, kind: Kind(n.meta >> kindShift & 7)}
+}
+
+// setVal stores the entry with key pfx and value v.
+func (n *tnode) setVal(v Value) {
+	n.vptr, n.vbits = v.ptr, v.bits
+	n.meta = n.meta&^(7<<kindShift) | uint32(v.kind)<<kindShift | hasValBit
+}
+
+// clearVal removes the entry at the node.
+func (n *tnode) clearVal() {
+	n.vptr, n.vbits = nil, 0
+	n.meta &^= 7<<kindShift | hasValBit
+}
+
+// kids returns the node's children, in edge order.
+func (n *tnode) kids() []*tnode { return unsafe.Slice(n.kp, n.nk()) }
+
+// edgeData returns the node's ck edge bytes (nil for a leaf).
+func (n *tnode) edgeData() []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))), n.ck())
+}
+
+// edges returns the node's edge bytes, one per child. The string is valid
+// while the node is immutable: for a node owned by a Tx, only until the
+// next change.
+func (n *tnode) edges() string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))), n.nk())
+}
+
+// edge returns the index of the child under edge byte b, or -1.
+//
+// It compares eight edges at a time, reading whole words from the edge
+// bytes: they start 8-byte aligned (after ck pointers) and the node after
+// them is 8-byte aligned too, so the edge array is padded to whole words
+// and a word that runs past the last edge still lies within it (never in
+// the node's fields); matches there are masked off.
+func (n *tnode) edge(b byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	p := unsafe.Add(unsafe.Pointer(n.kp), uintptr(n.ck())*unsafe.Sizeof(n))
+	pat, nk := lo*uint64(b), n.nk()
+	for i := 0; i < nk; i += 8 {
+		x := binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(p, i)), 8)) ^ pat
+		// The lowest bit of z set is that of the first zero byte of x: a
+		// borrow only carries into bytes above a zero byte.
+		if z := (x - lo) &^ x & hi; z != 0 {
+			j := i + bits.TrailingZeros64(z)>>3
+			if j < nk {
+				return j
+			}
+			return -1
+		}
+	}
+	return -1
 }
 
 // entry is a map entry.
@@ -57,67 +168,129 @@ func sortEntries(es []entry) {
 	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 }
 
-// allocNode returns a fresh node with k nil children. Nodes with up to 16
-// children share one allocation with their child slice, whose capacity is
-// the size class's (2, 4, 8 or 16), so that a node owned by a Tx can gain a
-// child in place.
-func allocNode(k int) *tnode {
-	switch {
-	case k == 0:
-		return &tnode{}
-	case k <= 2:
-		x := &struct {
-			tnode
-			a [2]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
-	case k <= 4:
-		x := &struct {
-			tnode
-			a [4]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
-	case k <= 8:
-		x := &struct {
-			tnode
-			a [8]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
-	case k <= 16:
-		x := &struct {
-			tnode
-			a [16]*tnode
-		}{}
-		x.kids = x.a[:k]
-		return &x.tnode
+// withKids is the allocation of a node with children: the child array a and
+// the edge bytes e (arrays of the same length) before the node.
+type withKids[A, E any] struct {
+	a A
+	e E
+	n tnode
+}
+
+// allocWith returns a fresh node with k nil children in an allocation of
+// type withKids[A, E], whose capacity is the length of A and E.
+func allocWith[A, E any](k int) *tnode {
+	x := new(withKids[A, E])
+	c := unsafe.Sizeof(x.a) / unsafe.Sizeof(x.n.kp)
+	x.n.kp = (**tnode)(unsafe.Pointer(&x.a))
+	x.n.setKids(k, int(c))
+	return &x.n
+}
+
+// nodeClasses allocate the nodes with children, by ascending capacity. Each
+// capacity is the largest whose node (64 bytes and 9 a slot) fits the size
+// class of the allocator named in the comment, so that a node owned by a Tx
+// can often gain a child in place (see mut).
+var nodeClasses = [...]func(k int) *tnode{
+	allocWith[[1]*tnode, [1]byte],     // 80 bytes
+	allocWith[[3]*tnode, [3]byte],     // 96
+	allocWith[[5]*tnode, [5]byte],     // 112
+	allocWith[[7]*tnode, [7]byte],     // 128
+	allocWith[[8]*tnode, [8]byte],     // 144
+	allocWith[[10]*tnode, [10]byte],   // 160
+	allocWith[[12]*tnode, [12]byte],   // 176
+	allocWith[[14]*tnode, [14]byte],   // 192
+	allocWith[[16]*tnode, [16]byte],   // 208
+	allocWith[[17]*tnode, [17]byte],   // 224
+	allocWith[[19]*tnode, [19]byte],   // 240
+	allocWith[[21]*tnode, [21]byte],   // 256
+	allocWith[[24]*tnode, [24]byte],   // 288
+	allocWith[[28]*tnode, [28]byte],   // 320
+	allocWith[[32]*tnode, [32]byte],   // 352
+	allocWith[[35]*tnode, [35]byte],   // 384
+	allocWith[[39]*tnode, [39]byte],   // 416
+	allocWith[[42]*tnode, [42]byte],   // 448
+	allocWith[[46]*tnode, [46]byte],   // 480
+	allocWith[[49]*tnode, [49]byte],   // 512
+	allocWith[[56]*tnode, [56]byte],   // 576
+	allocWith[[64]*tnode, [64]byte],   // 640
+	allocWith[[71]*tnode, [71]byte],   // 704
+	allocWith[[78]*tnode, [78]byte],   // 768
+	allocWith[[92]*tnode, [92]byte],   // 896
+	allocWith[[106]*tnode, [106]byte], // 1024
+	allocWith[[120]*tnode, [120]byte], // 1152
+	allocWith[[135]*tnode, [135]byte], // 1280
+	allocWith[[149]*tnode, [149]byte], // 1408
+	allocWith[[163]*tnode, [163]byte], // 1536
+	allocWith[[192]*tnode, [192]byte], // 1792
+	allocWith[[220]*tnode, [220]byte], // 2048
+	allocWith[[248]*tnode, [248]byte], // 2304
+	allocWith[[256]*tnode, [256]byte], // 2688: every byte an edge
+}
+
+// nodeClass[k] is the index in nodeClasses of the smallest class with room
+// for k children.
+var nodeClass = func() (c [257]uint8) {
+	i := 0
+	for k := 1; k <= 256; k++ {
+		for nodeClasses[i](0).ck() < k {
+			i++
+		}
+		c[k] = uint8(i)
 	}
-	n := &tnode{}
-	n.kids = make([]*tnode, k)
-	return n
+	return c
+}()
+
+// allocNode returns a fresh node with k nil children (k <= 256).
+func allocNode(k int) *tnode {
+	if k == 0 {
+		return &tnode{}
+	}
+	return nodeClasses[nodeClass[k]](k)
 }
 
 func newLeaf(key string, val Value, e uint64) *tnode {
-	return &tnode{pfx: key, val: val, hasVal: true, size: 1, depth: val.depth(), edit: e}
+	n := &tnode{pfx: key, size: 1, edit: e}
+	n.setVal(val)
+	n.setDepth(val.depth())
+	return n
 }
 
-// mut returns n itself if the edit token e owns it, ready to be changed in
-// place (its cached hash dropped), or else a copy owned by e (unowned if e
-// is 0) with its own kids array, with room for extra more children.
+// mut returns n itself if the edit token e owns it and has room for extra
+// more children, ready to be changed in place (its cached hash dropped), or
+// else a copy owned by e (unowned if e is 0) with that room. (An owned node
+// that is full is replaced by a bigger copy, as its owner returns the node
+// it changed to the node's parent.)
 func (n *tnode) mut(e uint64, extra int) *tnode {
-	if e != 0 && n.edit == e {
+	if e != 0 && n.edit == e && n.nk()+extra <= n.ck() {
 		if n.hash.p.Load() != nil {
 			n.hash.p.Store(nil)
 		}
 		return n
 	}
-	c := allocNode(len(n.kids) + extra)
-	c.kids = c.kids[:len(n.kids)]
-	copy(c.kids, n.kids)
-	c.pfx, c.edges, c.val, c.hasVal, c.depth, c.size, c.edit = n.pfx, n.edges, n.val, n.hasVal, n.depth, n.size, e
+	c := allocNode(n.nk() + extra)
+	c.meta = n.meta&^(nkMask<<ckShift) | c.meta&(nkMask<<ckShift)
+	copy(c.kids(), n.kids())
+	copy(c.edgeData(), n.edges())
+	c.pfx, c.vptr, c.vbits, c.size, c.edit = n.pfx, n.vptr, n.vbits, n.size, e
 	return c
+}
+
+// insertKid inserts child k under edge byte b at index j; n has room.
+func (n *tnode) insertKid(j int, b byte, k *tnode) {
+	n.meta++ // nk is the low bits
+	kids, ed := n.kids(), n.edgeData()
+	copy(kids[j+1:], kids[j:])
+	copy(ed[j+1:len(kids)], ed[j:])
+	kids[j], ed[j] = k, b
+}
+
+// removeKid removes the child at index i.
+func (n *tnode) removeKid(i int) {
+	kids, ed := n.kids(), n.edgeData()
+	copy(kids[i:], kids[i+1:])
+	copy(ed[i:], ed[i+1:len(kids)])
+	kids[len(kids)-1] = nil
+	n.meta--
 }
 
 // shallower recomputes n.depth, which still holds the old depth, after a
@@ -127,19 +300,19 @@ func (n *tnode) mut(e uint64, extra int) *tnode {
 // nested map changed in place by the same Tx shares its node with the new
 // value, so only the depths recorded in the trie are the old ones.)
 func (n *tnode) shallower() {
-	old, d := n.depth, int32(0)
-	if n.hasVal {
-		if d = n.val.depth(); d >= old {
+	old, d := n.depth(), int32(0)
+	if n.hasVal() {
+		if d = n.val().depth(); d >= old {
 			return
 		}
 	}
-	for _, k := range n.kids {
-		if k.depth >= old {
+	for _, k := range n.kids() {
+		if k.depth() >= old {
 			return
 		}
-		d = max(d, k.depth)
+		d = max(d, k.depth())
 	}
-	n.depth = d
+	n.setDepth(d)
 }
 
 // lcp returns the length of the longest common prefix of a and b.
@@ -156,25 +329,27 @@ func lcp(a, b string) int {
 }
 
 // get returns the value stored under key.
+//
+// The descent is PATRICIA-style: it reads only len(pfx) and the edge byte
+// at each node, never the prefix bytes, and compares the whole key once,
+// with the prefix of the node it stops at. That is enough: every key below
+// a node extends its prefix and follows its edge byte, so the only node
+// that can hold key is the one this descent reaches; if key left a
+// compressed prefix on the way, that final comparison fails.
 func (n *tnode) get(key string) (Value, bool) {
-	d := 0
 	for n != nil {
-		p := n.pfx
-		if len(key) < len(p) || key[d:len(p)] != p[d:] {
-			return null, false
-		}
-		if len(key) == len(p) {
-			if n.hasVal {
-				return n.val, true
+		lp := len(n.pfx)
+		if lp >= len(key) {
+			if lp == len(key) && n.hasVal() && n.pfx == key {
+				return n.val(), true
 			}
 			return null, false
 		}
-		i := strings.IndexByte(n.edges, key[len(p)])
+		i := n.edge(key[lp])
 		if i < 0 {
 			return null, false
 		}
-		d = len(p) + 1
-		n = n.kids[i]
+		n = n.kids()[i]
 	}
 	return null, false
 }
@@ -188,24 +363,22 @@ type step struct {
 
 // find returns the node holding key's entry and path with the nodes above
 // it appended, so that replaceAt can change the entry without searching
-// again.
+// again. It descends as get does, comparing the key once at the end.
 func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
-	d := 0
 	for n != nil {
-		p := n.pfx
-		if len(key) < len(p) || key[d:len(p)] != p[d:] {
+		lp := len(n.pfx)
+		if lp >= len(key) {
+			if lp == len(key) && n.hasVal() && n.pfx == key {
+				return n, path, true
+			}
 			return nil, path, false
 		}
-		if len(key) == len(p) {
-			return n, path, n.hasVal
-		}
-		i := strings.IndexByte(n.edges, key[len(p)])
+		i := n.edge(key[lp])
 		if i < 0 {
 			return nil, path, false
 		}
 		path = append(path, step{n, i})
-		d = len(p) + 1
-		n = n.kids[i]
+		n = n.kids()[i]
 	}
 	return nil, path, false
 }
@@ -214,23 +387,23 @@ func (n *tnode) find(key string, path []step) (*tnode, []step, bool) {
 // (found by find, with path) replaced by val: set for a key known to be
 // present, without the search.
 func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
-	oldDepth := leaf.depth
+	oldDepth := leaf.depth()
 	c := leaf.mut(e, 0)
-	c.val = val
-	if vd := val.depth(); vd >= c.depth {
-		c.depth = vd
+	c.setVal(val)
+	if vd := val.depth(); vd >= c.depth() {
+		c.setDepth(vd)
 	} else {
 		c.shallower()
 	}
 	for k := len(path) - 1; k >= 0; k-- {
 		kid := c
 		n := path[k].n
-		nodeOld := n.depth
+		nodeOld := n.depth()
 		c = n.mut(e, 0)
-		c.kids[path[k].i] = kid
-		if kid.depth >= c.depth {
-			c.depth = kid.depth
-		} else if kid.depth < oldDepth && oldDepth == c.depth {
+		c.kids()[path[k].i] = kid
+		if kid.depth() >= c.depth() {
+			c.setDepth(kid.depth())
+		} else if kid.depth() < oldDepth && oldDepth == c.depth() {
 			c.shallower()
 		}
 		oldDepth = nodeOld
@@ -240,40 +413,70 @@ func replaceAt(path []step, leaf *tnode, val Value, e uint64) *tnode {
 
 // fix recomputes the derived fields size and depth of a fresh node.
 func (n *tnode) fix() {
-	size, depth := 0, int32(0)
-	if n.hasVal {
-		size, depth = 1, n.val.depth()
+	size, depth := int32(0), int32(0)
+	if n.hasVal() {
+		size, depth = 1, n.val().depth()
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		size += k.size
-		depth = max(depth, k.depth)
+		depth = max(depth, k.depth())
 	}
-	n.size, n.depth = size, depth
+	n.size = size
+	n.setDepth(depth)
 }
 
-// set returns a trie with key bound to val. d is a length known to be a
-// common prefix of key and n.pfx. Nodes owned by the edit token e are
-// changed in place, others are copied (e = 0 copies everything).
-func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
+// match returns the length of the longest common prefix of key and the
+// keys in trie n, found by one PATRICIA descent as in get: the node the
+// descent stops at has a prefix that every node above it extends, so its
+// common prefix with key is the trie's.
+func (n *tnode) match(key string) int {
+	if n == nil {
+		return 0
+	}
+	for {
+		lp := len(n.pfx)
+		if lp >= len(key) {
+			break
+		}
+		i := n.edge(key[lp])
+		if i < 0 {
+			break
+		}
+		n = n.kids()[i]
+	}
+	return lcp(key, n.pfx)
+}
+
+// set returns a trie with key bound to val. Nodes owned by the edit token e
+// are changed in place, others are copied (e = 0 copies everything).
+func (n *tnode) set(key string, val Value, e uint64) *tnode {
+	return n.setAt(key, val, n.match(key), e)
+}
+
+// setAt is set, given m = n.match(key). On the way down, a node's common
+// prefix with key is the shorter of its prefix and m, so no prefix bytes
+// are read but those of the node where key branches off, if any.
+func (n *tnode) setAt(key string, val Value, m int, e uint64) *tnode {
 	if n == nil {
 		return newLeaf(key, val, e)
 	}
 	p := n.pfx
-	l := d + lcp(key[d:], p[d:])
+	l := min(len(p), m)
 	if l < len(p) {
 		// key leaves this node's prefix: a new node is needed above n.
 		var nn *tnode
 		if l == len(key) {
 			nn = allocNode(1)
-			nn.hasVal, nn.val = true, val
-			nn.edges, nn.kids[0] = p[l:l+1], n
+			nn.setVal(val)
+			nn.kids()[0], nn.edgeData()[0] = n, p[l]
 		} else {
 			nn = allocNode(2)
 			leaf := newLeaf(key, val, e)
+			kids, ed := nn.kids(), nn.edgeData()
 			if key[l] < p[l] {
-				nn.edges, nn.kids[0], nn.kids[1] = edgePair(key[l], p[l]), leaf, n
+				kids[0], kids[1], ed[0], ed[1] = leaf, n, key[l], p[l]
 			} else {
-				nn.edges, nn.kids[0], nn.kids[1] = edgePair(p[l], key[l]), n, leaf
+				kids[0], kids[1], ed[0], ed[1] = n, leaf, p[l], key[l]
 			}
 		}
 		nn.pfx, nn.edit = p[:l], e
@@ -282,142 +485,98 @@ func (n *tnode) set(key string, val Value, d int, e uint64) *tnode {
 	}
 	if len(key) == l {
 		c := n.mut(e, 0)
-		if !c.hasVal {
+		if !c.hasVal() {
 			c.size++
 		}
-		c.val, c.hasVal = val, true
-		if vd := val.depth(); vd >= c.depth {
-			c.depth = vd
+		c.setVal(val)
+		if vd := val.depth(); vd >= c.depth() {
+			c.setDepth(vd)
 		} else {
 			c.shallower()
 		}
 		return c
 	}
 	b := key[l]
-	if i := strings.IndexByte(n.edges, b); i >= 0 {
-		old := n.kids[i]
-		oldSize, oldDepth := old.size, old.depth
-		kid := old.set(key, val, l+1, e)
+	if i := n.edge(b); i >= 0 {
+		old := n.kids()[i]
+		oldSize, oldDepth := old.size, old.depth()
+		kid := old.setAt(key, val, m, e)
 		c := n.mut(e, 0)
-		c.kids[i] = kid
+		c.kids()[i] = kid
 		c.size += kid.size - oldSize
-		if kid.depth >= c.depth {
-			c.depth = kid.depth
-		} else if kid.depth < oldDepth && oldDepth == c.depth {
+		if kid.depth() >= c.depth() {
+			c.setDepth(kid.depth())
+		} else if kid.depth() < oldDepth && oldDepth == c.depth() {
 			c.shallower() // the deepest subtree may have become shallower
 		}
 		return c
 	}
+	ed := n.edges()
 	j := 0
-	for j < len(n.edges) && n.edges[j] < b {
+	for j < len(ed) && ed[j] < b {
 		j++
 	}
 	leaf := newLeaf(key, val, e)
 	c := n.mut(e, 1)
-	c.kids = slices.Insert(c.kids, j, leaf)
-	c.edges = insertEdge(c.edges, j, b)
+	c.insertKid(j, b, leaf)
 	c.size++
-	c.depth = max(c.depth, leaf.depth)
+	c.setDepth(max(c.depth(), leaf.depth()))
 	return c
 }
 
-// edgeBytes holds every byte value once, so that a one- or two-byte edges
-// string can be sliced from static data rather than allocated.
-var edgeBytes = func() string {
-	b := make([]byte, 256)
-	for i := range b {
-		b[i] = byte(i)
-	}
-	return string(b)
-}()
-
-// edgePair returns the edges string of two bytes a < b.
-func edgePair(a, b byte) string {
-	if b == a+1 {
-		return edgeBytes[a : int(a)+2]
-	}
-	return string([]byte{a, b})
-}
-
-// insertEdge returns edges with b inserted at index j.
-func insertEdge(edges string, j int, b byte) string {
-	if len(edges) == 0 {
-		return edgeBytes[b : int(b)+1]
-	}
-	buf := make([]byte, len(edges)+1)
-	copy(buf, edges[:j])
-	buf[j] = b
-	copy(buf[j+1:], edges[j:])
-	return unsafeString(buf)
-}
-
-// removeEdge returns edges without the byte at index i.
-func removeEdge(edges string, i int) string {
-	switch {
-	case i == 0:
-		return edges[1:]
-	case i == len(edges)-1:
-		return edges[:i]
-	}
-	buf := make([]byte, len(edges)-1)
-	copy(buf, edges[:i])
-	copy(buf[i:], edges[i+1:])
-	return unsafeString(buf)
-}
-
 // del returns a trie without key, and whether key was present (if not, n is
-// returned unchanged). d and e are as for set.
-func (n *tnode) del(key string, d int, e uint64) (*tnode, bool) {
+// returned unchanged). e is as for set. It descends as get does, comparing
+// the key once, with the prefix of the node that would hold it.
+func (n *tnode) del(key string, e uint64) (*tnode, bool) {
 	if n == nil {
 		return nil, false
 	}
 	p := n.pfx
-	if len(key) < len(p) || key[d:len(p)] != p[d:] {
+	if len(key) < len(p) {
 		return n, false
 	}
 	if len(key) == len(p) {
-		if !n.hasVal {
+		if !n.hasVal() || p != key {
 			return n, false
 		}
-		switch len(n.kids) {
+		switch n.nk() {
 		case 0:
 			return nil, true
 		case 1:
-			return n.kids[0], true
+			return n.kids()[0], true
 		}
 		c := n.mut(e, 0)
-		c.val, c.hasVal = null, false
+		c.clearVal()
 		c.size--
 		c.shallower()
 		return c, true
 	}
-	i := strings.IndexByte(n.edges, key[len(p)])
+	i := n.edge(key[len(p)])
 	if i < 0 {
 		return n, false
 	}
-	old := n.kids[i]
-	oldSize, oldDepth := old.size, old.depth
-	kid, ok := old.del(key, len(p)+1, e)
+	old := n.kids()[i]
+	oldSize, oldDepth := old.size, old.depth()
+	kid, ok := old.del(key, e)
 	if !ok {
 		return n, false
 	}
 	if kid == nil {
-		if !n.hasVal && len(n.kids) == 2 {
-			return n.kids[1-i], true
+		if !n.hasVal() && n.nk() == 2 {
+			return n.kids()[1-i], true
 		}
 		c := n.mut(e, 0)
-		c.kids = slices.Delete(c.kids, i, i+1)
-		c.edges = removeEdge(c.edges, i)
+		c.removeKid(i)
 		c.size -= oldSize
-		if oldDepth == c.depth {
+		if oldDepth == c.depth() {
 			c.shallower()
 		}
 		return c, true
 	}
 	c := n.mut(e, 0)
-	c.kids[i] = kid
+	c.kids()[i] = kid
 	c.size += kid.size - oldSize
-	if kid.depth < oldDepth && oldDepth == c.depth {
+	if kid.depth() < oldDepth && oldDepth == c.depth() {
 		c.shallower()
 	}
 	return c, true
@@ -428,10 +587,10 @@ func (n *tnode) each(fn func(string, Value) bool) bool {
 	if n == nil {
 		return true
 	}
-	if n.hasVal && !fn(n.pfx, n.val) {
+	if n.hasVal() && !fn(n.pfx, n.val()) {
 		return false
 	}
-	for _, k := range n.kids {
+	for _, k := range n.kids() {
 		if !k.each(fn) {
 			return false
 		}
@@ -472,32 +631,20 @@ func build(es []entry, d int) *tnode {
 		}
 	}
 	n := allocNode(groups)
-	n.pfx, n.hasVal, n.val = first[:l], hasVal, val
-	edges := make([]byte, 0, groups)
-	n.kids = n.kids[:0]
-	for i := 0; i < len(es); {
+	n.pfx = first[:l]
+	if hasVal {
+		n.setVal(val)
+	}
+	kids, ed := n.kids(), n.edgeData()
+	for i, g := 0, 0; i < len(es); g++ {
 		b := es[i].key[l]
 		j := i + 1
 		for j < len(es) && es[j].key[l] == b {
 			j++
 		}
-		edges = append(edges, b)
-		n.kids = append(n.kids, build(es[i:j], l+1))
+		kids[g], ed[g] = build(es[i:j], l+1), b
 		i = j
 	}
-	n.edges = edgesString(edges)
 	n.fix()
 	return n
-}
-
-// edgesString returns string(edges), without allocating for one byte or
-// two consecutive ones, and interned when short.
-func edgesString(edges []byte) string {
-	switch {
-	case len(edges) == 1:
-		return edgeBytes[edges[0] : int(edges[0])+1]
-	case len(edges) == 2 && edges[1] == edges[0]+1:
-		return edgeBytes[edges[0] : int(edges[0])+2]
-	}
-	return internBytes(edges)
 }

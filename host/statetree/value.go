@@ -264,7 +264,7 @@ func (v Value) depth() int32 {
 		if v.node() == nil {
 			return 1
 		}
-		return v.node().depth + 1
+		return v.node().depth() + 1
 	}
 	return 0
 }
@@ -338,7 +338,7 @@ func (v Value) Len() int {
 		}
 	case KindMap:
 		if v.node() != nil {
-			return v.node().size
+			return int(v.node().size)
 		}
 	}
 	return 0

@@ -317,8 +317,8 @@ func TestStructuralSharing(t *testing.T) {
 			shared++
 			return
 		}
-		for i := range x.kids {
-			walk(x.kids[i], y.kids[i])
+		for i := range x.kids() {
+			walk(x.kids()[i], y.kids()[i])
 		}
 	}
 	walk(oldTodos.node(), newTodos.node())
