@@ -202,7 +202,7 @@ func (i *Instance) instantiate(e uint64) error {
 		g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
 		i.watch.mu.Lock()
 		i.stopG = g
-		if i.watch.fired && g != nil {
+		if i.watch.timedOut() && g != nil {
 			g.Set(1)
 		}
 		i.fuelG, _ = mod.ExportedGlobal(fuelExport).(api.MutableGlobal)
@@ -339,9 +339,7 @@ func (i *Instance) call(n uint32) error {
 // trap marks the instance unusable and builds the TrapError.
 func (i *Instance) trap(seq uint64, reason string, err error) error {
 	te := &TrapError{View: i.cfg.View, Seq: seq, Reason: reason, Err: err}
-	i.watch.mu.Lock()
-	timedOut := i.watch.fired
-	i.watch.mu.Unlock()
+	timedOut := i.watch.timedOut()
 	switch {
 	case timedOut:
 		te.Reason = fmt.Sprintf("exceeded the time limit of %v", i.cfg.EventTimeout)
