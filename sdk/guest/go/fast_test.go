@@ -187,3 +187,27 @@ func TestHandlerFor(t *testing.T) {
 		t.Fatalf("a type matching another's words only matched %q", e.typ)
 	}
 }
+
+// TestHandlerForLookalikes registers types one at a time and looks up types
+// that agree with them in the words of the lookup table (length, first and
+// last bytes) but not in the bytes between: each must be a miss.
+func TestHandlerForLookalikes(t *testing.T) {
+	for _, c := range []struct{ typ, miss string }{
+		{"abc", "axc"},
+		{"ab", "ac"},
+		{"abcdefghijklmnopq", "abcdefghXjklmnopq"}, // byte 8 of 17 is in neither word
+		{"12345678-x-87654321", "12345678-z-87654321"},
+		{"abcdefghijklmnop", "abcdefghXjklmnop"},
+		{"abcdefg", "abcXefg"},
+	} {
+		On(c.typ, func(*State, Event) error { return nil })
+		if e := handlerFor([]byte(c.typ)); e == nil || e.typ != c.typ {
+			t.Errorf("handlerFor(%q) = %v", c.typ, e)
+		}
+		if e := handlerFor([]byte(c.miss)); e != nil {
+			t.Errorf("handlerFor(%q) = %q", c.miss, e.typ)
+		}
+		delete(handlers, c.typ)
+		consumed = consumed[:len(consumed)-1]
+	}
+}

@@ -61,8 +61,10 @@ import (
 type Handler func(s *State, e Event) error
 
 type entry struct {
-	typ string
-	h   Handler
+	typ  string
+	h    Handler
+	n    int    // len(typ), and
+	a, b uint64 // the words of typ, see typeKey
 }
 
 var handlers = map[string]*entry{}
