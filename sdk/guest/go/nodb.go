@@ -44,8 +44,9 @@
 //     allocates once per +;
 //   - read a value once with View (or a Get*) rather than Has then Get*:
 //     each is a host call;
-//   - store with SetStr, SetInt, SetFloat, SetBool and SetMap rather than
-//     Set, whose any parameter costs an allocation for most types.
+//   - store with SetStr, SetInt, SetFloat, SetBool and SetFields rather
+//     than Set or SetMap, whose any parameters cost an allocation for most
+//     types.
 package nodb
 
 import (
@@ -327,6 +328,21 @@ func (s *State) Set(path string, v any) error {
 // alternating string keys and values of the types Set takes.
 func (s *State) SetMap(path string, kv ...any) error {
 	enc, err := MapValue(kv).AppendCBOR(s.enc[:0])
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	return s.put(path)
+}
+
+// SetFields stores at path the map of the fields, in their order:
+// SetFields(p, StrField("text", t), BoolField("done", false)) stores what
+// SetMap(p, "text", t, "done", false) does. Fields hold their values
+// without an interface, so nothing is allocated: inside WebAssembly,
+// SetMap's conversion of a non-constant string (or most other values) to
+// any costs a heap allocation.
+func (s *State) SetFields(path string, fields ...Field) error {
+	enc, err := appendFields(s.enc[:0], fields)
 	s.enc = enc
 	if err != nil {
 		return err
