@@ -355,10 +355,8 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if i.m.consumes != nil {
-		if _, ok := i.m.consumes[ev.Type]; !ok {
-			return nil
-		}
+	if !i.m.consumes.has(ev.Type) {
+		return nil
 	}
 	if e := abi.Epoch(ev.Seq); e != i.epoch || i.mod == nil {
 		if err := i.switchTo(e); err != nil {

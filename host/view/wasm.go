@@ -16,9 +16,9 @@ import (
 // Reducer. The host owns the state: the guest reads and changes it through
 // host functions that land in the view's statetree transaction.
 type WasmReducer struct {
-	inst     *plugins.Instance
-	consumes map[string]bool // nil: every type
-	hash     string
+	inst *plugins.Instance
+	mod  *plugins.Module
+	hash string
 	ev       plugins.Event
 	st       TxState
 }
@@ -31,22 +31,11 @@ func NewWasmReducer(ctx context.Context, mod *plugins.Module, view string, cfg p
 		return nil, err
 	}
 	info := mod.Info()
-	r := &WasmReducer{inst: inst, hash: hex.EncodeToString(info.SHA256[:])}
-	if info.Consumes != nil {
-		r.consumes = make(map[string]bool, len(info.Consumes))
-		for _, t := range info.Consumes {
-			if t == abi.ConsumeAll {
-				r.consumes = nil
-				break
-			}
-			r.consumes[t] = true
-		}
-	}
-	return r, nil
+	return &WasmReducer{inst: inst, mod: mod, hash: hex.EncodeToString(info.SHA256[:])}, nil
 }
 
 // Consumes implements Reducer.
-func (r *WasmReducer) Consumes(t string) bool { return r.consumes == nil || r.consumes[t] }
+func (r *WasmReducer) Consumes(t string) bool { return r.mod.Consumes(t) }
 
 // Hash implements Reducer: the hex SHA-256 of the module.
 func (r *WasmReducer) Hash() string { return r.hash }
