@@ -19,8 +19,8 @@ type WasmReducer struct {
 	inst *plugins.Instance
 	mod  *plugins.Module
 	hash string
-	ev       plugins.Event
-	st       TxState
+	ev   plugins.Event
+	st   TxState
 }
 
 // NewWasmReducer instantiates mod for the view named view.
