@@ -266,7 +266,8 @@ func (v Value) each(fn func(key string, val Value) bool) {
 // costs a pass through the dispatch loop of Go code in WebAssembly).
 //
 // On only runs during initialisation, so the table is built once, at the
-// first lookup. A type missing from the table is looked up in the map
+// first lookup (On invalidates it). A type missing from the table is looked
+// up in the map
 // (types that share a slot with another stay out of the table; the host
 // only sends declared types, so misses are rare), and a type found there
 // rebuilds the table.
@@ -274,7 +275,7 @@ const typeSlots = 64
 
 var (
 	typeTable    [typeSlots]*entry
-	typeTableFor = -1 // len(handlers) when the table was built
+	typeTableFor = -1 // len(handlers) when the table was built; -1: to build
 )
 
 // typeKey returns the length of t and two words that hold its bytes: the
@@ -299,21 +300,10 @@ func typeSlot(n int, a, b uint64) uint64 {
 }
 
 // handlerFor returns the entry registered for an event type, or nil.
+// nodbReduce does the lookup of the usual types (8 to 16 bytes, found in
+// the table) in line and calls this for the rest: shorter or longer types,
+// misses, and a table to build.
 func handlerFor(typ []byte) *entry {
-	if n := len(typ); n >= 8 && typeTableFor == len(handlers) { // the usual case, in line
-		le := binary.LittleEndian
-		a, b := le.Uint64(typ), le.Uint64(typ[n-8:])
-		e := typeTable[typeSlot(n, a, b)]
-		if e != nil && e.n == n && e.a == a && e.b == b && (n <= 16 || e.typ == string(typ)) {
-			return e
-		}
-	}
-	return handlerForSlow(typ)
-}
-
-// handlerForSlow is handlerFor for types under 8 bytes, misses and a table
-// to build.
-func handlerForSlow(typ []byte) *entry {
 	if typeTableFor == len(handlers) {
 		n, a, b := typeKey(typ)
 		e := typeTable[typeSlot(n, a, b)]
