@@ -61,9 +61,10 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 // are reused from call to call: paths are parsed into path, values encoded
 // into buf.
 type TxState struct {
-	tx   *statetree.Tx
-	buf  []byte
-	path statetree.Path
+	tx     *statetree.Tx
+	buf    []byte
+	path   statetree.Path
+	parsed string // the path path holds, parsed; "" (the root) is parsed each time
 }
 
 // Reset points s at tx (nil when the call is over).
@@ -79,12 +80,18 @@ type statusError struct {
 func (e *statusError) Error() string   { return e.err.Error() }
 func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
 
+// parse parses path into s.path. A path equal to the last one parsed (the
+// usual get-then-set of one path in an event) is not parsed again.
 func (s *TxState) parse(path string) (statetree.Path, error) {
+	if path == s.parsed && path != "" {
+		return s.path, nil
+	}
+	s.parsed = ""
 	p, err := statetree.AppendPath(s.path[:0], path)
 	if err != nil {
 		return nil, &statusError{abi.StatusInvalidPath, err}
 	}
-	s.path = p
+	s.path, s.parsed = p, path
 	return p, nil
 }
 
