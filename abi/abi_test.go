@@ -217,3 +217,53 @@ func FuzzJSONToCBOR(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONString holds the conversion of JSON strings (the fast scan for
+// plain ASCII and valid UTF-8, the slow path for escapes and invalid UTF-8)
+// to encoding/json's reading of the same text: the same strings accepted,
+// the same text decoded, invalid UTF-8 replaced the same way.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "abc", "héllo wörld, a string over 24 bytes", "\xff", "a\xc3", "\xed\xa0\x80", `\"`, `\u00e9\n`, `\ud83d\ude00`, "\x01", "tab\there", `\`, "日本語のテキスト"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		js := append(append([]byte{'"'}, body...), '"')
+		var want string
+		wantErr := json.Unmarshal(js, &want)
+		got, err := abi.AppendJSONAsCBOR(nil, js)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%q: error %v, encoding/json %v", js, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if st := abi.ValidateValue(got); st != abi.StatusOK {
+			t.Fatalf("%q -> %x invalid: %v", js, got, st)
+		}
+		var s string
+		if err := cbor.Unmarshal(got, &s); err != nil || s != want {
+			t.Fatalf("%q -> %x = %q (%v), encoding/json %q", js, got, s, err, want)
+		}
+		if want == string(body) && !bytes.Equal(got[len(got)-len(body):], body) {
+			t.Fatalf("%q: text not copied as is: %x", js, got)
+		}
+	})
+}
+
+// BenchmarkAppendFrame is the host's per-event frame building for a todo
+// event: the JSON payload converted to CBOR.
+func BenchmarkAppendFrame(b *testing.B) {
+	payloads := [][]byte{
+		[]byte(`{"id":"t123","text":"buy milk and eggs"}`),
+		[]byte(`{"id":"t123"}`),
+		[]byte(`{"id":"t123","text":"acheter du pain complet, s'il vous plaît"}`),
+	}
+	var buf []byte
+	b.ReportAllocs()
+	for k := 0; b.Loop(); k++ {
+		var err error
+		if buf, err = abi.AppendFrame(buf[:0], uint64(k+1), int64(k), uint64(k), "bench", "todo/add", payloads[k%len(payloads)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -147,27 +147,50 @@ func (p *jsonParser) container(dst []byte, depth int, end byte, major byte) ([]b
 	return dst, nil
 }
 
+// strStop marks the bytes that end str's fast scan: the closing quote, a
+// backslash, control characters (invalid in JSON strings) and the bytes of
+// multi-byte UTF-8 sequences (>= 0x80).
+var strStop = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf
+	}
+	return t
+}()
+
+// str converts the string at p.i. The fast path is one table-driven scan
+// that copies the bytes as they are: a string without escapes is checked for
+// valid UTF-8 only if it has bytes >= 0x80 (the ASCII of the usual payload
+// field needs no check at all). Anything else goes through strSlow.
 func (p *jsonParser) str(dst []byte) ([]byte, error) {
-	p.i++ // opening quote
-	start := p.i
-	// Fast path: no escapes, ASCII or valid UTF-8.
-	for p.i < len(p.in) {
-		c := p.in[p.i]
-		if c == '"' {
-			s := p.in[start:p.i]
-			if utf8.Valid(s) {
-				p.i++
-				dst = AppendHead(dst, MajorText, uint64(len(s)))
-				return append(dst, s...), nil
-			}
+	in := p.in
+	start := p.i + 1 // after the opening quote
+	i, high := start, false
+	for {
+		for i < len(in) && !strStop[in[i]] {
+			i++
+		}
+		if i >= len(in) || in[i] < utf8.RuneSelf {
 			break
 		}
-		if c == '\\' || c < 0x20 {
-			break
+		high = true
+		i++
+	}
+	if i < len(in) && in[i] == '"' && (!high || utf8.Valid(in[start:i])) {
+		p.i = i + 1
+		if n := i - start; n < 24 {
+			dst = append(dst, MajorText<<5|byte(n))
+		} else {
+			dst = AppendHead(dst, MajorText, uint64(n))
 		}
-		p.i++
+		return append(dst, in[start:i]...), nil
 	}
 	p.i = start
+	return p.strSlow(dst)
+}
+
+// strSlow converts the string whose first byte is at p.i, decoding escapes
+// and replacing invalid UTF-8 with U+FFFD.
+func (p *jsonParser) strSlow(dst []byte) ([]byte, error) {
 	var buf []byte
 	for {
 		if p.i >= len(p.in) {

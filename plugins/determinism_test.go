@@ -94,6 +94,65 @@ func TestEpochReplay(t *testing.T) {
 	}
 }
 
+// TestPrefetchedGuestsEqualFresh: the guests prepared in the background for
+// the next epoch give the same history as guests made at the boundary, and
+// they are used: chaos over three epoch boundaries, with and without.
+func TestPrefetchedGuestsEqualFresh(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	evs := ticks(1, 3*abi.EpochSize+200)
+	for _, e := range evs { // a clock going backwards: a fresh guest's monotonic clock starts again
+		e.Time = int64(len(evs)-int(e.Seq)) * 1e6
+	}
+	run := func() ([]byte, int) {
+		i := instance(t, compile(t, r, "chaos"), plugins.InstanceConfig{View: "v"})
+		st := nodb.NewMemStore()
+		for _, e := range evs {
+			if err := i.Reduce(context.Background(), e, st); err != nil {
+				t.Fatalf("seq %d: %v", e.Seq, err)
+			}
+		}
+		return st.CBOR(), i.Adopted()
+	}
+	with, adopted := run()
+	if adopted != 3 {
+		t.Errorf("%d prefetched guests adopted over 3 boundaries, want 3", adopted)
+	}
+	defer plugins.SetPrefetch(false)()
+	without, adopted := run()
+	if adopted != 0 {
+		t.Errorf("%d prefetched guests adopted with prefetching off", adopted)
+	}
+	if !bytes.Equal(with, without) {
+		t.Fatal("prefetched guests give another history than fresh ones")
+	}
+}
+
+// TestPrefetchSparse: a view that reduces only a few events per epoch
+// prepares no spare guest, and an instance closed while one is being
+// prepared waits for it and releases it.
+func TestPrefetchSparse(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "chaos"), plugins.InstanceConfig{View: "v"})
+	st := nodb.NewMemStore()
+	for s := uint64(1); s < 3*abi.EpochSize; s += 97 {
+		if err := i.Reduce(context.Background(), ev(s, "tick", "{}"), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := i.Adopted(); n != 0 {
+		t.Errorf("a sparse view adopted %d prefetched guests", n)
+	}
+	j := instance(t, compile(t, r, "chaos"), plugins.InstanceConfig{View: "v"})
+	for _, e := range ticks(1, abi.EpochSize-1) {
+		if err := j.Reduce(context.Background(), e, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestTodosWasmEqualsNative: the todos reducer gives the same state (and
 // rejects the same events) through Wasm and natively.
 func TestTodosWasmEqualsNative(t *testing.T) {

@@ -7,3 +7,14 @@ func SetEventFuel(n uint64) (restore func()) {
 	eventFuel = n
 	return func() { eventFuel = old }
 }
+
+// SetPrefetch turns the background preparation of the next epoch's guest on
+// or off; the returned func restores it.
+func SetPrefetch(on bool) (restore func()) {
+	old := prefetchOn
+	prefetchOn = on
+	return func() { prefetchOn = old }
+}
+
+// Adopted returns how many prefetched guests the instance has taken over.
+func (i *Instance) Adopted() int { return i.adopted }

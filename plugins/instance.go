@@ -119,9 +119,39 @@ type Instance struct {
 	pending      []byte
 	pendingPath  string
 
+	// The guest of the next epoch, instantiated and initialised in the
+	// background (see prefetch).
+	next       *prefetched
+	epochCalls int // nodb_reduce calls made to the current guest
+	adopted    int // prefetched guests taken over (for tests)
+
 	broken error // set after a trap; Reduce refuses afterwards
 	closed bool
 }
+
+// prefetched is a guest being made ready for a later epoch by a goroutine:
+// a whole Instance (its own host-call state, watchdog entry and output), of
+// which adopt takes the guest.
+type prefetched struct {
+	epoch uint64
+	done  chan struct{} // closed when inst and err are set
+	inst  *Instance
+	err   error
+}
+
+// prefetchFrom is the position in an epoch (0-based) from which the guest of
+// the next epoch is prepared in the background, if the current guest has
+// reduced at least prefetchDense events: a view that sees few events, or
+// few of the types it consumes, prefetches nothing, and one that does holds
+// the spare guest (its memory, ~2.5 MB for a Go guest) for only part of
+// each epoch. At replay speed the spare is ready long before the boundary.
+const (
+	prefetchFrom  = abi.EpochSize / 2
+	prefetchDense = abi.EpochSize / 4
+)
+
+// prefetchOn turns prefetching off for tests that compare with it.
+var prefetchOn = true
 
 // NewInstance creates an instance for a view: it instantiates the module for
 // the epoch of cfg.StartSeq and runs its _initialize. A failure there wraps
@@ -193,7 +223,7 @@ func (i *Instance) instantiate(e uint64) error {
 		i.mod = nil
 	}
 	i.bufPtr, i.bufSize = 0, 0
-	i.epoch = e
+	i.epoch, i.epochCalls = e, 0
 	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
 	i.watch.begin()
@@ -202,7 +232,7 @@ func (i *Instance) instantiate(e uint64) error {
 		g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
 		i.watch.mu.Lock()
 		i.stopG = g
-		if i.watch.fired && g != nil {
+		if i.watch.timedOut() && g != nil {
 			g.Set(1)
 		}
 		i.fuelG, _ = mod.ExportedGlobal(fuelExport).(api.MutableGlobal)
@@ -224,6 +254,57 @@ func (i *Instance) instantiate(e uint64) error {
 		return i.trap(0, "_initialize failed", err)
 	}
 	return nil
+}
+
+// switchTo makes the guest one for epoch e: the prefetched one if it is for
+// e and came up without error, else a new one made now. A prefetched guest
+// is what instantiate would make: a fresh instance whose _initialize ran
+// with clock 0 and the random source of (view, e). If its preparation failed
+// (a time-out on a loaded machine, say), instantiate runs it again here and
+// reports what happens this time.
+func (i *Instance) switchTo(e uint64) error {
+	if p := i.next; p != nil {
+		i.next = nil
+		<-p.done
+		if p.err == nil && p.epoch == e {
+			i.adopt(p.inst)
+			return nil
+		}
+		if p.inst != nil {
+			_ = p.inst.Close(i.ctx)
+		}
+	}
+	return i.instantiate(e)
+}
+
+// prefetch starts preparing the guest for epoch e in the background.
+func (i *Instance) prefetch(e uint64) {
+	p := &prefetched{epoch: e, done: make(chan struct{})}
+	i.next = p
+	cfg := i.cfg
+	cfg.StartSeq = abi.EpochStart(e)
+	go func() {
+		defer close(p.done)
+		p.inst, p.err = i.m.newInstance(context.Background(), cfg, false)
+	}()
+}
+
+// adopt makes the guest of n (a prefetched Instance, for epoch n.epoch)
+// this instance's guest and discards the rest of n.
+func (i *Instance) adopt(n *Instance) {
+	if i.mod != nil {
+		_ = i.mod.Close(i.ctx)
+	}
+	i.watch.mu.Lock()
+	i.stopG, i.fuelG = n.stopG, n.fuelG
+	i.watch.mu.Unlock()
+	i.mod, i.fnBuffer, i.fnReduce, i.fnInit = n.mod, n.fnBuffer, n.fnReduce, n.fnInit
+	i.epoch, i.monotonic = n.epoch, n.monotonic
+	i.bufPtr, i.bufSize = 0, 0
+	i.epochCalls = 0
+	i.adopted++
+	n.mod = nil // not closed with n
+	_ = n.Close(i.ctx)
 }
 
 // refuel gives the guest a full tank for the next call.
@@ -274,15 +355,17 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if i.m.consumes != nil {
-		if _, ok := i.m.consumes[ev.Type]; !ok {
-			return nil
-		}
+	if !i.m.consumes.has(ev.Type) {
+		return nil
 	}
 	if e := abi.Epoch(ev.Seq); e != i.epoch || i.mod == nil {
-		if err := i.instantiate(e); err != nil {
+		if err := i.switchTo(e); err != nil {
 			return err
 		}
+	}
+	i.epochCalls++
+	if i.next == nil && i.epochCalls >= prefetchDense && (ev.Seq-1)%abi.EpochSize >= prefetchFrom && prefetchOn && !i.probe {
+		i.prefetch(i.epoch + 1)
 	}
 	frame, err := abi.AppendFrame(i.frame[:0], ev.Seq, ev.Time, ev.PSeq, ev.Producer, ev.Type, ev.Payload)
 	if err != nil {
@@ -339,9 +422,7 @@ func (i *Instance) call(n uint32) error {
 // trap marks the instance unusable and builds the TrapError.
 func (i *Instance) trap(seq uint64, reason string, err error) error {
 	te := &TrapError{View: i.cfg.View, Seq: seq, Reason: reason, Err: err}
-	i.watch.mu.Lock()
-	timedOut := i.watch.fired
-	i.watch.mu.Unlock()
+	timedOut := i.watch.timedOut()
 	switch {
 	case timedOut:
 		te.Reason = fmt.Sprintf("exceeded the time limit of %v", i.cfg.EventTimeout)
@@ -379,6 +460,13 @@ func (i *Instance) Close(ctx context.Context) error {
 	}
 	i.closed = true
 	i.m.rt.wd.remove(&i.watch)
+	if p := i.next; p != nil {
+		i.next = nil
+		<-p.done
+		if p.inst != nil {
+			_ = p.inst.Close(ctx)
+		}
+	}
 	var err error
 	if i.mod != nil {
 		err = i.mod.Close(ctx)

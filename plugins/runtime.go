@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -205,7 +206,7 @@ type Module struct {
 	rt       *Runtime
 	wasm     []byte // instrumented
 	info     Info
-	consumes map[string]struct{} // nil = all
+	consumes typeSet
 
 	mu       sync.Mutex
 	compiled map[uint32]wazero.CompiledModule // by engine limit
@@ -268,17 +269,59 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		m.info.Kind = "cascade"
 		m.info.Consumes = []string{abi.TypePatch}
 	}
-	if m.info.Consumes != nil {
-		m.consumes = make(map[string]struct{}, len(m.info.Consumes))
-		for _, t := range m.info.Consumes {
-			if t == abi.ConsumeAll {
-				m.consumes, m.info.Consumes = nil, nil
-				break
-			}
-			m.consumes[t] = struct{}{}
+	if slices.Contains(m.info.Consumes, abi.ConsumeAll) {
+		m.info.Consumes = nil
+	}
+	m.consumes = newTypeSet(m.info.Consumes)
+	return m, nil
+}
+
+// Consumes reports whether the module consumes events of type t: what
+// Info().ConsumesType answers, made for a lookup per event (no hashing for
+// the usual few types).
+func (m *Module) Consumes(t string) bool { return m.consumes.has(t) }
+
+// typeSet is a set of event types looked up once per event. Up to
+// typeSetList types are a list compared in order (the lengths first, then
+// the bytes: cheaper than hashing the type for a map); more go in a map.
+type typeSet struct {
+	all  bool // every type
+	list []string
+	m    map[string]struct{}
+}
+
+const typeSetList = 8
+
+// newTypeSet returns the set of types; nil means every type.
+func newTypeSet(types []string) typeSet {
+	switch {
+	case types == nil:
+		return typeSet{all: true}
+	case len(types) <= typeSetList:
+		return typeSet{list: slices.Clone(types)}
+	}
+	s := typeSet{m: make(map[string]struct{}, len(types))}
+	for _, t := range types {
+		s.m[t] = struct{}{}
+	}
+	return s
+}
+
+// has reports whether t is in the set.
+func (s *typeSet) has(t string) bool {
+	if s.all {
+		return true
+	}
+	if s.m != nil {
+		_, ok := s.m[t]
+		return ok
+	}
+	for _, c := range s.list {
+		if c == t {
+			return true
 		}
 	}
-	return m, nil
+	return false
 }
 
 // compiledFor returns the module compiled in the engine for limit.

@@ -29,3 +29,17 @@ func TestTodosSmoke(t *testing.T) {
 		t.Fatalf("got %s want %s", got, want)
 	}
 }
+
+// TestModuleConsumes: Module.Consumes answers as Info().ConsumesType does.
+func TestModuleConsumes(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	for _, name := range []string{"todos", "noop", "loop"} {
+		m := compile(t, r, name)
+		info := m.Info()
+		for _, typ := range []string{"todo/add", "todo/toggle", "todo/clear-completed", "x", "", "todo/adD"} {
+			if got, want := m.Consumes(typ), info.ConsumesType(typ); got != want {
+				t.Errorf("%s: Consumes(%q) = %v, Info says %v", name, typ, got, want)
+			}
+		}
+	}
+}

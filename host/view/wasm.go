@@ -16,11 +16,11 @@ import (
 // Reducer. The host owns the state: the guest reads and changes it through
 // host functions that land in the view's statetree transaction.
 type WasmReducer struct {
-	inst     *plugins.Instance
-	consumes map[string]bool // nil: every type
-	hash     string
-	ev       plugins.Event
-	st       TxState
+	inst *plugins.Instance
+	mod  *plugins.Module
+	hash string
+	ev   plugins.Event
+	st   TxState
 }
 
 // NewWasmReducer instantiates mod for the view named view.
@@ -31,22 +31,11 @@ func NewWasmReducer(ctx context.Context, mod *plugins.Module, view string, cfg p
 		return nil, err
 	}
 	info := mod.Info()
-	r := &WasmReducer{inst: inst, hash: hex.EncodeToString(info.SHA256[:])}
-	if info.Consumes != nil {
-		r.consumes = make(map[string]bool, len(info.Consumes))
-		for _, t := range info.Consumes {
-			if t == abi.ConsumeAll {
-				r.consumes = nil
-				break
-			}
-			r.consumes[t] = true
-		}
-	}
-	return r, nil
+	return &WasmReducer{inst: inst, mod: mod, hash: hex.EncodeToString(info.SHA256[:])}, nil
 }
 
 // Consumes implements Reducer.
-func (r *WasmReducer) Consumes(t string) bool { return r.consumes == nil || r.consumes[t] }
+func (r *WasmReducer) Consumes(t string) bool { return r.mod.Consumes(t) }
 
 // Hash implements Reducer: the hex SHA-256 of the module.
 func (r *WasmReducer) Hash() string { return r.hash }
@@ -72,9 +61,10 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 // are reused from call to call: paths are parsed into path, values encoded
 // into buf.
 type TxState struct {
-	tx   *statetree.Tx
-	buf  []byte
-	path statetree.Path
+	tx     *statetree.Tx
+	buf    []byte
+	path   statetree.Path
+	parsed string // the path path holds, parsed; "" (the root) is parsed each time
 }
 
 // Reset points s at tx (nil when the call is over).
@@ -90,12 +80,18 @@ type statusError struct {
 func (e *statusError) Error() string   { return e.err.Error() }
 func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
 
+// parse parses path into s.path. A path equal to the last one parsed (the
+// usual get-then-set of one path in an event) is not parsed again.
 func (s *TxState) parse(path string) (statetree.Path, error) {
+	if path == s.parsed && path != "" {
+		return s.path, nil
+	}
+	s.parsed = ""
 	p, err := statetree.AppendPath(s.path[:0], path)
 	if err != nil {
 		return nil, &statusError{abi.StatusInvalidPath, err}
 	}
-	s.path = p
+	s.path, s.parsed = p, path
 	return p, nil
 }
 

@@ -2,11 +2,7 @@
 
 package nodb
 
-import (
-	"unsafe"
-
-	"github.com/nodb-dev/nodb/abi"
-)
+import "unsafe"
 
 // The host functions of ABI v1 (see abi/ABI.md). Pointers are offsets into
 // this module's memory; strings and slices are passed as pointer + length.
@@ -75,11 +71,6 @@ func hostInputGet(name, path string, buf []byte) int32 {
 	return wasmInputGet(strPtr(name), uint32(len(name)), strPtr(path), uint32(len(path)), bytesPtr(buf), uint32(len(buf)))
 }
 
-// frameBuf receives event frames from the host. It is a package variable, so
-// it stays reachable and (Go's collector does not move objects) in place
-// until nodb_buffer replaces it.
-var frameBuf []byte
-
 //go:wasmexport nodb_buffer
 func nodbBuffer(size uint32) uint32 {
 	if size == 0 {
@@ -89,13 +80,4 @@ func nodbBuffer(size uint32) uint32 {
 		frameBuf = make([]byte, size+size/4+256)
 	}
 	return uint32(uintptr(unsafe.Pointer(&frameBuf[0])))
-}
-
-//go:wasmexport nodb_reduce
-func nodbReduce(n uint32) int32 {
-	if n > uint32(len(frameBuf)) {
-		hostSetError("nodb: frame larger than the buffer")
-		return int32(abi.StatusError)
-	}
-	return reduce(frameBuf[:n])
 }

@@ -1,6 +1,10 @@
 package nodb
 
-import "github.com/nodb-dev/nodb/abi"
+import (
+	"encoding/binary"
+
+	"github.com/nodb-dev/nodb/abi"
+)
 
 // Fast paths for the per-event work of a reducer. Go compiled to
 // WebAssembly pays dearly for every call, multi-value return and map hash
@@ -253,30 +257,81 @@ func (v Value) each(fn func(key string, val Value) bool) {
 	}
 }
 
-// handlerList is handlers as a slice, for lookups without hashing. On only
-// runs during initialisation, so the list is built once; it is rebuilt if
-// the map has changed since (a type missing from the list is looked up in
-// the map before it counts as unknown).
-var handlerList []*entry
+// Handler lookup: a small table indexed by a hash of the type's length and
+// two words holding its first and last bytes (typeKey). For a type of up to
+// 16 bytes the words hold every byte, so a slot whose key equals the
+// type's is the type's entry; longer types compare the rest of the bytes.
+// That is a hash, two loads and three compares in line, with no loop and
+// no call into the runtime's comparison (each call and each loop iteration
+// costs a pass through the dispatch loop of Go code in WebAssembly).
+//
+// On only runs during initialisation, so the table is built once, at the
+// first lookup (On invalidates it). A type missing from the table is looked
+// up in the map
+// (types that share a slot with another stay out of the table; the host
+// only sends declared types, so misses are rare), and a type found there
+// rebuilds the table.
+const typeSlots = 64
+
+var (
+	typeTable    [typeSlots]*entry
+	typeTableFor = -1 // len(handlers) when the table was built; -1: to build
+)
+
+// typeKey returns the length of t and two words that hold its bytes: the
+// first and last 8 (or 4) bytes, overlapping for lengths under 16 (or 8);
+// for lengths under 4, bytes 0, n/2 and n-1, which are all of them.
+func typeKey(t []byte) (n int, a, b uint64) {
+	le := binary.LittleEndian
+	switch n = len(t); {
+	case n >= 8:
+		return n, le.Uint64(t), le.Uint64(t[n-8:])
+	case n >= 4:
+		return n, uint64(le.Uint32(t)), uint64(le.Uint32(t[n-4:]))
+	case n > 0:
+		return n, uint64(t[0]) | uint64(t[n/2])<<8 | uint64(t[n-1])<<16, 0
+	}
+	return 0, 0, 0
+}
+
+// typeSlot returns the table slot of a type key.
+func typeSlot(n int, a, b uint64) uint64 {
+	return ((a^uint64(n))*0x9e3779b97f4a7c15 + b*0xc2b2ae3d27d4eb4f) >> (64 - 6)
+}
 
 // handlerFor returns the entry registered for an event type, or nil.
+// nodbReduce does the lookup of the usual types (8 to 16 bytes, found in
+// the table) in line and calls this for the rest: shorter or longer types,
+// misses, and a table to build.
 func handlerFor(typ []byte) *entry {
-	if len(handlerList) == len(handlers) {
-		for _, e := range handlerList {
-			if len(e.typ) == len(typ) && e.typ == string(typ) {
-				return e
-			}
+	if typeTableFor == len(handlers) {
+		n, a, b := typeKey(typ)
+		e := typeTable[typeSlot(n, a, b)]
+		if e != nil && e.n == n && e.a == a && e.b == b && (n <= 16 || e.typ == string(typ)) {
+			return e
 		}
 	}
 	e, ok := handlers[string(typ)]
-	if !ok && len(handlerList) == len(handlers) {
-		return nil
-	}
-	handlerList = handlerList[:0]
-	for _, h := range handlers {
-		handlerList = append(handlerList, h)
+	if ok || typeTableFor != len(handlers) {
+		buildTypeTable()
 	}
 	return e
+}
+
+// buildTypeTable fills the lookup table from the handlers map.
+func buildTypeTable() {
+	typeTable = [typeSlots]*entry{}
+	typeTableFor = len(handlers)
+	var taken [typeSlots]bool
+	for _, e := range handlers {
+		e.n, e.a, e.b = typeKey([]byte(e.typ))
+		i := typeSlot(e.n, e.a, e.b)
+		if taken[i] {
+			typeTable[i] = nil
+			continue
+		}
+		typeTable[i], taken[i] = e, true
+	}
 }
 
 // appendCommon appends the most common values of State.Set and Map

@@ -187,3 +187,70 @@ func TestHandlerFor(t *testing.T) {
 		t.Fatalf("a type matching another's words only matched %q", e.typ)
 	}
 }
+
+// TestHandlerForLookalikes registers types one at a time and looks up types
+// that agree with them in the words of the lookup table (length, first and
+// last bytes) but not in the bytes between: each must be a miss, for
+// handlerFor and for the lookup nodbReduce makes in line.
+func TestHandlerForLookalikes(t *testing.T) {
+	h := NewHarness()
+	for _, c := range []struct{ typ, miss string }{
+		{"abc", "axc"},
+		{"ab", "ac"},
+		{"abcdefghijklmnopq", "abcdefghXjklmnopq"}, // byte 8 of 17 is in neither word
+		{"12345678-x-87654321", "12345678-z-87654321"},
+		{"abcdefghijklmnop", "abcdefghXjklmnop"},
+		{"abcdefg", "abcXefg"},
+		{"todo/toggle", "a"}, // "a", "b": a type of the same table slot, see sameSlot
+		{"todo/toggle", "b"},
+		{"0123456789abcdef", "a"},
+		{"0123456789abcdef", "b"},
+	} {
+		ran := ""
+		switch c.miss {
+		case "a", "b":
+			c.miss = sameSlot(t, c.typ, int(c.miss[0]-'a'))
+		}
+		On(c.typ, func(_ *State, e Event) error { ran = e.Type(); return nil })
+		if e := handlerFor([]byte(c.typ)); e == nil || e.typ != c.typ {
+			t.Errorf("handlerFor(%q) = %v", c.typ, e)
+		}
+		if e := handlerFor([]byte(c.miss)); e != nil {
+			t.Errorf("handlerFor(%q) = %q", c.miss, e.typ)
+		}
+		for _, typ := range []string{c.miss, c.typ, c.miss} {
+			ran = ""
+			if err := h.Reduce(typ, "{}"); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]string{true: c.typ}[typ == c.typ]; ran != want {
+				t.Errorf("an event of type %q ran the handler of %q", typ, ran)
+			}
+		}
+		delete(handlers, c.typ)
+		consumed = consumed[:len(consumed)-1]
+	}
+}
+
+// sameSlot returns a type of typ's length (9 to 16 bytes) that lands in
+// typ's table slot and differs from it only in bytes of word a (only == 0)
+// or only in bytes of word b: only the comparison of that word tells them
+// apart.
+func sameSlot(t *testing.T, typ string, only int) string {
+	n, a, b := typeKey([]byte(typ))
+	want := typeSlot(n, a, b)
+	lo, hi := 0, n-8 // bytes in word a only
+	if only != 0 {
+		lo, hi = 8, n // bytes in word b only
+	}
+	for i := 0; i < 1<<16; i++ {
+		m := []byte(typ)
+		m[lo] = byte(' ' + i%95)
+		m[hi-1] = byte(' ' + i/95%95)
+		if mn, ma, mb := typeKey(m); string(m) != typ && typeSlot(mn, ma, mb) == want {
+			return string(m)
+		}
+	}
+	t.Fatalf("no type in the slot of %q", typ)
+	return ""
+}

@@ -89,6 +89,12 @@ func (h *Harness) ReduceEvent(seq uint64, time int64, producer string, pseq uint
 	return nil
 }
 
+// reduce runs the handler for one event frame as nodb_reduce does.
+func reduce(frame []byte) int32 {
+	frameBuf = frame
+	return nodbReduce(uint32(len(frame)))
+}
+
 // RejectedError is returned by Harness.Reduce when a handler returned an
 // error (the host reports it as a plugins.ReducerError).
 type RejectedError struct {

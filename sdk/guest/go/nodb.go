@@ -44,8 +44,9 @@
 //     allocates once per +;
 //   - read a value once with View (or a Get*) rather than Has then Get*:
 //     each is a host call;
-//   - store with SetStr, SetInt, SetFloat, SetBool and SetMap rather than
-//     Set, whose any parameter costs an allocation for most types.
+//   - store with SetStr, SetInt, SetFloat, SetBool and SetFields rather
+//     than Set or SetMap, whose any parameters cost an allocation for most
+//     types.
 package nodb
 
 import (
@@ -61,8 +62,10 @@ import (
 type Handler func(s *State, e Event) error
 
 type entry struct {
-	typ string
-	h   Handler
+	typ  string
+	h    Handler
+	n    int    // len(typ), and
+	a, b uint64 // the words of typ, see typeKey
 }
 
 var handlers = map[string]*entry{}
@@ -77,15 +80,34 @@ func On(eventType string, h Handler) {
 		return
 	}
 	handlers[eventType] = &entry{typ: eventType, h: h}
+	typeTableFor = -1 // rebuilt at the next lookup
 	hostConsume(eventType)
 }
 
 // theState is the one State handed to handlers; its buffers are reused.
 var theState State
 
-// reduce runs the handler for one event frame and returns the status for
-// nodb_reduce. It decodes the frame as abi.DecodeFrame does, in line.
-func reduce(frame []byte) int32 {
+// frameBuf receives event frames from the host (nodb_buffer). It is a
+// package variable, so it stays reachable and (Go's collector does not move
+// objects) in place until nodb_buffer replaces it. Natively the Harness
+// points it at the frame it built.
+var frameBuf []byte
+
+// nodbReduce runs the handler for the event frame of n bytes at the start
+// of frameBuf and returns the status for nodb_reduce. It decodes the frame
+// as abi.DecodeFrame does, in line, and looks the handler up with
+// handlerFor's fast path in line too: inside WebAssembly every Go call
+// costs a pass through the dispatch loops of caller and callee, so the
+// export does the whole dispatch itself. (Natively it is an ordinary
+// function, called by the Harness.)
+//
+//go:wasmexport nodb_reduce
+func nodbReduce(n uint32) int32 {
+	if n > uint32(len(frameBuf)) {
+		hostSetError("nodb: frame larger than the buffer")
+		return int32(abi.StatusError)
+	}
+	frame := frameBuf[:n:n]
 	le := binary.LittleEndian
 	if len(frame) < abi.FrameHeaderSize || le.Uint32(frame[abi.OffFormat:]) != abi.FormatCBOR {
 		return malformed()
@@ -99,7 +121,6 @@ func reduce(frame []byte) int32 {
 	t := abi.FrameHeaderSize + pl
 	y := t + tl
 	typ := frame[t:y:y]
-	frame = frame[:len(frame):len(frame)] // the payload runs to the end
 	if len(patchHandlers) > 0 && string(typ) == abi.TypePatch {
 		return reducePatch(abi.Frame{
 			Seq:      le.Uint64(frame[abi.OffSeq:]),
@@ -110,9 +131,19 @@ func reduce(frame []byte) int32 {
 			Payload:  frame[y:],
 		})
 	}
-	en := handlerFor(typ)
+	// handlerFor, with its usual case in line: a type of 8 to 16 bytes,
+	// whose two words are all of it.
+	var en *entry
+	if k := len(typ); k >= 8 && k <= 16 && typeTableFor == len(handlers) {
+		a, b := le.Uint64(typ), le.Uint64(typ[k-8:])
+		if e := typeTable[typeSlot(k, a, b)]; e != nil && e.n == k && e.a == a && e.b == b {
+			en = e
+		}
+	}
 	if en == nil {
-		return 0
+		if en = handlerFor(typ); en == nil {
+			return 0
+		}
 	}
 	ev := Event{
 		seq:      le.Uint64(frame[abi.OffSeq:]),
@@ -325,6 +356,21 @@ func (s *State) Set(path string, v any) error {
 // alternating string keys and values of the types Set takes.
 func (s *State) SetMap(path string, kv ...any) error {
 	enc, err := MapValue(kv).AppendCBOR(s.enc[:0])
+	s.enc = enc
+	if err != nil {
+		return err
+	}
+	return s.put(path)
+}
+
+// SetFields stores at path the map of the fields, in their order:
+// SetFields(p, StrField("text", t), BoolField("done", false)) stores what
+// SetMap(p, "text", t, "done", false) does. Fields hold their values
+// without an interface, so nothing is allocated: inside WebAssembly,
+// SetMap's conversion of a non-constant string (or most other values) to
+// any costs a heap allocation.
+func (s *State) SetFields(path string, fields ...Field) error {
+	enc, err := appendFields(s.enc[:0], fields)
 	s.enc = enc
 	if err != nil {
 		return err

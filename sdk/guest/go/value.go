@@ -346,6 +346,71 @@ func (m MapValue) AppendCBOR(dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// Field is one key and value of a map stored with State.SetFields. Make it
+// with StrField, BoolField, IntField or FloatField.
+type Field struct {
+	key  string
+	kind byte   // fieldStr, fieldBool, fieldInt or fieldFloat
+	s    string // the string
+	n    uint64 // the bool (0 or 1), the int64 or the float64's bits
+}
+
+// The kinds of Field.
+const (
+	fieldStr = iota
+	fieldBool
+	fieldInt
+	fieldFloat
+)
+
+// StrField is a field with a string value.
+func StrField(key, v string) Field { return Field{key: key, kind: fieldStr, s: v} }
+
+// BoolField is a field with a boolean value.
+func BoolField(key string, v bool) Field {
+	f := Field{key: key, kind: fieldBool}
+	if v {
+		f.n = 1
+	}
+	return f
+}
+
+// IntField is a field with an integer value.
+func IntField(key string, v int64) Field { return Field{key: key, kind: fieldInt, n: uint64(v)} }
+
+// FloatField is a field with a number value (NaN and infinities are
+// ErrUnsupported when the field is stored).
+func FloatField(key string, v float64) Field {
+	return Field{key: key, kind: fieldFloat, n: math.Float64bits(v)}
+}
+
+// appendFields appends the map of fields, in their order.
+func appendFields(dst []byte, fields []Field) ([]byte, error) {
+	if n := len(fields); n < 24 {
+		dst = append(dst, abi.MajorMap<<5|byte(n))
+	} else {
+		dst = abi.AppendHead(dst, abi.MajorMap, uint64(n))
+	}
+	var err error
+	for i := range fields {
+		f := &fields[i]
+		dst = appendText(dst, f.key)
+		switch f.kind {
+		case fieldStr:
+			dst = appendText(dst, f.s)
+		case fieldBool:
+			dst = abi.AppendBool(dst, f.n != 0)
+		case fieldInt:
+			dst = abi.AppendInt(dst, int64(f.n))
+		default:
+			if dst, err = appendFloat(dst, math.Float64frombits(f.n)); err != nil {
+				return dst, err
+			}
+		}
+	}
+	return dst, nil
+}
+
 // ListValue is an array built by List.
 type ListValue []any
 

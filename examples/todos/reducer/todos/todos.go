@@ -44,7 +44,7 @@ func init() {
 		if s.Has(p) {
 			return errors.New("todos: duplicate id " + id)
 		}
-		return s.SetMap(p, "text", e.Str("text"), "done", false)
+		return s.SetFields(p, nodb.StrField("text", e.Str("text")), nodb.BoolField("done", false))
 	})
 	nodb.On(Toggle, func(s *nodb.State, e nodb.Event) error {
 		id, err := todoID(e)
