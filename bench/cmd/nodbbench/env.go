@@ -44,13 +44,11 @@ func (e *Env) Nodb(ctx context.Context) (string, error) {
 	if e.NodbBin != "" {
 		return e.NodbBin, nil
 	}
-	if p := filepath.Join(e.Root, "bin", "nodb"); isExecutable(p) {
-		e.NodbBin = p
-		e.Logf("using %s (make build refreshes it)", p)
-		return p, nil
-	}
+	// Always built from the source in front of us (the Go build cache makes
+	// this quick): a bin/nodb left from an older checkout would measure old
+	// code.
 	p := filepath.Join(e.TmpDir, "nodb")
-	e.Logf("bin/nodb missing: go build -o %s ./host/cmd/nodb", p)
+	e.Logf("go build -o %s ./host/cmd/nodb", p)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", p, "./host/cmd/nodb")
 	cmd.Dir = e.Root
 	if out, err := cmd.CombinedOutput(); err != nil {

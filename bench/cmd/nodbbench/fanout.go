@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -49,10 +48,10 @@ func runFanout(ctx context.Context, env *Env) (Results, error) {
 		levels, dur = []int{100, 1000}, 2*time.Second
 	}
 	res := Results{}
-	wasm := filepath.Join(env.Root, "examples", "todos", "todos.wasm")
-	if _, err := os.Stat(wasm); err != nil {
-		return nil, fmt.Errorf("fanout needs %s: run make examples", wasm)
+	if _, err := todosWasm(ctx, env); err != nil {
+		return nil, err
 	}
+	wasm := filepath.Join(env.Root, "examples", "todos", "todos.wasm")
 	type row struct {
 		n                     int
 		p50, p99, bp50, bp99  float64

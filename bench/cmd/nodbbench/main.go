@@ -41,6 +41,8 @@ type Env struct {
 	NodbBin string
 	// TmpDir is a scratch directory removed at the end of the run.
 	TmpDir string
+
+	todosBuilt bool // todosWasm has rebuilt examples/todos/todos.wasm
 }
 
 // Logf prints a progress line to stderr.
@@ -71,7 +73,7 @@ func main() {
 	benchList := flag.String("bench", "", "comma-separated benchmarks to run (empty: all); -list shows them")
 	out := flag.String("out", "bench/out/results.json", "JSON file to merge results into (\"\" = don't write)")
 	quick := flag.Bool("quick", false, "short run: a smoke test, numbers are rough")
-	nodbBin := flag.String("nodb", "", "nodb binary (default: bin/nodb if present, else built into a temp dir)")
+	nodbBin := flag.String("nodb", "", "nodb binary (default: built from this checkout into a temp dir)")
 	list := flag.Bool("list", false, "list the benchmarks and exit")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the load generator) to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of this process to this file at the end")
