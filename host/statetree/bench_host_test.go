@@ -1,0 +1,179 @@
+package statetree
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// hostEvent is one replay event as a reducer's host calls see it: the
+// pointers it reads and writes (fresh strings, as copied from guest
+// memory) and the CBOR it sends.
+type hostEvent struct {
+	kind  byte // 't'oggle, 'r'ename, 'a'dd, 'd'elete
+	read  string
+	write string
+	value []byte
+}
+
+// hostEvents returns a start root of 10k todos and n events of the replay
+// mix (35% toggle, 20% rename, 32% add, 13% delete) that apply to it in
+// order.
+func hostEvents(n int) (Value, []hostEvent) {
+	root, ids := randomTodos(10_000)
+	rng := rand.New(rand.NewPCG(3, 4))
+	fresh := func(parts ...string) string {
+		b := []byte{}
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return string(b)
+	}
+	todo := func(i int) []byte {
+		t, _ := Map(map[string]Value{"text": String("todo text number " + strconv.Itoa(i)), "done": Bool(false)})
+		return EncodeCBOR(t)
+	}
+	evs := make([]hostEvent, n)
+	for i := range evs {
+		id := ids[rng.IntN(len(ids))]
+		switch r := rng.IntN(100); {
+		case r < 35:
+			p := fresh("/todos/", id, "/done")
+			evs[i] = hostEvent{'t', p, p, nil}
+		case r < 55:
+			p := fresh("/todos/", id, "/text")
+			evs[i] = hostEvent{'r', p, p, EncodeCBOR(String("renamed " + strconv.Itoa(i)))}
+		case r < 87:
+			nid := "n" + strconv.Itoa(i)
+			ids = append(ids, nid)
+			p := fresh("/todos/", nid)
+			evs[i] = hostEvent{'a', p, p, todo(i)}
+		default:
+			k := rng.IntN(len(ids))
+			id = ids[k]
+			ids[k] = ids[len(ids)-1]
+			ids = ids[:len(ids)-1]
+			evs[i] = hostEvent{'d', "", fresh("/todos/", id), nil}
+		}
+	}
+	return root, evs
+}
+
+// hostState does what host/view's TxState does: parse into a reused Path,
+// then Peek, Set or Remove; or, with pointer, parse into a Pointer and
+// SetPointer or RemovePointer.
+type hostState struct {
+	tx      *Tx
+	pointer bool
+	path    Path
+	q       Pointer
+	buf     []byte
+}
+
+func (s *hostState) parse(ptr string) Path {
+	if s.pointer {
+		if err := s.q.Parse(ptr); err != nil {
+			panic(err)
+		}
+		return s.q.Path()
+	}
+	p, err := AppendPath(s.path[:0], ptr)
+	if err != nil {
+		panic(err)
+	}
+	s.path = p
+	return p
+}
+
+func (s *hostState) get(ptr string) ([]byte, bool) {
+	v, ok := s.tx.Peek(s.parse(ptr))
+	if !ok {
+		return nil, false
+	}
+	s.buf = AppendCBOR(s.buf[:0], v)
+	return s.buf, true
+}
+
+func (s *hostState) has(ptr string) bool {
+	_, ok := s.tx.Peek(s.parse(ptr))
+	return ok
+}
+
+func (s *hostState) set(ptr string, cbor []byte) error {
+	p := s.parse(ptr)
+	v, err := DecodeCBOR(cbor)
+	if err != nil {
+		return err
+	}
+	if s.pointer {
+		return s.tx.SetPointer(&s.q, v)
+	}
+	return s.tx.Set(p, v)
+}
+
+func (s *hostState) remove(ptr string) (bool, error) {
+	p := s.parse(ptr)
+	if s.pointer {
+		return s.tx.RemovePointer(&s.q)
+	}
+	return s.tx.Remove(p)
+}
+
+var cborBools = map[bool][]byte{false: EncodeCBOR(Bool(false)), true: EncodeCBOR(Bool(true))}
+
+// benchHost replays the events through s, 256 to a Tx, starting over from
+// the start root when they run out.
+func benchHost(b *testing.B, s *hostState) {
+	start, evs := hostEvents(100_000)
+	root := start
+	tx := root.Begin()
+	s.tx = tx
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%len(evs) == 0 {
+			tx = start.Begin()
+			s.tx = tx
+		}
+		ev := &evs[i%len(evs)]
+		var err error
+		switch ev.kind {
+		case 't':
+			data, ok := s.get(ev.read)
+			if !ok {
+				b.Fatal("no todo at", ev.read)
+			}
+			v, _ := DecodeCBOR(data)
+			err = s.set(ev.write, cborBools[!v.Bool()])
+		case 'r':
+			if !s.has(ev.read) {
+				b.Fatal("no todo at", ev.read)
+			}
+			err = s.set(ev.write, ev.value)
+		case 'a':
+			if s.has(ev.read) {
+				b.Fatal("a todo at", ev.read)
+			}
+			err = s.set(ev.write, ev.value)
+		case 'd':
+			var ok bool
+			if ok, err = s.remove(ev.write); !ok && err == nil {
+				b.Fatal("no todo at", ev.write)
+			}
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%256 == 255 {
+			root, _ = tx.Commit()
+		}
+	}
+	_ = root
+}
+
+// BenchmarkHostEventsPath is the replay's mix of events through the host
+// calls as host/view's TxState makes them: parsed Paths, Set and Remove.
+func BenchmarkHostEventsPath(b *testing.B) { benchHost(b, &hostState{}) }
+
+// BenchmarkHostEventsPointer is BenchmarkHostEventsPath with Pointers,
+// SetPointer and RemovePointer.
+func BenchmarkHostEventsPointer(b *testing.B) { benchHost(b, &hostState{pointer: true}) }
