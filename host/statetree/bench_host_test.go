@@ -7,27 +7,29 @@ import (
 )
 
 // hostEvent is one replay event as a reducer's host calls see it: the
-// pointers it reads and writes (fresh strings, as copied from guest
-// memory) and the CBOR it sends.
+// pointers it reads and writes (in guest memory: each call copies its
+// pointer to a fresh string, as the host functions do) and the CBOR it
+// sends.
 type hostEvent struct {
 	kind  byte // 't'oggle, 'r'ename, 'a'dd, 'd'elete
-	read  string
-	write string
+	read  []byte
+	write []byte
 	value []byte
 }
 
-// hostEvents returns a start root of 10k todos and n events of the replay
-// mix (35% toggle, 20% rename, 32% add, 13% delete) that apply to it in
-// order.
+// hostEvents returns a start root of 10k todos and n events of about the
+// replay's mix (35% toggle, 20% rename, and as many adds of random ids as
+// deletes, which the replay makes partly by clear-completed) that apply to
+// it in order.
 func hostEvents(n int) (Value, []hostEvent) {
 	root, ids := randomTodos(10_000)
 	rng := rand.New(rand.NewPCG(3, 4))
-	fresh := func(parts ...string) string {
+	fresh := func(parts ...string) []byte {
 		b := []byte{}
 		for _, p := range parts {
 			b = append(b, p...)
 		}
-		return string(b)
+		return b
 	}
 	todo := func(i int) []byte {
 		t, _ := Map(map[string]Value{"text": String("todo text number " + strconv.Itoa(i)), "done": Bool(false)})
@@ -43,8 +45,8 @@ func hostEvents(n int) (Value, []hostEvent) {
 		case r < 55:
 			p := fresh("/todos/", id, "/text")
 			evs[i] = hostEvent{'r', p, p, EncodeCBOR(String("renamed " + strconv.Itoa(i)))}
-		case r < 87:
-			nid := "n" + strconv.Itoa(i)
+		case r < 78:
+			nid := randomID(rng)
 			ids = append(ids, nid)
 			p := fresh("/todos/", nid)
 			evs[i] = hostEvent{'a', p, p, todo(i)}
@@ -53,7 +55,7 @@ func hostEvents(n int) (Value, []hostEvent) {
 			id = ids[k]
 			ids[k] = ids[len(ids)-1]
 			ids = ids[:len(ids)-1]
-			evs[i] = hostEvent{'d', "", fresh("/todos/", id), nil}
+			evs[i] = hostEvent{'d', nil, fresh("/todos/", id), nil}
 		}
 	}
 	return root, evs
@@ -138,26 +140,26 @@ func benchHost(b *testing.B, s *hostState) {
 		var err error
 		switch ev.kind {
 		case 't':
-			data, ok := s.get(ev.read)
+			data, ok := s.get(string(ev.read))
 			if !ok {
-				b.Fatal("no todo at", ev.read)
+				b.Fatalf("no todo at %s", ev.read)
 			}
 			v, _ := DecodeCBOR(data)
-			err = s.set(ev.write, cborBools[!v.Bool()])
+			err = s.set(string(ev.write), cborBools[!v.Bool()])
 		case 'r':
-			if !s.has(ev.read) {
-				b.Fatal("no todo at", ev.read)
+			if !s.has(string(ev.read)) {
+				b.Fatalf("no todo at %s", ev.read)
 			}
-			err = s.set(ev.write, ev.value)
+			err = s.set(string(ev.write), ev.value)
 		case 'a':
-			if s.has(ev.read) {
-				b.Fatal("a todo at", ev.read)
+			if s.has(string(ev.read)) {
+				b.Fatalf("a todo at %s", ev.read)
 			}
-			err = s.set(ev.write, ev.value)
+			err = s.set(string(ev.write), ev.value)
 		case 'd':
 			var ok bool
-			if ok, err = s.remove(ev.write); !ok && err == nil {
-				b.Fatal("no todo at", ev.write)
+			if ok, err = s.remove(string(ev.write)); !ok && err == nil {
+				b.Fatalf("no todo at %s", ev.write)
 			}
 		}
 		if err != nil {
