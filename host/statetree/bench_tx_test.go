@@ -120,3 +120,15 @@ func BenchmarkParseSetPath(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendPath parses a pointer into a reused Path, as host/view's
+// TxState does.
+func BenchmarkAppendPath(b *testing.B) {
+	var p Path
+	for b.Loop() {
+		var err error
+		if p, err = AppendPath(p[:0], "/todos/k3j9x0qa/done"); err != nil || len(p) != 3 {
+			b.Fatal(err)
+		}
+	}
+}

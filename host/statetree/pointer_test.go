@@ -1,8 +1,11 @@
 package statetree
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"pgregory.net/rapid"
 )
@@ -112,4 +115,59 @@ func TestPointerOpPaths(t *testing.T) {
 			t.Errorf("failed Parse(%q) left %q %q", bad, q.String(), q.Path())
 		}
 	}
+}
+
+// refParsePath is ParsePath as it was written before its one-pass split:
+// the reference FuzzParsePath compares it with.
+func refParsePath(s string) (Path, error) {
+	if s == "" {
+		return Path{}, nil
+	}
+	if s[0] != '/' {
+		return nil, errors.New("no leading slash")
+	}
+	if !utf8.ValidString(s) {
+		return nil, ErrInvalidUTF8
+	}
+	var p Path
+	for _, tok := range strings.Split(s[1:], "/") {
+		if strings.Contains(strings.NewReplacer("~0", "", "~1", "").Replace(tok), "~") {
+			return nil, errors.New("bad escape")
+		}
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		if err := checkKey(tok); err != nil {
+			return nil, err
+		}
+		p = append(p, tok)
+	}
+	return p, nil
+}
+
+// FuzzParsePath checks ParsePath and Pointer.Parse against refParsePath:
+// the same tokens, the same class of error (in the same order of
+// precedence: UTF-8, then each token's escapes, then its key), and, on
+// success, Path.String giving the text back.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"", "/", "//", "/a~1b/~0c/~01", "/todos/k3j9x0qa/done", "a", "/~", "/~2", "/a~",
+		"/__proto__", "/a/constructor/~2", "/\xff/__proto__", "/prototype~", "/é/~1", "/~01~10", "/a/\xc3", "/constructor~0", "/\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, werr := refParsePath(s)
+		got, err := ParsePath(s)
+		if (err == nil) != (werr == nil) || errors.Is(err, ErrInvalidUTF8) != errors.Is(werr, ErrInvalidUTF8) ||
+			errors.Is(err, ErrForbiddenKey) != errors.Is(werr, ErrForbiddenKey) {
+			t.Fatalf("ParsePath(%q) error %v, want %v", s, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if !slices.Equal(got, want) || got.String() != s {
+			t.Fatalf("ParsePath(%q) = %q (String %q), want %q", s, got, got.String(), want)
+		}
+		q := Pointer{path: Path{"stale", "tokens", "here"}}
+		if err := q.Parse(s); err != nil || !slices.Equal(q.Path(), want) || q.String() != s {
+			t.Fatalf("Parse(%q) = %q %q, %v", s, q.String(), q.Path(), err)
+		}
+	})
 }
