@@ -397,7 +397,7 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 			if err != nil {
 				return null, err
 			}
-			if err := checkKey(k); err != nil {
+			if err := checkToken(k); err != nil { // key checked its UTF-8
 				d.pos = at
 				return null, d.errorf("%v", err)
 			}

@@ -106,8 +106,9 @@ func (q *Pointer) Path() Path { return q.path }
 // String returns the text q was parsed from.
 func (q *Pointer) String() string { return q.text }
 
-// checkToken is checkKey for a token of a pointer already checked to be
-// valid UTF-8 (its substrings, and the unescaped forms of those, are too).
+// checkToken is checkKey for a key already checked to be valid UTF-8: a
+// token of a valid pointer (its substrings, and the unescaped forms of
+// those, are valid too) or a map key the CBOR decoder read.
 func checkToken(tok string) error {
 	if len(tok) >= 9 && len(tok) <= 11 {
 		switch tok {
