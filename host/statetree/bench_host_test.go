@@ -8,8 +8,8 @@ import (
 
 // hostEvent is one replay event as a reducer's host calls see it: the
 // pointers it reads and writes (in guest memory: each call copies its
-// pointer to a fresh string, as the host functions do) and the CBOR it
-// sends.
+// pointer to a fresh string unless it is the previous call's, as the host
+// functions do; see hostState.str) and the CBOR it sends.
 type hostEvent struct {
 	kind  byte // 't'oggle, 'r'ename, 'a'dd, 'd'elete
 	read  []byte
@@ -70,6 +70,16 @@ type hostState struct {
 	path    Path
 	q       Pointer
 	buf     []byte
+	last    string
+}
+
+// str returns b as a string: the previous call's if it has the same bytes,
+// else a fresh copy, as plugins' Instance.path does for guest paths.
+func (s *hostState) str(b []byte) string {
+	if string(b) != s.last {
+		s.last = string(b)
+	}
+	return s.last
 }
 
 func (s *hostState) parse(ptr string) Path {
@@ -140,25 +150,25 @@ func benchHost(b *testing.B, s *hostState) {
 		var err error
 		switch ev.kind {
 		case 't':
-			data, ok := s.get(string(ev.read))
+			data, ok := s.get(s.str(ev.read))
 			if !ok {
 				b.Fatalf("no todo at %s", ev.read)
 			}
 			v, _ := DecodeCBOR(data)
-			err = s.set(string(ev.write), cborBools[!v.Bool()])
+			err = s.set(s.str(ev.write), cborBools[!v.Bool()])
 		case 'r':
-			if !s.has(string(ev.read)) {
+			if !s.has(s.str(ev.read)) {
 				b.Fatalf("no todo at %s", ev.read)
 			}
-			err = s.set(string(ev.write), ev.value)
+			err = s.set(s.str(ev.write), ev.value)
 		case 'a':
-			if s.has(string(ev.read)) {
+			if s.has(s.str(ev.read)) {
 				b.Fatalf("a todo at %s", ev.read)
 			}
-			err = s.set(string(ev.write), ev.value)
+			err = s.set(s.str(ev.write), ev.value)
 		case 'd':
 			var ok bool
-			if ok, err = s.remove(string(ev.write)); !ok && err == nil {
+			if ok, err = s.remove(s.str(ev.write)); !ok && err == nil {
 				b.Fatalf("no todo at %s", ev.write)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Path is a parsed RFC 6901 JSON Pointer: the unescaped reference tokens, in
@@ -89,8 +90,14 @@ type Pointer struct {
 }
 
 // Parse sets q to the pointer s, parsed as ParsePath does. On error q is
-// the root.
+// the root. Parsing the very string q holds (the same bytes in memory, not
+// only equal ones) does nothing: strings are immutable, and host functions
+// hand a guest's repeated path on as the same string, so an event that
+// reads a path and then writes it parses it once.
 func (q *Pointer) Parse(s string) error {
+	if len(s) == len(q.text) && len(s) > 0 && unsafe.StringData(s) == unsafe.StringData(q.text) {
+		return nil
+	}
 	p, err := AppendPath(q.path[:0], s)
 	if err != nil {
 		q.text, q.path = "", q.path[:0]
@@ -100,7 +107,8 @@ func (q *Pointer) Parse(s string) error {
 	return nil
 }
 
-// Path returns q's tokens. The slice is q's: the next Parse overwrites it.
+// Path returns q's tokens. The slice is q's: the next Parse overwrites it,
+// and the caller must not change it.
 func (q *Pointer) Path() Path { return q.path }
 
 // String returns the text q was parsed from.

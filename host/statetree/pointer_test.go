@@ -171,3 +171,27 @@ func FuzzParsePath(f *testing.F) {
 		}
 	})
 }
+
+// TestPointerParseSame checks that parsing the string a Pointer holds
+// again keeps it, and that any other string, equal or not, is parsed.
+func TestPointerParseSame(t *testing.T) {
+	var q Pointer
+	check := func(s string, want ...string) {
+		t.Helper()
+		if err := q.Parse(s); err != nil || q.String() != s || !slices.Equal(q.Path(), Path(want)) {
+			t.Fatalf("Parse(%q) = %q %q, %v; want %q", s, q.String(), q.Path(), err, want)
+		}
+	}
+	ab := string([]byte("/a/b"))
+	check(ab, "a", "b")
+	check(ab, "a", "b")
+	check(string([]byte("/a/c")), "a", "c") // as long, elsewhere
+	check(ab[:2], "a")                      // a prefix of the same bytes
+	check(string([]byte("/a/b")), "a", "b") // equal, elsewhere
+	check("", []string{}...)
+	check("")
+	if err := q.Parse("/__proto__"); err == nil {
+		t.Fatal("Parse of a forbidden key succeeded")
+	}
+	check(ab, "a", "b")
+}
