@@ -189,3 +189,39 @@ func BenchmarkHostEventsPath(b *testing.B) { benchHost(b, &hostState{}) }
 // BenchmarkHostEventsPointer is BenchmarkHostEventsPath with Pointers,
 // SetPointer and RemovePointer.
 func BenchmarkHostEventsPointer(b *testing.B) { benchHost(b, &hostState{pointer: true}) }
+
+// BenchmarkHostGetAllTodos encodes the whole todos map into a reused
+// buffer, as a clear-completed event's state_get of "/todos" does, after
+// 100k events have scattered its nodes over the heap as the replay's do.
+func BenchmarkHostGetAllTodos(b *testing.B) {
+	start, evs := hostEvents(100_000)
+	s := &hostState{tx: start.Begin(), pointer: true}
+	for i := range evs {
+		ev := &evs[i]
+		var err error
+		switch ev.kind {
+		case 't':
+			err = s.set(s.str(ev.write), cborBools[i%2 == 0])
+		case 'r', 'a':
+			err = s.set(s.str(ev.write), ev.value)
+		case 'd':
+			_, err = s.remove(s.str(ev.write))
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%256 == 255 {
+			s.tx.Commit()
+		}
+	}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		data, ok := s.get("/todos")
+		if !ok {
+			b.Fatal("no todos")
+		}
+		n = len(data)
+	}
+	b.SetBytes(int64(n))
+}
