@@ -190,10 +190,10 @@ func BenchmarkHostEventsPath(b *testing.B) { benchHost(b, &hostState{}) }
 // SetPointer and RemovePointer.
 func BenchmarkHostEventsPointer(b *testing.B) { benchHost(b, &hostState{pointer: true}) }
 
-// BenchmarkHostGetAllTodos encodes the whole todos map into a reused
-// buffer, as a clear-completed event's state_get of "/todos" does, after
-// 100k events have scattered its nodes over the heap as the replay's do.
-func BenchmarkHostGetAllTodos(b *testing.B) {
+// scatteredTodos returns the root after 100k host events from
+// hostEvents' start, 256 to a Tx: ~10k todos whose nodes are scattered
+// over the heap as the replay's are.
+func scatteredTodos(b *testing.B) Value {
 	start, evs := hostEvents(100_000)
 	s := &hostState{tx: start.Begin(), pointer: true}
 	for i := range evs {
@@ -214,6 +214,15 @@ func BenchmarkHostGetAllTodos(b *testing.B) {
 			s.tx.Commit()
 		}
 	}
+	root, _ := s.tx.Commit()
+	return root
+}
+
+// BenchmarkHostGetAllTodos encodes the whole todos map into a reused
+// buffer, as a clear-completed event's state_get of "/todos" does, after
+// 100k events have scattered its nodes over the heap as the replay's do.
+func BenchmarkHostGetAllTodos(b *testing.B) {
+	s := &hostState{tx: scatteredTodos(b).Begin()}
 	b.ReportAllocs()
 	var n int
 	for b.Loop() {
@@ -224,4 +233,23 @@ func BenchmarkHostGetAllTodos(b *testing.B) {
 		n = len(data)
 	}
 	b.SetBytes(int64(n))
+}
+
+// BenchmarkHostRangeTodos ranges over the todos map after churn, reading
+// each todo's done flag, as the native reducer's clear-completed does.
+func BenchmarkHostRangeTodos(b *testing.B) {
+	todos, _ := scatteredTodos(b).Get(Path{"todos"})
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		todos.Range(func(_ string, t Value) bool {
+			if d, _ := t.Lookup("done"); d.Bool() {
+				n++
+			}
+			return true
+		})
+		if n == 0 {
+			b.Fatal("no todo done")
+		}
+	}
 }

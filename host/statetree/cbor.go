@@ -42,7 +42,6 @@ func AppendCBOR(buf []byte, v Value) []byte {
 type cborEncoder struct {
 	buf     []byte
 	scratch [][]entry // per-depth buffers for sorting map entries
-	sink    uint32    // see touch
 }
 
 func (e *cborEncoder) head(major byte, n uint64) {
@@ -162,10 +161,7 @@ func (e *cborEncoder) ofLength(n *tnode, l, depth int) int {
 // soon as a key is shorter than the one before (*last is the length of the
 // previous key): the caller then discards what was written.
 //
-// While it writes a child, it touches (see touch) the child two ahead and
-// the map held by the next one, whose node it touched a step before, so
-// that the cache misses of a wide map's entries (node, then the entry's
-// map, as in {"todos":{id:{...}}}) overlap instead of coming one by one.
+// It touches the children ahead as it goes (see touchAhead).
 func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
 	if n.hasVal() {
 		if len(n.pfx) < *last {
@@ -177,31 +173,14 @@ func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
 		e.value(n.val(), depth+1)
 	}
 	kids := n.kids()
-	if len(kids) > 1 {
-		e.touch(kids[1])
-	}
 	for i, k := range kids {
-		if i+2 < len(kids) {
-			e.touch(kids[i+2])
-		}
-		if i+1 < len(kids) {
-			if v := kids[i+1].val(); v.kind == KindMap && v.ptr != nil {
-				e.touch((*tnode)(v.ptr))
-			}
-		}
+		touchAhead(kids, i)
 		if !e.inOrder(k, depth, last) {
 			return false
 		}
 	}
 	return true
 }
-
-// touch loads a word of node n, which the encoder is about to visit, into
-// a field nothing reads: a prefetch in all but name, whose miss overlaps
-// the work on the nodes before n. Go has no prefetch to call; a load whose
-// result is unused would be dropped by the compiler, and one into a
-// package variable would be a data race between concurrent encoders.
-func (e *cborEncoder) touch(n *tnode) { e.sink += n.meta }
 
 // toHalf returns f as an IEEE 754 half-precision float if that is exact.
 func toHalf(f float64) (uint16, bool) {
