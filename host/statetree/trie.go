@@ -130,19 +130,17 @@ func touch(n *tnode) {
 }
 
 // touchAhead touches, as a walk is about to visit child i of kids, the
-// child two ahead and the map held by the next one (whose node it touched
-// a step before; at i = 0 it touches both of child 1), so that the cache
-// misses of a wide map's entries, each a node and then its value's map, as
-// in {"todos":{id:{...}}} after churn, overlap instead of coming one by one.
+// child two ahead and the map held by the next one (whose node was touched
+// a step before, or is by reading its kind), so that the cache misses of a
+// wide map's entries, each a node and then its value's map, as in
+// {"todos":{id:{...}}} after churn, overlap instead of coming one by one.
+// It is small enough to be inlined.
 func touchAhead(kids []*tnode, i int) {
-	if i == 0 && len(kids) > 1 {
-		touch(kids[1])
-	}
 	if i+2 < len(kids) {
 		touch(kids[i+2])
 	}
 	if i+1 < len(kids) {
-		if n := kids[i+1]; Kind(n.meta>>kindShift&7) == KindMap && n.vptr != nil {
+		if n := kids[i+1]; n.meta&(7<<kindShift) == uint32(KindMap)<<kindShift && n.vptr != nil {
 			touch((*tnode)(n.vptr))
 		}
 	}
