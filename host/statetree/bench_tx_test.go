@@ -10,21 +10,26 @@ import (
 // 8-character ids, the shape of the replay benchmark's view.
 func randomTodos(n int) (Value, []string) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	const alpha = "abcdefghijklmnopqrstuvwxyz0123456789"
 	ids := make([]string, n)
 	m := make(map[string]Value, n)
 	for i := range ids {
-		b := make([]byte, 8)
-		for j := range b {
-			b[j] = alpha[rng.IntN(len(alpha))]
-		}
-		ids[i] = string(b)
+		ids[i] = randomID(rng)
 		t, _ := Map(map[string]Value{"text": String(fmt.Sprintf("buy item number %d and more", i)), "done": Bool(i%2 == 0)})
 		m[ids[i]] = t
 	}
 	todos, _ := Map(m)
 	root, _ := Map(map[string]Value{"todos": todos})
 	return root, ids
+}
+
+// randomID returns an 8-character id of lowercase letters and digits.
+func randomID(rng *rand.Rand) string {
+	const alpha = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 8)
+	for j := range b {
+		b[j] = alpha[rng.IntN(len(alpha))]
+	}
+	return string(b)
 }
 
 // BenchmarkEventToggle is one replay event: a Tx that reads a todo and sets
@@ -111,6 +116,18 @@ func BenchmarkParseSetPath(b *testing.B) {
 	for b.Loop() {
 		var err error
 		if p, err = ParsePath("/todos/k3j9x0qa/done"); err != nil || len(p) != 3 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendPath parses a pointer into a reused Path, as host/view's
+// TxState does.
+func BenchmarkAppendPath(b *testing.B) {
+	var p Path
+	for b.Loop() {
+		var err error
+		if p, err = AppendPath(p[:0], "/todos/k3j9x0qa/done"); err != nil || len(p) != 3 {
 			b.Fatal(err)
 		}
 	}

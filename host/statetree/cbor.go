@@ -160,6 +160,8 @@ func (e *cborEncoder) ofLength(n *tnode, l, depth int) int {
 // inOrder writes the entries of trie n in trie order, and returns false as
 // soon as a key is shorter than the one before (*last is the length of the
 // previous key): the caller then discards what was written.
+//
+// It touches the children ahead as it goes (see touchAhead).
 func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
 	if n.hasVal() {
 		if len(n.pfx) < *last {
@@ -170,7 +172,9 @@ func (e *cborEncoder) inOrder(n *tnode, depth int, last *int) bool {
 		e.buf = append(e.buf, n.pfx...)
 		e.value(n.val(), depth+1)
 	}
-	for _, k := range n.kids() {
+	kids := n.kids()
+	for i, k := range kids {
+		touchAhead(kids, i)
 		if !e.inOrder(k, depth, last) {
 			return false
 		}
@@ -397,7 +401,7 @@ func (d *cborDecoder) value(depth int) (Value, error) {
 			if err != nil {
 				return null, err
 			}
-			if err := checkKey(k); err != nil {
+			if err := checkToken(k); err != nil { // key checked its UTF-8
 				d.pos = at
 				return null, d.errorf("%v", err)
 			}

@@ -110,6 +110,9 @@ func TestCBORHostile(t *testing.T) {
 		{"a1a16b636f6e7374727563746f7201", "expected a text string"},
 		{"a16161a16b636f6e7374727563746f7201", `key "constructor" is not allowed`},
 		{"61ff", "not valid UTF-8"},
+		{"a162c3ff01", "not valid UTF-8"},                                 // a short key (the decoder's fast path)
+		{"a17818" + strings.Repeat("61", 23) + "ff01", "not valid UTF-8"}, // a 24-byte key
+		{"a1781a" + strings.Repeat("61", 25) + "c001", "not valid UTF-8"}, // an overlong encoding in a long key
 		{"0000", "after the value"},
 		{"1c", "reserved"},
 		{"18", "unexpected end"},

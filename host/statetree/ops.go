@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -27,8 +28,12 @@ type Op struct {
 	Value Value
 }
 
-// errNotFound is what modify returns when the path does not exist.
-var errNotFound = errors.New("statetree: path not found")
+var (
+	// errNotFound is what modify returns when the path does not exist.
+	errNotFound = errors.New("statetree: path not found")
+	// errDeleteRoot is the error for deleting the root.
+	errDeleteRoot = errors.New("statetree: cannot delete the root")
+)
 
 // childOf returns the child of container cur under token tok.
 func childOf(cur Value, tok string) (Value, bool) {
@@ -328,8 +333,19 @@ func (t *Tx) Set(p Path, x Value) error {
 	if err := checkPath(p); err != nil {
 		return err
 	}
+	return t.set(p, "", x)
+}
+
+// SetPointer is Set at the parsed pointer q. The op it records has for its
+// path q's text or a prefix of it (see Pointer), not one built from the
+// tokens, and the tokens are not checked again.
+func (t *Tx) SetPointer(q *Pointer, x Value) error { return t.set(q.path, q.text, x) }
+
+// set is Set of checked tokens p; text is the pointer p was parsed from,
+// or "" (see opPath).
+func (t *Tx) set(p Path, text string, x Value) error {
 	var op Op
-	root, changed, err := setIn(t.root, p, 0, x, &op, t.token())
+	root, changed, err := setIn(t.root, p, text, 0, x, &op, t.token())
 	if err != nil || !changed {
 		return err
 	}
@@ -338,16 +354,34 @@ func (t *Tx) Set(p Path, x Value) error {
 	return nil
 }
 
+// opPath returns the JSON Pointer of p[:k]: if text, the pointer p was
+// parsed from, is not "", the prefix of text holding k tokens, else one
+// built from the tokens. They are the same string (see Pointer).
+func opPath(p Path, text string, k int) string {
+	switch {
+	case text == "":
+		return p[:k].String()
+	case k == len(p):
+		return text
+	}
+	i := 0
+	for ; k > 0; k-- { // k < len(p): another "/" follows the k-th token
+		i += 1 + strings.IndexByte(text[i+1:], '/')
+	}
+	return text[:i]
+}
+
 // setIn returns cur (the existing value at p[:i]) with x stored at p[i:],
-// in one descent, and fills in the op. changed is false if x was already
-// there. Containers owned by the edit token e are changed in place, others
-// copied; every error is found before anything is changed.
-func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, error) {
+// in one descent, and fills in the op, whose paths come from opPath(p,
+// text, ...). changed is false if x was already there. Containers owned by
+// the edit token e are changed in place, others copied; every error is
+// found before anything is changed.
+func setIn(cur Value, p Path, text string, i int, x Value, op *Op, e uint64) (Value, bool, error) {
 	if i == len(p) {
 		if Equal(cur, x) {
 			return cur, false, nil
 		}
-		*op = Op{OpReplace, p.String(), x}
+		*op = Op{OpReplace, opPath(p, text, i), x}
 		if err := tooDeep(p, x, op.Path); err != nil {
 			return cur, false, err
 		}
@@ -365,20 +399,20 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 		switch {
 		case !ok:
 			nc = wrap(p[i+1:], x)
-			*op = Op{OpAdd, p[:i+1].String(), nc}
+			*op = Op{OpAdd, opPath(p, text, i+1), nc}
 			if err := tooDeep(p, x, op.Path); err != nil {
 				return cur, false, err
 			}
 		case child.kind == KindNull && i+1 < len(p):
 			nc = wrap(p[i+1:], x)
-			*op = Op{OpReplace, p[:i+1].String(), nc}
+			*op = Op{OpReplace, opPath(p, text, i+1), nc}
 			if err := tooDeep(p, x, op.Path); err != nil {
 				return cur, false, err
 			}
 		default:
 			var changed bool
 			var err error
-			if nc, changed, err = setIn(child, p, i+1, x, op, e); err != nil || !changed {
+			if nc, changed, err = setIn(child, p, text, i+1, x, op, e); err != nil || !changed {
 				return cur, false, err
 			}
 			return mapValue(replaceAt(path, leaf, nc, e)), true, nil
@@ -392,26 +426,33 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 			var nc Value
 			if es[j].kind == KindNull && i+1 < len(p) {
 				nc = wrap(p[i+1:], x)
-				*op = Op{OpReplace, p[:i+1].String(), nc}
+				*op = Op{OpReplace, opPath(p, text, i+1), nc}
 				if err := tooDeep(p, x, op.Path); err != nil {
 					return cur, false, err
 				}
 			} else {
 				var changed bool
 				var err error
-				if nc, changed, err = setIn(es[j], p, i+1, x, op, e); err != nil || !changed {
+				if nc, changed, err = setIn(es[j], p, text, i+1, x, op, e); err != nil || !changed {
 					return cur, false, err
 				}
 			}
 			return arraySet(cur, j, nc, e), true, nil
 		case ok && j == len(es) && i == len(p)-1:
-			*op = Op{OpAdd, p[:i].Index(j).String(), x}
+			// "-" is recorded as the concrete index; a number token is it.
+			var path string
+			if tok == "-" {
+				path = p[:i].Index(j).String()
+			} else {
+				path = opPath(p, text, i+1)
+			}
+			*op = Op{OpAdd, path, x}
 			if err := tooDeep(p, x, op.Path); err != nil {
 				return cur, false, err
 			}
 			return arrayInsert(cur, j, x, e), true, nil
 		}
-		return cur, false, fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p, tok, p.pointer(i), len(es))
+		return cur, false, fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p.String(), tok, p.pointer(i), len(es))
 	case KindNull:
 		if i == 0 { // a null root becomes a map
 			nv := wrap(p, x)
@@ -422,7 +463,7 @@ func setIn(cur Value, p Path, i int, x Value, op *Op, e uint64) (Value, bool, er
 			return nv, true, nil
 		}
 	}
-	return cur, false, fmt.Errorf("statetree: cannot set %s: %q is %s, not a map or array", p, p.pointer(i), cur.kind.article())
+	return cur, false, fmt.Errorf("statetree: cannot set %s: %q is %s, not a map or array", p.String(), p.pointer(i), cur.kind.article())
 }
 
 // Insert inserts x into an array at p, whose last token is an index from 0
@@ -469,37 +510,63 @@ func (t *Tx) Insert(p Path, x Value) error {
 // exist. Deleting the root is an error.
 func (t *Tx) Delete(p Path) error {
 	if len(p) == 0 {
-		return errors.New("statetree: cannot delete the root")
+		return errDeleteRoot
 	}
 	if err := checkPath(p); err != nil {
 		return err
 	}
-	last := p[len(p)-1]
-	e := t.token()
-	root, changed, err := modify(t.root, p[:len(p)-1], 0, e, func(c Value) (Value, bool, error) {
-		switch c.kind {
-		case KindMap:
-			m, ok := c.node().del(last, e)
-			return mapValue(m), ok, nil
-		case KindArray:
-			n := c.Len()
-			i, ok := arrayIndex(last, n)
-			if !ok || i >= n {
-				return c, false, nil
-			}
-			return arrayRemove(c, i, e), true, nil
-		}
-		return c, false, nil
-	})
-	if errors.Is(err, errNotFound) || !changed {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	t.root = root
-	t.ops = append(t.ops, Op{Op: OpRemove, Path: p.String()})
+	t.remove(p, "")
 	return nil
+}
+
+// remove is Delete of checked tokens p (at least one), reporting whether
+// an op was recorded; text is as for set.
+func (t *Tx) remove(p Path, text string) bool {
+	root, ok := delIn(t.root, p, 0, t.token())
+	if ok {
+		t.root = root
+		t.ops = append(t.ops, Op{Op: OpRemove, Path: opPath(p, text, len(p))})
+	}
+	return ok
+}
+
+// delIn returns cur (the existing value at p[:i], i < len(p)) without the
+// value at p, in one descent, and whether there was one (if not, cur is
+// returned unchanged). e is as for setIn.
+func delIn(cur Value, p Path, i int, e uint64) (Value, bool) {
+	tok, last := p[i], i == len(p)-1
+	switch cur.kind {
+	case KindMap:
+		if last {
+			m, ok := cur.node().del(tok, e)
+			return mapValue(m), ok
+		}
+		var buf [16]step
+		leaf, path, ok := cur.node().find(tok, buf[:0])
+		if !ok {
+			return cur, false
+		}
+		nc, ok := delIn(leaf.val(), p, i+1, e)
+		if !ok {
+			return cur, false
+		}
+		return mapValue(replaceAt(path, leaf, nc, e)), true
+	case KindArray:
+		n := cur.Len()
+		j, ok := arrayIndex(tok, n)
+		if !ok || j >= n {
+			return cur, false
+		}
+		if last {
+			return arrayRemove(cur, j, e), true
+		}
+		nc, ok := delIn(cur.elems()[j], p, i+1, e)
+		if !ok {
+			return cur, false
+		}
+		return arraySet(cur, j, nc, e), true
+	}
+	return cur, false
 }
 
 // Remove is Delete reporting whether there was a value at p to remove
@@ -510,6 +577,15 @@ func (t *Tx) Remove(p Path) (bool, error) {
 		return false, err
 	}
 	return len(t.ops) > n, nil
+}
+
+// RemovePointer is Remove at the parsed pointer q, recording q's text as
+// the op's path (see Pointer); the tokens are not checked again.
+func (t *Tx) RemovePointer(q *Pointer) (bool, error) {
+	if len(q.path) == 0 {
+		return false, errDeleteRoot
+	}
+	return t.remove(q.path, q.text), nil
 }
 
 // Set returns v with x stored at p and the op recorded (see Tx.Set).

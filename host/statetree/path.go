@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Path is a parsed RFC 6901 JSON Pointer: the unescaped reference tokens, in
@@ -75,8 +76,47 @@ func AppendPath(dst Path, s string) (Path, error) {
 	}
 }
 
-// checkToken is checkKey for a token of a pointer already checked to be
-// valid UTF-8 (its substrings, and the unescaped forms of those, are too).
+// Pointer is a parsed RFC 6901 JSON Pointer that keeps the text it was
+// parsed from. Tx.SetPointer and Tx.RemovePointer record ops whose paths
+// are that text or a prefix of it rather than strings built again from the
+// tokens: ParsePath accepts no escapes but "~0" and "~1", which
+// Path.String writes back the same way, so the text of a pointer's first k
+// tokens is exactly the Path.String of those tokens. The zero Pointer is
+// the root. Parse reuses the Pointer's tokens slice, so a host function
+// that keeps one Pointer parses without allocating.
+type Pointer struct {
+	text string
+	path Path
+}
+
+// Parse sets q to the pointer s, parsed as ParsePath does. On error q is
+// the root. Parsing the very string q holds (the same bytes in memory, not
+// only equal ones) does nothing: strings are immutable, and host functions
+// hand a guest's repeated path on as the same string, so an event that
+// reads a path and then writes it parses it once.
+func (q *Pointer) Parse(s string) error {
+	if len(s) == len(q.text) && len(s) > 0 && unsafe.StringData(s) == unsafe.StringData(q.text) {
+		return nil
+	}
+	p, err := AppendPath(q.path[:0], s)
+	if err != nil {
+		q.text, q.path = "", q.path[:0]
+		return err
+	}
+	q.text, q.path = s, p
+	return nil
+}
+
+// Path returns q's tokens. The slice is q's: the next Parse overwrites it,
+// and the caller must not change it.
+func (q *Pointer) Path() Path { return q.path }
+
+// String returns the text q was parsed from.
+func (q *Pointer) String() string { return q.text }
+
+// checkToken is checkKey for a key already checked to be valid UTF-8: a
+// token of a valid pointer (its substrings, and the unescaped forms of
+// those, are valid too) or a map key the CBOR decoder read.
 func checkToken(tok string) error {
 	if len(tok) >= 9 && len(tok) <= 11 {
 		switch tok {
