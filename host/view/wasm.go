@@ -58,13 +58,16 @@ func (r *WasmReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *stat
 
 // TxState is plugins.State over a statetree transaction: what a plugin's
 // state_get, state_set and state_delete do to a view's state. Its buffers
-// are reused from call to call: paths are parsed into path, values encoded
+// are reused from call to call: paths are parsed into ptr, values encoded
 // into buf.
 type TxState struct {
-	tx     *statetree.Tx
-	buf    []byte
-	path   statetree.Path
-	parsed string // the path path holds, parsed; "" (the root) is parsed each time
+	tx  *statetree.Tx
+	buf []byte
+	// ptr is the last path parsed. Plugins hand a repeated path on as the
+	// same string, which Pointer.Parse does not parse again (the usual
+	// get-then-set of one path in an event), and ops recorded through it
+	// take their paths from its text instead of building them again.
+	ptr statetree.Pointer
 }
 
 // Reset points s at tx (nil when the call is over).
@@ -80,19 +83,12 @@ type statusError struct {
 func (e *statusError) Error() string   { return e.err.Error() }
 func (e *statusError) Unwrap() []error { return []error{e.st, e.err} }
 
-// parse parses path into s.path. A path equal to the last one parsed (the
-// usual get-then-set of one path in an event) is not parsed again.
+// parse parses path into s.ptr and returns its tokens.
 func (s *TxState) parse(path string) (statetree.Path, error) {
-	if path == s.parsed && path != "" {
-		return s.path, nil
-	}
-	s.parsed = ""
-	p, err := statetree.AppendPath(s.path[:0], path)
-	if err != nil {
+	if err := s.ptr.Parse(path); err != nil {
 		return nil, &statusError{abi.StatusInvalidPath, err}
 	}
-	s.path, s.parsed = p, path
-	return p, nil
+	return s.ptr.Path(), nil
 }
 
 // Get implements plugins.State.
@@ -121,15 +117,14 @@ func (s *TxState) Has(path string) (bool, error) {
 
 // Set implements plugins.State.
 func (s *TxState) Set(path string, value []byte) error {
-	p, err := s.parse(path)
-	if err != nil {
+	if _, err := s.parse(path); err != nil {
 		return err
 	}
 	v, err := statetree.DecodeCBOR(value)
 	if err != nil {
 		return &statusError{abi.StatusInvalidValue, err}
 	}
-	if err := s.tx.Set(p, v); err != nil {
+	if err := s.tx.SetPointer(&s.ptr, v); err != nil {
 		switch {
 		case errors.Is(err, statetree.ErrForbiddenKey):
 			return &statusError{abi.StatusInvalidPath, err}
@@ -143,11 +138,10 @@ func (s *TxState) Set(path string, value []byte) error {
 
 // Delete implements plugins.State.
 func (s *TxState) Delete(path string) error {
-	p, err := s.parse(path)
-	if err != nil {
+	if _, err := s.parse(path); err != nil {
 		return err
 	}
-	removed, err := s.tx.Remove(p)
+	removed, err := s.tx.RemovePointer(&s.ptr)
 	if err != nil {
 		return &statusError{abi.StatusTypeMismatch, err}
 	}
