@@ -25,7 +25,6 @@ package cascade
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/host/view"
 )
 
 // Record types of a Feed.
@@ -457,7 +457,9 @@ func record(seq, handle uint64, changed bool) eventlog.Record {
 }
 
 // errGone is returned for a record whose frame the Feed no longer holds.
-var errGone = errors.New("cascade: the changes of this record are no longer held; the consumer fell too far behind")
+// It wraps view.ErrReread: the view reads again from its position and gets
+// a catch-up frame.
+var errGone = fmt.Errorf("cascade: the changes of this record are no longer held; the consumer fell too far behind: %w", view.ErrReread)
 
 // frameOf returns the frame a record of this Feed carries.
 func (f *Feed) frameOf(rec *eventlog.Record) (*frame, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,5 +219,68 @@ func TestReplayRunsEqualOneEventAtATime(t *testing.T) {
 	var re *ReplayError
 	if !errors.As(err, &re) || re.Seq != 777 || res.Seq != 776 || res.Root.Hash() != ref[776].Hash() {
 		t.Fatalf("replay with a failure at 777: seq %d, %v", res.Seq, err)
+	}
+}
+
+// rereadReducer is messyReducer whose records at the seqs in gone fail once
+// with ErrReread, after changing the state, as a cascade's record whose
+// frame its Feed forgot does. reads counts the reads from each seq.
+type rereadReducer struct {
+	messyReducer
+	gone map[uint64]bool
+}
+
+func (r *rereadReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
+	if r.gone[rec.Seq] {
+		delete(r.gone, rec.Seq)
+		tx.Set(statetree.Path{"half-done"}, statetree.Bool(true))
+		return fmt.Errorf("frame gone: %w", ErrReread)
+	}
+	return r.messyReducer.Reduce(ctx, rec, tx)
+}
+
+// countingLog counts the Reads from each seq.
+type countingLog struct {
+	eventlog.Log
+	mu    sync.Mutex
+	reads map[uint64]int
+}
+
+func (l *countingLog) Read(ctx context.Context, from uint64, max int, buf []eventlog.Record) ([]eventlog.Record, error) {
+	l.mu.Lock()
+	l.reads[from]++
+	l.mu.Unlock()
+	return l.Log.Read(ctx, from, max, buf)
+}
+
+// TestRereadDoesNotHalt: a record that fails with ErrReread is rolled back
+// and read again (the view and Replay ask the source again from that seq)
+// instead of halting the view; the end state is the one without the failure.
+func TestRereadDoesNotHalt(t *testing.T) {
+	const n = 3000
+	l := messyLog(t, n)
+	ref, _ := referenceStates(t, l, &messyReducer{}, n)
+	gone := func() map[uint64]bool { return map[uint64]bool{1: true, 1235: true, 1236: true, 2999: true} }
+
+	cl := &countingLog{Log: l, reads: map[uint64]int{}}
+	v, _, _ := runView(t, Config{Name: "reread", Reducer: &rereadReducer{gone: gone()}, Log: cl, BatchSize: 500})
+	waitSeq(t, v, n)
+	if st := v.Status(); st.Phase == PhaseHalted {
+		t.Fatalf("view halted: %+v", st)
+	}
+	if root, _ := v.State(); root.Hash() != ref[n].Hash() {
+		t.Fatalf("state %s, want %s", root, ref[n])
+	}
+	cl.mu.Lock()
+	for seq := range gone() { // none but 1 starts a batch of 500 otherwise
+		if want := map[bool]int{true: 2, false: 1}[seq == 1]; cl.reads[seq] != want {
+			t.Errorf("reads from seq %d: %d, want %d (read again from there)", seq, cl.reads[seq], want)
+		}
+	}
+	cl.mu.Unlock()
+
+	res, err := Replay(context.Background(), ReplayConfig{Log: l, Reducer: &rereadReducer{gone: gone()}, BatchSize: 300})
+	if err != nil || res.Seq != n || res.Root.Hash() != ref[n].Hash() {
+		t.Fatalf("replay: seq %d %s, %v; want seq %d %s", res.Seq, res.Root, err, n, ref[n])
 	}
 }

@@ -177,6 +177,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 					res.Seq = run[n-1].Seq
 					res.Events += uint64(n)
 				}
+				if errors.Is(err, ErrReread) {
+					break // read again from res.Seq
+				}
 				return res, &ReplayError{Seq: run[n].Seq, Err: err}
 			}
 			res.Root, _ = tx.Commit()

@@ -57,6 +57,15 @@ type Reducer interface {
 // counts the rejection and goes on. Any other error halts the view.
 var ErrRejected = errors.New("view: the reducer rejected the event")
 
+// ErrReread marks a Reduce error as the record no longer carrying what it
+// stood for: the source moved on past it after the view read it (a
+// cascade's Feed forgets the frames of a consumer that lags, and a record
+// read before that points to a frame that is gone). The event's changes are
+// rolled back, the view keeps the state before it and reads again from
+// there, and the source answers with what it has now (for a Feed, one
+// catch-up patch). The view does not halt.
+var ErrReread = errors.New("view: the source moved on; reading again")
+
 // Update is the change one event made to a view: the ops the reducer
 // recorded (none for events that left the state alone) and the seq of the
 // event.
@@ -441,6 +450,10 @@ func (v *View) Run(ctx context.Context) error {
 		}
 		v.publish()
 		v.broadcast(upd)
+		if errors.Is(failed, ErrReread) {
+			v.logger.Debug("source moved on past a record read; reading again", "seq", failedAt, "reason", failed)
+			continue
+		}
 		if failed != nil {
 			if !v.halt(ctx, failedAt, failed) {
 				return nil
