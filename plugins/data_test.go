@@ -2,22 +2,16 @@ package plugins
 
 import (
 	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"context"
 	"testing"
+
+	"github.com/nodb-dev/nodb/internal/gowasm"
 )
 
 // goGuest builds the todos example (a Go guest) for this test.
 func goGuest(t *testing.T) []byte {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "todos.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../examples/todos/reducer")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building todos: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
+	b, err := gowasm.Module(context.Background(), "", "../examples/todos/reducer")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 )
 
@@ -49,11 +49,9 @@ func run(m *testing.M) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(goBuildDir, name+".wasm"), "./"+pkg)
-			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-			if out, err := cmd.CombinedOutput(); err != nil {
+			if err := gowasm.Build(context.Background(), "", "./"+pkg, filepath.Join(goBuildDir, name+".wasm")); err != nil {
 				mu.Lock()
-				goBuildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				goBuildErr = err
 				mu.Unlock()
 			}
 		}()

@@ -5,11 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +18,7 @@ import (
 	"github.com/nodb-dev/nodb/host/eventlog/memlog"
 	"github.com/nodb-dev/nodb/host/statetree"
 	"github.com/nodb-dev/nodb/host/view"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 	"github.com/nodb-dev/nodb/sdk/guest/c/conformance"
 )
@@ -48,22 +46,7 @@ func goTodosWasm(t *testing.T) []byte {
 }
 
 func buildGoTodos() ([]byte, error) {
-	goWasm.once.Do(func() {
-		dir, err := os.MkdirTemp("", "nodb-todos-c")
-		if err != nil {
-			goWasm.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "todos.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./reducer")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			goWasm.err = fmt.Errorf("building the Go todos reducer: %v\n%s", err, msg)
-			return
-		}
-		goWasm.b, goWasm.err = os.ReadFile(out)
-	})
+	goWasm.once.Do(func() { goWasm.b, goWasm.err = gowasm.Module(context.Background(), "", "./reducer") })
 	return goWasm.b, goWasm.err
 }
 

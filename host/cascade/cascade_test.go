@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/nodb-dev/nodb/host/eventlog/memlog"
 	"github.com/nodb-dev/nodb/host/statetree"
 	"github.com/nodb-dev/nodb/host/view"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 )
 
@@ -37,11 +37,8 @@ func wasm(t *testing.T, name, pkg string) []byte {
 	}
 	out := filepath.Join(buildDir, name+".wasm")
 	if _, err := os.Stat(out); err != nil {
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building %s: %v\n%s", pkg, err, b)
+		if err := gowasm.Build(context.Background(), "../..", pkg, out); err != nil {
+			t.Fatal(err)
 		}
 	}
 	b, err := os.ReadFile(out)

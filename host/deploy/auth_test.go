@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/nodb-dev/nodb/host/deploy"
 	"github.com/nodb-dev/nodb/host/eventlog/filelog"
 	"github.com/nodb-dev/nodb/host/server"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 	"github.com/nodb-dev/nodb/plugins/store"
 )
@@ -125,18 +125,10 @@ func plantCascade(t *testing.T, h *host, wasm []byte, name string, inputs []stri
 // root) once per test binary.
 func goWasm(t *testing.T, name, pkg string) []byte {
 	t.Helper()
-	out := filepath.Join(os.TempDir(), "nodb-deploy-test-"+name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", pkg, err, b)
-	}
-	b, err := os.ReadFile(out)
+	b, err := gowasm.Module(context.Background(), filepath.Join("..", ".."), pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(out)
 	return b
 }
 

@@ -4,14 +4,13 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 )
 
@@ -24,21 +23,7 @@ var todosWasm struct {
 // buildTodosWasm compiles the example todos reducer to WebAssembly once.
 func buildTodosWasm(b *testing.B) []byte {
 	todosWasm.once.Do(func() {
-		dir, err := os.MkdirTemp("", "nodb-view-bench")
-		if err != nil {
-			todosWasm.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "todos.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../../examples/todos/reducer")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			todosWasm.err = err
-			b.Logf("%s", msg)
-			return
-		}
-		todosWasm.b, todosWasm.err = os.ReadFile(out)
+		todosWasm.b, todosWasm.err = gowasm.Module(context.Background(), "", "../../examples/todos/reducer")
 	})
 	if todosWasm.err != nil {
 		b.Skipf("building the todos reducer: %v", todosWasm.err)

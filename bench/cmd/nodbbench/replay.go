@@ -22,6 +22,7 @@ import (
 	"github.com/nodb-dev/nodb/host/eventlog/memlog"
 	"github.com/nodb-dev/nodb/host/statetree"
 	"github.com/nodb-dev/nodb/host/view"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 )
 
@@ -318,11 +319,8 @@ func todosWasm(ctx context.Context, env *Env) ([]byte, error) {
 	p := filepath.Join(env.Root, "examples", "todos", "todos.wasm")
 	if !env.todosBuilt {
 		env.Logf("building %s", p)
-		cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", p, "./examples/todos/reducer")
-		cmd.Dir = env.Root
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building todos.wasm: %v\n%s", err, out)
+		if err := gowasm.Build(ctx, env.Root, "./examples/todos/reducer", p); err != nil {
+			return nil, err
 		}
 		env.todosBuilt = true
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodb-dev/nodb/host/eventlog/filelog"
 	"github.com/nodb-dev/nodb/host/view"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 )
 
 // The swap benchmark: a hot swap of the todos view to a second, equivalent
@@ -191,11 +192,8 @@ func buildSwapV2(ctx context.Context, env *Env) (string, error) {
 		name = "v2changed"
 	}
 	p := filepath.Join(env.TmpDir, "swap-"+name+".wasm")
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", p, "./host/cmd/nodb/testdata/reducers/"+name)
-	cmd.Dir = env.Root
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building %s: %v\n%s", name, err, out)
+	if err := gowasm.Build(ctx, env.Root, "./host/cmd/nodb/testdata/reducers/"+name, p); err != nil {
+		return "", err
 	}
 	env.Logf("swap: second version: %s", name)
 	return p, nil

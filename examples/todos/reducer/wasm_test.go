@@ -4,15 +4,13 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
 )
@@ -50,13 +48,7 @@ func TestWasmCostPerEvent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the reducer for wasip1")
 	}
-	wasmFile := filepath.Join(t.TempDir(), "todos.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasmFile, ".")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	wasm, err := os.ReadFile(wasmFile)
+	wasm, err := gowasm.Module(context.Background(), "", ".")
 	if err != nil {
 		t.Fatal(err)
 	}

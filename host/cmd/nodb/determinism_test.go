@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nodb-dev/nodb/abi"
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	client "github.com/nodb-dev/nodb/sdk/client/go"
 )
 
@@ -50,11 +50,9 @@ func replayPlugin(t testing.TB, name string) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, n+".wasm"), pkg)
-				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-				if out, err := cmd.CombinedOutput(); err != nil {
+				if err := gowasm.Build(context.Background(), "", pkg, filepath.Join(dir, n+".wasm")); err != nil {
 					mu.Lock()
-					replayPluginsErr = errors.Join(replayPluginsErr, fmt.Errorf("go build %s: %v\n%s", pkg, err, out))
+					replayPluginsErr = errors.Join(replayPluginsErr, err)
 					mu.Unlock()
 				}
 			}()

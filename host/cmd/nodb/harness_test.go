@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodb-dev/nodb/internal/gowasm"
 )
 
 // nodbBin is the nodb binary built once for every test of this package: the
@@ -44,11 +46,8 @@ func buildGuest(t *testing.T, name, pkg string) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", p, pkg)
-	cmd.Dir = "../../.."
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	if err := gowasm.Build(context.Background(), "../../..", pkg, p); err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
