@@ -48,6 +48,7 @@ fixtures:
 test: build fixtures test-go test-e2e
 
 test-go:
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) -timeout 15m ./...
 
