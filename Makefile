@@ -29,14 +29,16 @@ examples:
 		$(WASM_ENV) $(GO) build -buildmode=c-shared -o examples/todos/todo-stats.wasm ./examples/todos/stats; \
 	fi
 
-# Reducers written in C with the C guest SDK (sdk/guest/c): the todos example
-# (examples/todos/todos-c.wasm) and the SDK's conformance module. The .wasm
+# Plugins written in C with the C guest SDK (sdk/guest/c): the todos example
+# (examples/todos/todos-c.wasm), the SDK's conformance module and the join
+# cascade of the cascade tests (host/cascade/testdata/join-c.wasm). The .wasm
 # files are checked in, so nothing else needs clang; rebuilt when clang and
 # wasm-ld are present (Debian: apt-get install clang lld).
 examples-c:
 	@if command -v clang >/dev/null && command -v wasm-ld >/dev/null; then \
 		echo examples/todos/reducer-c/build.sh; examples/todos/reducer-c/build.sh; \
 		echo sdk/guest/c/conformance/testdata/build.sh; sdk/guest/c/conformance/testdata/build.sh; \
+		echo host/cascade/testdata/join-c/build.sh; host/cascade/testdata/join-c/build.sh; \
 	else \
 		echo "examples-c: clang or wasm-ld not found; keeping the checked-in .wasm files"; \
 	fi

@@ -19,6 +19,7 @@ import (
 	"github.com/nodb-dev/nodb/host/view"
 	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
+	"github.com/nodb-dev/nodb/sdk/guest/c/conformance"
 )
 
 var (
@@ -58,6 +59,7 @@ type env struct {
 	mu    sync.Mutex
 	seq   uint64
 	wg    sync.WaitGroup // running views and cascades
+	join  string         // the module startJoin runs: "join" (Go) or "join-c" (C)
 }
 
 // goRun runs f (a view's or cascade's Run) until the test ends.
@@ -90,6 +92,16 @@ func newEnv(t *testing.T) *env {
 		}
 		e.mods[name] = m
 	}
+	// The join cascade written in C (testdata/join-c/join.c, built by its
+	// build.sh with the C SDK; checked in so no clang is needed here).
+	b, err := os.ReadFile("testdata/join-c.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.mods["join-c"], err = rt.Compile(ctx, b); err != nil {
+		t.Fatalf("compile join-c: %v", err)
+	}
+	e.join = "join"
 	return e
 }
 
@@ -121,12 +133,13 @@ func (e *env) lookup(name string) func() *view.View {
 	}
 }
 
-// startJoin starts a join cascade over the local views todos and owners.
+// startJoin starts a join cascade (module e.join) over the local views
+// todos and owners.
 func (e *env) startJoin(ctx context.Context, retain int) *cascade.Cascade {
 	e.t.Helper()
 	c, err := cascade.New(ctx, cascade.Config{
 		Name:   "join",
-		Module: e.mods["join"],
+		Module: e.mods[e.join],
 		Inputs: []cascade.Input{
 			&cascade.LocalInput{InputName: "todos", Lookup: e.lookup("todos")},
 			&cascade.LocalInput{InputName: "owners", Lookup: e.lookup("owners")},
@@ -160,9 +173,23 @@ func (e *env) publish(r *rand.Rand, n int) {
 		default:
 			typ, payload = "other/noise", `{}`
 		}
-		recs = append(recs, eventlog.Record{Seq: e.seq, Producer: "p", PSeq: e.seq, Time: int64(e.seq) * 1e6, Type: typ, Payload: []byte(payload)})
+		recs = append(recs, e.record(typ, payload))
 	}
 	if err := e.log.Append(e.ctx, recs); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// record returns the next event of the log.
+func (e *env) record(typ, payload string) eventlog.Record {
+	return eventlog.Record{Seq: e.seq, Producer: "p", PSeq: e.seq, Time: int64(e.seq) * 1e6, Type: typ, Payload: []byte(payload)}
+}
+
+// publishOne appends one event.
+func (e *env) publishOne(typ, payload string) {
+	e.t.Helper()
+	e.seq++
+	if err := e.log.Append(e.ctx, []eventlog.Record{e.record(typ, payload)}); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -226,12 +253,32 @@ func byOwner(t *testing.T, root statetree.Value) string {
 	return string(b)
 }
 
+// TestCheckedInJoinCIsCurrent rebuilds testdata/join-c.wasm from
+// testdata/join-c/join.c and the C SDK and compares it with the checked-in
+// file, when the clang that built it is here (else it skips).
+func TestCheckedInJoinCIsCurrent(t *testing.T) {
+	b, err := os.ReadFile("testdata/join-c.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance.CheckBuild(t, b, "testdata/join-c/build.sh")
+}
+
 // TestCascadeTwoInputs: a cascade over two views gives the state its
 // definition gives, live, after a restart (rebuilt from its inputs), after a
 // full rebuild with a small retention (catch-up patches), and as of past
 // seqs.
 func TestCascadeTwoInputs(t *testing.T) {
+	for _, join := range []string{"join", "join-c"} {
+		t.Run(join, func(t *testing.T) { testCascadeTwoInputs(t, join) })
+	}
+}
+
+// testCascadeTwoInputs is TestCascadeTwoInputs with the join cascade of
+// module join: the Go one, or the same written with the C SDK.
+func testCascadeTwoInputs(t *testing.T, join string) {
 	e := newEnv(t)
+	e.join = join
 	todos := e.startView("todos", "todos")
 	owners := e.startView("owners", "owners")
 	r := rand.New(rand.NewPCG(1, 2))
@@ -246,6 +293,9 @@ func TestCascadeTwoInputs(t *testing.T) {
 		}
 		time.Sleep(time.Duration(r.IntN(20)) * time.Millisecond)
 	}
+	// Last, changes of one input alone: each must reach the cascade.
+	e.publishOne("todo/add", `{"id":"last","text":"x"}`)
+	e.publishOne("owner/assign", `{"id":"last","owner":"dan"}`)
 	waitSeq(t, todos, e.seq)
 	waitSeq(t, owners, e.seq)
 	waitSeq(t, live.View, e.seq)

@@ -32,6 +32,12 @@ int32_t nodb_host_state_set(const char *path, uint32_t path_len, const uint8_t *
 NODB_IMPORT("state_delete") int32_t nodb_host_state_delete(const char *path, uint32_t path_len);
 NODB_IMPORT("log") void nodb_host_log(int32_t level, const char *msg, uint32_t msg_len);
 NODB_IMPORT("set_error") void nodb_host_set_error(const char *msg, uint32_t msg_len);
+/* Cascades only: a module imports these when it uses nodb_on_patch or
+ * nodb_input_get (the linker drops unused imports). */
+NODB_IMPORT("input") int32_t nodb_host_input(const char *name, uint32_t name_len);
+NODB_IMPORT("input_get")
+int32_t nodb_host_input_get(const char *name, uint32_t name_len, const char *path, uint32_t path_len, uint8_t *buf,
+                            uint32_t buf_cap);
 
 /* ---- The few libc functions the compiler may call ------------------------ */
 
@@ -720,7 +726,24 @@ void nodb_path_push_index(nodb_buf *path, uint32_t i) {
 
 /* ---- State -------------------------------------------------------------- */
 
-int32_t nodb_get(nodb_str path, nodb_value *out) {
+/* A getter reads the value at path into buf[0..cap) (state_get or
+ * input_get): its length, or a negative status. */
+typedef int32_t (*getter)(nodb_str path, uint8_t *buf, uint32_t cap);
+
+static int32_t get_state(nodb_str path, uint8_t *buf, uint32_t cap) {
+	return nodb_host_state_get(path.p, path.n, buf, cap);
+}
+
+static nodb_str input_name; /* the input of the nodb_input_get in progress */
+
+static int32_t get_input(nodb_str path, uint8_t *buf, uint32_t cap) {
+	return nodb_host_input_get(input_name.p, input_name.n, path.p, path.n, buf, cap);
+}
+
+/* read_value reads the value at path with get into the arena's free space,
+ * growing the memory and asking again when it did not fit (the host keeps
+ * the value for that retry, ABI.md 6.3). */
+static int32_t read_value(getter get, nodb_str path, nodb_value *out) {
 	arena_init();
 	out->p = 0;
 	out->n = 0;
@@ -728,7 +751,7 @@ int32_t nodb_get(nodb_str path, nodb_value *out) {
 		uintptr_t buf = arena_top;
 		uint64_t end = mem_end(), free = buf < end ? end - buf : 0;
 		uint32_t cap = free > 0xffffffffull ? 0xffffffffu : (uint32_t)free;
-		int32_t n = nodb_host_state_get(path.p, path.n, (uint8_t *)buf, cap);
+		int32_t n = get(path, (uint8_t *)buf, cap);
 		if (n < 0) return n;
 		if ((uint32_t)n <= cap) {
 			out->p = (const uint8_t *)buf;
@@ -738,6 +761,13 @@ int32_t nodb_get(nodb_str path, nodb_value *out) {
 		}
 		ensure((uint64_t)buf + (uint32_t)n); /* then retry: the host kept the value */
 	}
+}
+
+int32_t nodb_get(nodb_str path, nodb_value *out) { return read_value(get_state, path, out); }
+
+int32_t nodb_input_get(nodb_str input, nodb_str path, nodb_value *out) {
+	input_name = input;
+	return read_value(get_input, path, out);
 }
 
 bool nodb_has(nodb_str path) {
@@ -858,6 +888,78 @@ int32_t nodb_on(const char *type, nodb_handler h) {
 	return NODB_OK;
 }
 
+/* ---- Cascades ------------------------------------------------------------- */
+
+#define MAX_INPUTS 16 /* the host's limit on input declarations */
+
+typedef struct {
+	const char *name;
+	uint32_t len;
+	nodb_patch_handler h;
+} patch_entry;
+
+static patch_entry patch_handlers[MAX_INPUTS];
+static uint32_t n_patch_handlers;
+
+int32_t nodb_on_patch(const char *input, nodb_patch_handler h) {
+	uint32_t len = (uint32_t)__builtin_strlen(input);
+	for (uint32_t i = 0; i < n_patch_handlers; i++)
+		if (patch_handlers[i].len == len && bytes_eq(patch_handlers[i].name, input, len)) {
+			patch_handlers[i].h = h;
+			return NODB_OK;
+		}
+	int32_t st = nodb_host_input(input, len);
+	if (st != NODB_OK) return st;
+	if (n_patch_handlers == MAX_INPUTS) return NODB_TOO_LARGE;
+	patch_handlers[n_patch_handlers++] = (patch_entry){input, len, h};
+	return NODB_OK;
+}
+
+bool nodb_patch_begin(const nodb_patch *p, nodb_iter *it) { return nodb_array_begin(p->ops, it); }
+
+bool nodb_patch_next(nodb_iter *it, nodb_op *op) {
+	nodb_value item;
+	if (!nodb_array_next(it, &item)) return false;
+	if (nodb_value_kind(item) != NODB_MAP) {
+		it->left = 0;
+		return false;
+	}
+	op->op = nodb_value_str(nodb_value_key(item, "op"));
+	op->path = nodb_value_str(nodb_value_key(item, "path"));
+	op->value = nodb_value_key(item, "value");
+	return true;
+}
+
+/* path_related reports whether a equals b or one is a parent of the other. */
+static bool path_related(nodb_str a, nodb_str b) {
+	if (a.n > b.n) {
+		nodb_str t = a;
+		a = b;
+		b = t;
+	}
+	return bytes_eq(a.p, b.p, a.n) && (a.n == b.n || b.p[a.n] == '/');
+}
+
+bool nodb_patch_touches(const nodb_patch *p, nodb_str prefix) {
+	nodb_iter it;
+	nodb_op op;
+	nodb_patch_begin(p, &it);
+	while (nodb_patch_next(&it, &op))
+		if (path_related(op.path, prefix)) return true;
+	return false;
+}
+
+/* reduce_patch runs the handler of a nodb/patch frame's input (the frame's
+ * producer), if there is one. */
+static int32_t reduce_patch(const nodb_event *e) {
+	for (uint32_t i = 0; i < n_patch_handlers; i++)
+		if (patch_handlers[i].len == e->producer.n && bytes_eq(patch_handlers[i].name, e->producer.p, e->producer.n)) {
+			nodb_patch p = {e->seq, e->producer, e->payload};
+			return patch_handlers[i].h(&p);
+		}
+	return NODB_OK;
+}
+
 static inline uint64_t le64(const uint8_t *p) {
 	uint64_t v;
 	__builtin_memcpy(&v, p, 8); /* Wasm is little-endian */
@@ -895,9 +997,14 @@ int32_t nodb_reduce_frame(const uint8_t *frame, uint32_t n) {
 	error_set = false;
 	nodb_event e;
 	if (nodb_decode_frame(frame, n, &e) != 0) return nodb_reject(NODB_STR("nodb: malformed event frame"));
-	nodb_handler h = handler_for(e.type);
-	if (!h) return NODB_OK;
-	int32_t st = h(&e);
+	int32_t st;
+	if (n_patch_handlers > 0 && e.type.n == 10 && bytes_eq(e.type.p, "nodb/patch", 10)) {
+		st = reduce_patch(&e); /* a cascade's input changed */
+	} else {
+		nodb_handler h = handler_for(e.type);
+		if (!h) return NODB_OK;
+		st = h(&e);
+	}
 	if (st == NODB_OK) return NODB_OK;
 	if (!error_set) {
 		nodb_buf m = {0};

@@ -431,6 +431,91 @@ int32_t nodb_decode_frame(const uint8_t *frame, uint32_t n, nodb_event *e);
  */
 int32_t nodb_reduce_frame(const uint8_t *frame, uint32_t n);
 
+/* ---- Cascades (ABI.md section 13) ---------------------------------------- */
+
+/*
+ * A cascade is a plugin whose inputs are other views instead of events. It
+ * registers a patch handler per upstream view with nodb_on_patch (which
+ * declares the input to the host), receives each change of those views as a
+ * patch tagged with the seq of the event that caused it, reads the inputs'
+ * states with nodb_input_get, and writes its own state with nodb_set and
+ * friends, as a reducer does:
+ *
+ *     static int32_t on_todos(const nodb_patch *p) {
+ *         if (!nodb_patch_touches(p, NODB_STR("/todos"))) return NODB_OK;
+ *         nodb_value todos;
+ *         nodb_input_get(NODB_STR("todos"), NODB_STR("/todos"), &todos);
+ *         return nodb_set_int(NODB_STR("/count"), nodb_value_len(todos));
+ *     }
+ *
+ *     void nodb_init(void) { nodb_on_patch("todos", on_todos); }
+ *
+ * Its state MUST be a function of its inputs' states (ABI.md 13.4): the host
+ * may deliver one catch-up patch (the difference between two states many
+ * events apart) instead of every change, for example after a restart.
+ * Patches are there to work incrementally; reading the inputs is always
+ * correct.
+ */
+
+/** One input's changes at one seq (ABI.md 13.2). Valid during the handler call only. */
+typedef struct nodb_patch {
+	uint64_t seq;   /**< the seq of the event that caused the change, in the inputs' host */
+	nodb_str input; /**< the upstream view that changed */
+	nodb_value ops; /**< a CBOR array of RFC 6902 operations; read it with nodb_patch_begin/next */
+} nodb_patch;
+
+/** One RFC 6902 operation of a patch. */
+typedef struct nodb_op {
+	nodb_str op;      /**< "add", "remove" or "replace" */
+	nodb_str path;    /**< the JSON Pointer (into the input's state) it changes */
+	nodb_value value; /**< the new value; missing for "remove" */
+} nodb_op;
+
+/**
+ * A patch handler reduces one input's changes at one seq. It returns 0 to
+ * commit the changes it made to the cascade's state, or non-zero to reject
+ * them (with nodb_reject for the reason): a rejection discards the changes
+ * of every input at that seq. Trap to halt the cascade.
+ */
+typedef int32_t (*nodb_patch_handler)(const nodb_patch *p);
+
+/**
+ * nodb_on_patch registers h for the changes of the upstream view `input` (a
+ * C string that must stay valid: a literal) and declares the input to the
+ * host, which makes the plugin a cascade. Call it from nodb_init only.
+ * Patches of one seq come in the order the inputs were first registered.
+ * Registering an input again replaces its handler. Returns the host's
+ * status (NODB_OK; NODB_INVALID_VALUE for a name that is not a view name;
+ * NODB_TOO_LARGE past 16 inputs; NODB_BAD_STATE outside nodb_init).
+ */
+int32_t nodb_on_patch(const char *input, nodb_patch_handler h);
+
+/** nodb_patch_begin starts iterating the operations of p (false if it has none). */
+bool nodb_patch_begin(const nodb_patch *p, nodb_iter *it);
+
+/**
+ * nodb_patch_next stores the next operation and returns true, or returns
+ * false at the end (or at an item that is not an operation map).
+ */
+bool nodb_patch_next(nodb_iter *it, nodb_op *op);
+
+/**
+ * nodb_patch_touches reports whether an operation of p changed prefix, or
+ * something under or above it (a path equal to prefix, starting with
+ * prefix + "/", or a parent of prefix), as the Go SDK's Patch.Touches. Use
+ * it to skip patches a cascade does not care about.
+ */
+bool nodb_patch_touches(const nodb_patch *p, nodb_str prefix);
+
+/**
+ * nodb_input_get reads the value at path in the state of the upstream view
+ * `input`, as of the seq being reduced (ABI.md 13.3), into the event arena,
+ * as nodb_get does for the cascade's own state: NODB_OK, or a negative
+ * status with *out missing (NODB_NOT_FOUND for no value or an input that
+ * was not declared; NODB_BAD_STATE outside a cascade's patch handler).
+ */
+int32_t nodb_input_get(nodb_str input, nodb_str path, nodb_value *out);
+
 #ifdef __cplusplus
 }
 #endif
