@@ -312,3 +312,58 @@ func TestRollbackBeforeEarlierPoint(t *testing.T) {
 		t.Fatalf("a refused Rollback changed the root: %s", got)
 	}
 }
+
+// TestTxResetOps checks that a Tx that is Reset and used again sizes its
+// op slice after the last Commit's, never writes over ops it handed out,
+// and starts from the root it is given, dropping uncommitted changes.
+func TestTxResetOps(t *testing.T) {
+	root := EmptyMap()
+	tx := root.Begin()
+	for i := range 100 {
+		if err := tx.Set(Path{"k" + itoa(i)}, Int(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, ops := tx.Commit()
+	keep := fmt.Sprint(ops)
+	tx.Reset(root)
+	for i := range 100 {
+		if err := tx.Set(Path{"k" + itoa(i)}, Int(int64(-i-1))); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && cap(tx.Ops()) < 100 {
+			t.Fatalf("after a Commit of 100 ops and Reset, the op slice has room for %d", cap(tx.Ops()))
+		}
+	}
+	if got := fmt.Sprint(ops); got != keep {
+		t.Fatalf("committed ops changed after Reset:\nwas %s\nnow %s", keep, got)
+	}
+	ops2 := tx.Ops()
+	keep2 := fmt.Sprint(ops2)
+	tx.Reset(root) // drops the 100 uncommitted changes
+	if got := tx.Root(); !Equal(got, root) {
+		t.Fatalf("Reset(root): root %s, want %s", got, root)
+	}
+	if len(tx.Ops()) != 0 {
+		t.Fatalf("Reset left %d ops", len(tx.Ops()))
+	}
+	if err := tx.Set(Path{"k0"}, Int(7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Delete(Path{"k1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ops2); got != keep2 {
+		t.Fatalf("ops returned by Ops before Reset changed:\nwas %s\nnow %s", keep2, got)
+	}
+	if v, _ := root.Get(Path{"k0"}); v.Int() != 0 {
+		t.Fatalf("the committed root changed: k0 = %s", v)
+	}
+	nr, got := tx.Commit()
+	if len(got) != 2 || got[0].Path != "/k0" || got[1].Op != OpRemove {
+		t.Fatalf("ops after Reset: %v", got)
+	}
+	if v, _ := nr.Get(Path{"k0"}); v.Int() != 7 {
+		t.Fatalf("k0 = %s, want 7", v)
+	}
+}

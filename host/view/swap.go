@@ -123,6 +123,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		cfg.Progress(p)
 	}
 	var buf []eventlog.Record
+	tx := new(statetree.Tx) // one for every batch: Reset sizes its op slices
 	for {
 		head := cfg.Log.LastSeq()
 		if cfg.To != 0 {
@@ -159,7 +160,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 				break
 			}
 		}
-		tx := res.Root.Begin()
+		tx.Reset(res.Root)
 		for len(recs) > 0 {
 			run := recs[:runEnd(recs, len(recs))]
 			recs = recs[len(run):]

@@ -347,6 +347,7 @@ func (v *View) Run(ctx context.Context) error {
 	}()
 	var buf []eventlog.Record
 	upd := make([]Update, 0, v.cfg.BatchSize)
+	tx := new(statetree.Tx) // one for every batch: Reset sizes its op slices
 	catchStart, catchFrom := time.Now(), v.seq // the current catch-up, for its log line
 	for {
 		select {
@@ -405,7 +406,7 @@ func (v *View) Run(ctx context.Context) error {
 		upd = upd[:0]
 		var failed error
 		var failedAt uint64
-		tx := v.root.Begin()
+		tx.Reset(v.root)
 		for rest := buf; len(rest) > 0 && failed == nil; {
 			max := len(rest)
 			if v.pendingBase != nil {
