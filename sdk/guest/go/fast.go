@@ -74,6 +74,9 @@ func skipItem(b []byte, pos int) int {
 		if info < 24 { // the common case, inline
 			arg = uint64(info)
 			pos++
+		} else if info == 24 && pos+1 < len(b) { // a one-byte argument (a text of 24 to 255 bytes), inline too
+			arg = uint64(b[pos+1])
+			pos += 2
 		} else {
 			var ok bool
 			if major, arg, pos, ok = head(b, pos); !ok {
