@@ -224,3 +224,70 @@ func TestMemStoreArrays(t *testing.T) {
 		t.Errorf("delete missing: %v", err)
 	}
 }
+
+// TestEachKeysOutliveReads: the keys Each hands out for a large map read
+// with View alias the read buffer (no copies), which must then never be
+// overwritten: keys kept from the iteration stay intact through later
+// reads, of any size, and through deletes.
+func TestEachKeysOutliveReads(t *testing.T) {
+	h := nodb.NewHarness()
+	for _, n := range []int{3, 31, 32, 200} { // below and above the aliasing threshold
+		pre := "m" + strconv.Itoa(n)
+		var keys []string
+		nodb.On("each/"+pre, func(s *nodb.State, e nodb.Event) error {
+			keys = nil
+			s.View("/" + pre).Each(func(k string, v nodb.Value) bool {
+				if v.Str() != "value "+k {
+					t.Errorf("%s: value of %q is %s", pre, k, v)
+				}
+				keys = append(keys, k)
+				if err := s.Delete(nodb.Path(pre, k)); err != nil {
+					t.Error(err)
+				}
+				return true
+			})
+			// Reads that would overwrite a reused buffer: a value larger
+			// than the map that fits the buffer, then one that does not.
+			s.GetStr("/other")
+			s.View("/big").Len()
+			return nil
+		})
+		for i := range n {
+			k := strconv.Itoa(i)
+			if err := h.Reduce("each/set", `{"p":"/`+pre+`/`+k+`","v":"value `+k+`"}`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Reduce("each/"+pre, `{}`); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != n {
+			t.Fatalf("%d entries: Each gave %d keys", n, len(keys))
+		}
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if i, err := strconv.Atoi(k); err != nil || i >= n || seen[k] {
+				t.Fatalf("%d entries: key %q after later reads", n, k)
+			}
+			seen[k] = true
+		}
+		if got := h.JSON("/" + pre); got != "{}" {
+			t.Fatalf("%d entries: after deleting each: %s", n, got)
+		}
+	}
+}
+
+func init() {
+	nodb.On("each/set", func(s *nodb.State, e nodb.Event) error {
+		if e.Str("p") == "/m3/0" { // once: the reads of the test's handler
+			big := strings.Repeat("x", 100_000)
+			if err := s.SetStr("/big", big); err != nil {
+				return err
+			}
+			if err := s.SetStr("/other", strings.Repeat("y", 3000)); err != nil {
+				return err
+			}
+		}
+		return s.SetStr(e.Str("p"), e.Str("v"))
+	})
+}
