@@ -110,6 +110,10 @@ type Status struct {
 	RootHash string   `json:"root_hash"`
 	// SnapshotSeq is the seq of the newest snapshot written or loaded.
 	SnapshotSeq uint64 `json:"snapshot_seq"`
+	// SnapshotError says why the last snapshot failed, if it did (a full
+	// disk, say); it clears when one succeeds. The view goes on without:
+	// a restart then replays from the newest snapshot there is.
+	SnapshotError string `json:"snapshot_error,omitempty"`
 	// Note says what the view is waiting for, if anything (a cascade's
 	// unreachable upstream, say).
 	Note string `json:"note,omitempty"`
@@ -188,6 +192,7 @@ type View struct {
 	boundary atomic.Pointer[current] // state after the newest completed epoch
 	snapMu   sync.Mutex              // serialises snapshot writes
 	snapSeq  atomic.Uint64           // seq of the newest snapshot written or loaded
+	snapErr  atomic.Value            // string: why the last snapshot failed, "" if it did not
 
 	subMu sync.Mutex
 	subs  map[*Subscription]struct{}
@@ -284,6 +289,9 @@ func (v *View) Status() Status {
 	s.Head = v.cfg.Log.LastSeq()
 	s.RootHash = c.root.Hash().String()
 	s.SnapshotSeq = v.snapSeq.Load()
+	if e, ok := v.snapErr.Load().(string); ok {
+		s.SnapshotError = e
+	}
 	s.Rejected = v.rejected.Load()
 	if r, ok := v.lastRejection.Load().(string); ok {
 		s.LastRejection = r
@@ -347,7 +355,7 @@ func (v *View) Run(ctx context.Context) error {
 	}()
 	var buf []eventlog.Record
 	upd := make([]Update, 0, v.cfg.BatchSize)
-	tx := new(statetree.Tx) // one for every batch: Reset sizes its op slices
+	tx := new(statetree.Tx)                    // one for every batch: Reset sizes its op slices
 	catchStart, catchFrom := time.Now(), v.seq // the current catch-up, for its log line
 	for {
 		select {
@@ -525,9 +533,11 @@ func (v *View) Snapshot() (uint64, error) {
 	}
 	start := time.Now()
 	if err := writeSnapshot(v.cfg.SnapshotDir, v.cfg.Name, b.hash, b.seq, b.root, v.cfg.KeepSnapshots); err != nil {
-		v.logger.Error("snapshot failed", "seq", b.seq, "error", err)
+		v.logger.Error("snapshot failed; the view goes on, and a restart replays from the newest snapshot there is", "seq", b.seq, "error", err)
+		v.snapErr.Store(fmt.Sprintf("snapshot at seq %d: %v", b.seq, err))
 		return 0, err
 	}
+	v.snapErr.Store("")
 	v.snapSeq.Store(b.seq)
 	v.logger.Debug("snapshot written", "seq", b.seq, "took", time.Since(start))
 	return b.seq, nil

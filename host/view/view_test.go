@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,46 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	v4, _, _ := runView(t, Config{Name: "todos", Reducer: &otherHash{todoReducer{}}, Log: l, SnapshotDir: dir})
 	if st := v4.Status(); st.SnapshotSeq != 0 {
 		t.Fatalf("a different reducer loaded snapshot %d", st.SnapshotSeq)
+	}
+}
+
+// TestSnapshotFailureIsReported: a snapshot that cannot be written (here
+// the snapshot directory is a file; a full disk fails the same way) is
+// reported in the view's status and logs, the view goes on applying events,
+// and the report clears when a snapshot succeeds.
+func TestSnapshotFailureIsReported(t *testing.T) {
+	l := memlog.New()
+	n := abi.EpochSize + 10
+	fill(t, l, 1, n)
+	dir := filepath.Join(t.TempDir(), "snapshots")
+	v, _, _ := runView(t, Config{Name: "todos", Reducer: &todoReducer{}, Log: l, SnapshotDir: dir})
+	waitSeq(t, v, uint64(n))
+	// (A view refuses to start on a directory it cannot list; this one
+	// goes bad while it runs.)
+	if err := os.WriteFile(dir, []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Snapshot(); err == nil {
+		t.Fatal("snapshot into a file's path succeeded")
+	}
+	st := v.Status()
+	want := fmt.Sprintf("snapshot at seq %d: ", abi.EpochSize)
+	if !strings.HasPrefix(st.SnapshotError, want) || !strings.Contains(st.SnapshotError, "not a directory") || st.SnapshotSeq != 0 {
+		t.Fatalf("status after a failed snapshot: error %q (want %q... not a directory), snapshot seq %d", st.SnapshotError, want, st.SnapshotSeq)
+	}
+	fill(t, l, n+1, 100)
+	waitSeq(t, v, uint64(n+100))
+	if st := v.Status(); st.Phase == PhaseHalted || st.Error != "" {
+		t.Fatalf("the view stopped after a failed snapshot: %+v", st)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := v.Snapshot(); err != nil || seq != abi.EpochSize {
+		t.Fatalf("snapshot once the directory can be made: %d, %v", seq, err)
+	}
+	if st := v.Status(); st.SnapshotError != "" || st.SnapshotSeq != abi.EpochSize {
+		t.Fatalf("status after a good snapshot: error %q, snapshot seq %d", st.SnapshotError, st.SnapshotSeq)
 	}
 }
 
