@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -214,6 +215,30 @@ func FuzzJSONToCBOR(f *testing.F) {
 		}
 		if st := abi.ValidateValue(b); st != abi.StatusOK {
 			t.Fatalf("%q -> %x invalid: %v", js, b, st)
+		}
+	})
+}
+
+// FuzzJSONObject holds the in-line conversion of object members (keys,
+// plain strings, literals, small integers) to the general path: the same
+// bytes, the same errors.
+func FuzzJSONObject(f *testing.F) {
+	for _, s := range []string{`{"id":"abcd1234"}`, `{"id":"t1","text":"buy milk","done":false,"n":-12,"z":null,"t":true}`,
+		`{ "a" : 1 , "b":[1,{"c":"d"}], "e":{"f":1.5e3} }`, `{"a":-0}`, `{"a":01}`, `{"a":123456789012345678}`,
+		`{"a":1234567890123456789}`, `{"a":-9223372036854775808}`, `{"a":1.}`, `{"a":tru}`, `{"a":"\u00e9"}`, `{"é":"ü"}`,
+		`{"a":1,}`, `{,}`, `{"a" 1}`, `{}`, `{"a":{"b":{"c":{}}}}`, `{"a":"x"}}`, `{"a":-}`, `{"a":nul}`} {
+		f.Add([]byte(s))
+	}
+	for _, d := range []int{abi.MaxDepth - 1, abi.MaxDepth, abi.MaxDepth + 1} {
+		for _, leaf := range []string{`1`, `"x"`, `[]`, `{}`, `true`} {
+			f.Add([]byte(strings.Repeat(`{"a":`, d) + leaf + strings.Repeat(`}`, d)))
+		}
+	}
+	f.Fuzz(func(t *testing.T, js []byte) {
+		got, err := abi.AppendJSONAsCBOR([]byte{0xaa}, js)
+		want, wantErr := abi.AppendJSONAsCBORGeneric([]byte{0xaa}, js)
+		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("%q: %x, %v; generic %x, %v", js, got, err, want, wantErr)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 )
 
 // Event frame layout (ABI.md, "Event frames"). All integers little-endian.
@@ -43,8 +44,8 @@ type Frame struct {
 // exceeds MaxFrameSize.
 func AppendFrame(dst []byte, seq uint64, time int64, pseq uint64, producer, typ string, payloadJSON []byte) ([]byte, error) {
 	start := len(dst)
-	var h [FrameHeaderSize]byte
-	dst = append(dst, h[:]...)
+	dst = slices.Grow(dst, FrameHeaderSize+len(producer)+len(typ))
+	dst = dst[:start+FrameHeaderSize] // every byte of the header is written below
 	dst = append(dst, producer...)
 	dst = append(dst, typ...)
 	pstart := len(dst)

@@ -23,7 +23,10 @@ var ErrJSON = errors.New("abi: invalid JSON")
 //   - arrays and objects become definite-length arrays and maps, in source
 //     order (object keys are not sorted or de-duplicated).
 func AppendJSONAsCBOR(dst []byte, js []byte) ([]byte, error) {
-	p := jsonParser{in: js}
+	return appendJSONAsCBOR(dst, jsonParser{in: js})
+}
+
+func appendJSONAsCBOR(dst []byte, p jsonParser) ([]byte, error) {
 	start := len(dst)
 	out, err := p.value(dst, 0)
 	if err != nil {
@@ -37,8 +40,9 @@ func AppendJSONAsCBOR(dst []byte, js []byte) ([]byte, error) {
 }
 
 type jsonParser struct {
-	in []byte
-	i  int
+	in      []byte
+	i       int
+	generic bool // objects through container, not object (tests compare the two)
 }
 
 func (p *jsonParser) ws() {
@@ -65,7 +69,10 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 	}
 	switch c := p.in[p.i]; {
 	case c == '{':
-		return p.container(dst, depth, '}', MajorMap)
+		if p.generic {
+			return p.container(dst, depth, '}', MajorMap)
+		}
+		return p.object(dst, depth)
 	case c == '[':
 		return p.container(dst, depth, ']', MajorArray)
 	case c == '"':
@@ -86,6 +93,139 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 		return p.number(dst)
 	}
 	return dst, ErrJSON
+}
+
+// object converts the object at p.i, the usual shape of a payload. It is
+// container for a map with the index kept in a local and the common members
+// handled in line: keys and string values (strAt), true, false, null and
+// integers of up to 18 digits. Any other value (floats, longer integers,
+// arrays, nested objects, invalid text) goes to value, so the output and
+// the errors are container's in every case (FuzzJSONObject).
+func (p *jsonParser) object(dst []byte, depth int) ([]byte, error) {
+	in := p.in
+	i := p.i + 1 // after '{'
+	head := len(dst)
+	dst = append(dst, 0)
+	n := uint64(0)
+	i = skipWS(in, i)
+	if i < len(in) && in[i] == '}' {
+		p.i = i + 1
+		dst[head] = MajorMap << 5
+		return dst, nil
+	}
+	for {
+		if i >= len(in) || in[i] != '"' {
+			return dst, ErrJSON
+		}
+		var err error
+		if dst, i, err = p.strAt(dst, i); err != nil {
+			return dst, err
+		}
+		i = skipWS(in, i)
+		if i >= len(in) || in[i] != ':' {
+			return dst, ErrJSON
+		}
+		i = skipWS(in, i+1)
+		if i >= len(in) {
+			return dst, ErrJSON
+		}
+		if depth >= MaxDepth { // value would refuse the member
+			return dst, ErrJSON
+		}
+		switch c := in[i]; {
+		case c == '"':
+			if dst, i, err = p.strAt(dst, i); err != nil {
+				return dst, err
+			}
+		case c == 't' && len(in)-i >= 4 && string(in[i:i+4]) == "true":
+			dst = append(dst, CBORTrue)
+			i += 4
+		case c == 'f' && len(in)-i >= 5 && string(in[i:i+5]) == "false":
+			dst = append(dst, CBORFalse)
+			i += 5
+		case c == 'n' && len(in)-i >= 4 && string(in[i:i+4]) == "null":
+			dst = append(dst, CBORNull)
+			i += 4
+		default:
+			if v, end, ok := smallInt(in, i); ok {
+				dst = AppendInt(dst, v)
+				i = end
+				break
+			}
+			p.i = i
+			if dst, err = p.value(dst, depth+1); err != nil {
+				return dst, err
+			}
+			i = p.i
+		}
+		n++
+		i = skipWS(in, i)
+		if i >= len(in) {
+			return dst, ErrJSON
+		}
+		if in[i] == ',' {
+			i = skipWS(in, i+1)
+			continue
+		}
+		if in[i] == '}' {
+			i++
+			break
+		}
+		return dst, ErrJSON
+	}
+	p.i = i
+	return setCount(dst, head, MajorMap, n), nil
+}
+
+// skipWS returns the index of the first byte at or after i that is not JSON
+// whitespace.
+func skipWS(in []byte, i int) int {
+	for i < len(in) && in[i] <= ' ' && isSpace(in[i]) {
+		i++
+	}
+	return i
+}
+
+// smallInt parses the integer at in[i] if it has at most 18 digits (so it
+// fits int64 with no overflow check) and no fraction or exponent; ok is
+// false for anything else, valid or not.
+func smallInt(in []byte, i int) (v int64, end int, ok bool) {
+	neg := i < len(in) && in[i] == '-'
+	if neg {
+		i++
+	}
+	s := i
+	for i < len(in) && in[i] >= '0' && in[i] <= '9' {
+		v = v*10 + int64(in[i]-'0')
+		i++
+	}
+	switch nd := i - s; {
+	case nd == 0 || nd > 18 || (nd > 1 && in[s] == '0'):
+		return 0, 0, false
+	case i < len(in) && (in[i] == '.' || in[i] == 'e' || in[i] == 'E'):
+		return 0, 0, false
+	}
+	if neg {
+		v = -v
+	}
+	return v, i, true
+}
+
+// setCount writes the head of the container of n items whose head byte was
+// reserved at dst[head], shifting the body when the count needs a longer
+// head.
+func setCount(dst []byte, head int, major byte, n uint64) []byte {
+	if n < 24 {
+		dst[head] = major<<5 | byte(n)
+		return dst
+	}
+	var hb [9]byte
+	h := AppendHead(hb[:0], major, n)
+	extra := len(h) - 1
+	dst = append(dst, h[1:]...) // grow by extra bytes
+	copy(dst[head+len(h):], dst[head+1:len(dst)-extra])
+	copy(dst[head:], h)
+	return dst
 }
 
 // container parses an array or object. It reserves one byte for the head and
@@ -134,17 +274,7 @@ func (p *jsonParser) container(dst []byte, depth int, end byte, major byte) ([]b
 			return dst, ErrJSON
 		}
 	}
-	if n < 24 {
-		dst[head] = major<<5 | byte(n)
-		return dst, nil
-	}
-	var hb [9]byte
-	h := AppendHead(hb[:0], major, n)
-	extra := len(h) - 1
-	dst = append(dst, h[1:]...) // grow by extra bytes
-	copy(dst[head+len(h):], dst[head+1:len(dst)-extra])
-	copy(dst[head:], h)
-	return dst, nil
+	return setCount(dst, head, major, n), nil
 }
 
 // strStop marks the bytes that end str's fast scan: the closing quote, a
@@ -162,8 +292,16 @@ var strStop = func() (t [256]bool) {
 // valid UTF-8 only if it has bytes >= 0x80 (the ASCII of the usual payload
 // field needs no check at all). Anything else goes through strSlow.
 func (p *jsonParser) str(dst []byte) ([]byte, error) {
+	dst, i, err := p.strAt(dst, p.i)
+	p.i = i
+	return dst, err
+}
+
+// strAt is str for the string whose opening quote is at i; it returns the
+// index after the string.
+func (p *jsonParser) strAt(dst []byte, i int) ([]byte, int, error) {
 	in := p.in
-	start := p.i + 1 // after the opening quote
+	start := i + 1 // after the opening quote
 	i, high := start, false
 	for {
 		for i < len(in) && !strStop[in[i]] {
@@ -176,16 +314,16 @@ func (p *jsonParser) str(dst []byte) ([]byte, error) {
 		i++
 	}
 	if i < len(in) && in[i] == '"' && (!high || utf8.Valid(in[start:i])) {
-		p.i = i + 1
 		if n := i - start; n < 24 {
 			dst = append(dst, MajorText<<5|byte(n))
 		} else {
 			dst = AppendHead(dst, MajorText, uint64(n))
 		}
-		return append(dst, in[start:i]...), nil
+		return append(dst, in[start:i]...), i + 1, nil
 	}
 	p.i = start
-	return p.strSlow(dst)
+	dst, err := p.strSlow(dst)
+	return dst, p.i, err
 }
 
 // strSlow converts the string whose first byte is at p.i, decoding escapes

@@ -108,3 +108,48 @@ func reduceEvents(b *testing.B, fixture string, evs []*plugins.Event) {
 		}
 	}
 }
+
+// BenchmarkPlumbing is the host's fixed cost with no guest language in the
+// way: a WAT guest (testdata/plumb.wat) whose nodb_reduce makes n pairs of
+// state_get and state_set of one path over a state that does nothing, for a
+// todo payload. n=0 is the event boundary alone (frame, fuel, watchdog, the
+// call into the guest); n=1 adds one get and one set (the shape of a
+// toggle); n=8 shows the cost per host call.
+func BenchmarkPlumbing(b *testing.B) {
+	r := newRuntime(b, plugins.Config{})
+	inst := instance(b, compile(b, r, "plumb"), plugins.InstanceConfig{View: "bench"})
+	ctx := context.Background()
+	for _, n := range []uint64{0, 1, 8} {
+		b.Run("n="+strconv.FormatUint(n, 10), func(b *testing.B) {
+			var st nullState
+			e := plugins.Event{Producer: "p", Type: "todo/toggle", PSeq: n, Payload: []byte(`{"id":"abcd1234"}`)}
+			for k := 0; b.Loop(); k++ {
+				e.Seq = uint64(k%4000 + 1) // one epoch
+				if err := inst.Reduce(ctx, &e, &st); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if st.sets != uint64(b.N)*n {
+				b.Fatalf("%d sets for %d events", st.sets, b.N)
+			}
+		})
+	}
+}
+
+// nullState is a plugins.State that holds nothing: every path has the value
+// false and writes are counted and dropped.
+type nullState struct{ sets uint64 }
+
+var cborFalse = []byte{0xf4}
+
+// Get implements plugins.State: false, for every path.
+func (*nullState) Get(string) ([]byte, bool, error) { return cborFalse, true, nil }
+
+// Has implements plugins.State: every path has a value.
+func (*nullState) Has(string) (bool, error) { return true, nil }
+
+// Set implements plugins.State: counted and dropped.
+func (s *nullState) Set(string, []byte) error { s.sets++; return nil }
+
+// Delete implements plugins.State: nothing to do.
+func (*nullState) Delete(string) error { return nil }

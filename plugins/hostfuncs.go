@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
@@ -14,11 +15,44 @@ import (
 )
 
 // instKey is the context key under which a call's *Instance travels to the
-// host functions. The context is built once per Instance, so the lookup costs
-// no allocation per call.
+// host functions (callCtx answers it; a context wrapping one passes it on).
 type instKey struct{}
 
+// callCtx is the context of every call into an Instance's guest, built once
+// per Instance. It is not derived from the caller's context: it has no
+// deadline, no cancellation (an event is bounded by the watchdog) and no
+// values but the Instance. So a host function finds its Instance with one
+// type assertion instead of a walk up a chain of contexts, and wazero's own
+// lookup on each call into the guest (its snapshotter key) stops here
+// instead of walking the caller's chain. Each Instance has its own, so calls
+// on many goroutines each see theirs.
+type callCtx struct{ i *Instance }
+
+// Deadline implements context.Context: there is none.
+func (*callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done implements context.Context: never done.
+func (*callCtx) Done() <-chan struct{} { return nil }
+
+// Err implements context.Context: always nil.
+func (*callCtx) Err() error { return nil }
+
+// Value implements context.Context: the Instance for instKey, else nil.
+func (c *callCtx) Value(key any) any {
+	if _, ok := key.(instKey); ok {
+		return c.i
+	}
+	return nil
+}
+
 func instanceOf(ctx context.Context) *Instance {
+	if c, ok := ctx.(*callCtx); ok {
+		return c.i
+	}
+	return instanceOfValue(ctx)
+}
+
+func instanceOfValue(ctx context.Context) *Instance {
 	i, _ := ctx.Value(instKey{}).(*Instance)
 	if i == nil {
 		panic(errors.New("plugins: host function called outside an instance"))
@@ -42,9 +76,31 @@ func (i *Instance) fault(fn, format string, args ...any) {
 	panic(f)
 }
 
-// read returns a view of guest memory [ptr, ptr+n) or faults.
+// memRange returns a view of guest memory [ptr, ptr+n) of mod, the current
+// guest's module, and whether that range lies within memory.
+func (i *Instance) memRange(mod api.Module, ptr, n uint32) ([]byte, bool) {
+	if l := i.lin; l != nil {
+		if end := uint64(ptr) + uint64(n); end <= l.used {
+			return l.buf[ptr:end:end], true
+		}
+		return nil, false
+	}
+	return mod.Memory().Read(ptr, n)
+}
+
+// read returns a view of guest memory [ptr, ptr+n) or faults. The common
+// case (our own memory, in range) is small enough to be inlined.
 func (i *Instance) read(mod api.Module, fn string, ptr, n uint32) []byte {
-	b, ok := mod.Memory().Read(ptr, n)
+	if l := i.lin; l != nil {
+		if end := uint64(ptr) + uint64(n); end <= l.used {
+			return l.buf[ptr:end:end]
+		}
+	}
+	return i.readSlow(mod, fn, ptr, n)
+}
+
+func (i *Instance) readSlow(mod api.Module, fn string, ptr, n uint32) []byte {
+	b, ok := i.memRange(mod, ptr, n)
 	if !ok {
 		i.fault(fn, "out-of-range memory access: pointer %#x length %d (memory size %d)", ptr, n, mod.Memory().Size())
 	}

@@ -224,6 +224,30 @@ func TestOutOfRangePointers(t *testing.T) {
 	}
 }
 
+// TestHostCallsSeeGrownMemory: after memory.grow, host functions accept a
+// range up to the new end of memory and fault just past it, event after
+// event (host functions check ranges against their own view of the guest's
+// memory, which must follow its growth), and across a new guest.
+func TestHostCallsSeeGrownMemory(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	m := compile(t, r, "grow")
+	i := instance(t, m, plugins.InstanceConfig{})
+	st := nodb.NewMemStore()
+	for seq := uint64(1); seq < 40; seq += 2 {
+		if err := i.Reduce(context.Background(), ev(seq, "x", "{}"), st); err != nil {
+			t.Fatal(seq, err)
+		}
+	}
+	e := abi.EpochSize + 1 // a fresh guest, one page again
+	if err := i.Reduce(context.Background(), ev(uint64(e), "x", "{}"), st); err != nil {
+		t.Fatal(err)
+	}
+	te := trapAt(t, i, ev(uint64(e+1), "x", "{}"))
+	if !strings.Contains(te.Error(), "state_set: out-of-range memory access") || !strings.Contains(te.Error(), "memory size 196608") {
+		t.Errorf("unexpected: %v", te)
+	}
+}
+
 type countingLogger struct {
 	hclog.Logger
 	lines *int

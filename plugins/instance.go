@@ -80,11 +80,12 @@ type Instance struct {
 	eng *engine
 	cm  wazero.CompiledModule
 
-	ctx     context.Context // carries instKey
+	ctx     context.Context // a *callCtx: the context of the calls into the guest
 	instCtx context.Context // ctx plus the memory allocator, for instantiation
 	watch   watched
 	stopG   api.MutableGlobal // the current guest's stop global; guarded by watch.mu
 	fuelG   api.MutableGlobal // the current guest's fuel global
+	lin     *mmapMemory       // the current guest's memory, when it is ours (memory_unix.go); else nil
 	out     *output
 
 	// The current guest; replaced at epoch boundaries.
@@ -185,10 +186,10 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 		return nil, err
 	}
 	i := &Instance{m: m, cfg: cfg, eng: eng, cm: cm, out: newOutput(cfg.Logger), stack: make([]uint64, 1)}
-	i.ctx = context.WithValue(context.WithoutCancel(ctx), instKey{}, i)
+	i.ctx = &callCtx{i: i}
 	i.instCtx = i.ctx
-	if memoryAllocator != nil {
-		i.instCtx = experimental.WithMemoryAllocator(i.ctx, memoryAllocator)
+	if a := allocatorFor(i); a != nil {
+		i.instCtx = experimental.WithMemoryAllocator(i.ctx, a)
 	}
 	i.watch.timeout = cfg.EventTimeout
 	i.watch.stop = func() {
@@ -220,13 +221,14 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 func (i *Instance) instantiate(e uint64) error {
 	if i.mod != nil {
 		_ = i.mod.Close(i.ctx)
-		i.mod = nil
+		i.mod, i.lin = nil, nil
 	}
 	i.bufPtr, i.bufSize = 0, 0
 	i.epoch, i.epochCalls = e, 0
 	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
 	i.watch.begin()
+	i.lin = nil // set by the allocator (allocatorFor)
 	mod, err := i.eng.r.InstantiateModule(i.instCtx, i.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err == nil {
 		g, _ := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
@@ -298,7 +300,7 @@ func (i *Instance) adopt(n *Instance) {
 	i.watch.mu.Lock()
 	i.stopG, i.fuelG = n.stopG, n.fuelG
 	i.watch.mu.Unlock()
-	i.mod, i.fnBuffer, i.fnReduce, i.fnInit = n.mod, n.fnBuffer, n.fnReduce, n.fnInit
+	i.mod, i.fnBuffer, i.fnReduce, i.fnInit, i.lin = n.mod, n.fnBuffer, n.fnReduce, n.fnInit, n.lin
 	i.epoch, i.monotonic = n.epoch, n.monotonic
 	i.bufPtr, i.bufSize = 0, 0
 	i.epochCalls = 0
@@ -405,16 +407,18 @@ func (i *Instance) call(n uint32) error {
 			return err
 		}
 		ptr := api.DecodeU32(i.stack[0])
-		if _, ok := i.mod.Memory().Read(ptr, n); !ok || ptr == 0 {
+		if _, ok := i.memRange(i.mod, ptr, n); !ok || ptr == 0 {
 			i.faultErr = &hostFault{msg: fmt.Sprintf("%s returned an out-of-range buffer %#x for %d bytes", abi.ExportBuffer, ptr, n)}
 			return nil
 		}
 		i.bufPtr, i.bufSize = ptr, n
 	}
-	if !i.mod.Memory().Write(i.bufPtr, i.frame) {
+	b, ok := i.memRange(i.mod, i.bufPtr, n)
+	if !ok {
 		i.faultErr = &hostFault{msg: fmt.Sprintf("event buffer %#x out of range", i.bufPtr)}
 		return nil
 	}
+	copy(b, i.frame)
 	i.stack[0] = api.EncodeU32(n)
 	return i.fnReduce.CallWithStack(i.ctx, i.stack)
 }
@@ -445,7 +449,7 @@ func (i *Instance) trap(seq uint64, reason string, err error) error {
 	i.broken = te
 	if i.mod != nil {
 		_ = i.mod.Close(context.Background())
-		i.mod = nil
+		i.mod, i.lin = nil, nil
 	}
 	return te
 }
@@ -470,7 +474,7 @@ func (i *Instance) Close(ctx context.Context) error {
 	var err error
 	if i.mod != nil {
 		err = i.mod.Close(ctx)
-		i.mod = nil
+		i.mod, i.lin = nil, nil
 	}
 	return err
 }

@@ -4,5 +4,13 @@ package plugins
 
 import "github.com/tetratelabs/wazero/experimental"
 
-// memoryAllocator is nil here: wazero's default (a growing Go slice).
-var memoryAllocator experimental.MemoryAllocator
+// Guest memory is wazero's default here (a growing Go slice).
+
+// mmapMemory is never allocated here: Instance.lin stays nil and guest
+// memory is reached through wazero's api.Memory.
+type mmapMemory struct {
+	buf  []byte
+	used uint64
+}
+
+func allocatorFor(*Instance) experimental.MemoryAllocator { return nil }

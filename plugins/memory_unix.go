@@ -14,12 +14,15 @@ import (
 // are zero without a memclr, and closing an instance returns the memory to
 // the OS at once instead of leaving it to Go's collector. A Go guest grows its
 // memory many times while it warms up after each epoch re-instantiation, so
-// this matters (see RATIONALE.md).
-var memoryAllocator experimental.MemoryAllocator = experimental.MemoryAllocatorFunc(mmapAllocate)
-
+// this matters (see RATIONALE.md). Each Instance installs it through
+// allocatorFor.
 type mmapMemory struct {
-	buf  []byte
-	used uint64 // the largest size handed out: everything the guest could write
+	buf []byte
+	// used is the largest size handed out: everything the guest could
+	// write. wazero grows a memory by reallocating it to the new size and
+	// never shrinks it, so it is also the memory's current size, which host
+	// functions check ranges against (Instance.read).
+	used uint64
 }
 
 // Freed mappings are kept for the next instance: the re-instantiation at
@@ -86,4 +89,16 @@ func (m *mmapMemory) Free() {
 	}
 	_ = syscall.Munmap(m.buf)
 	m.buf = nil
+}
+
+// allocatorFor returns the allocator of i's guests: mmapAllocate, which also
+// points i.lin at the guest's memory, so that host functions reach guest
+// memory with a bounds check of their own rather than two calls through
+// wazero's interfaces (api.Module.Memory, then api.Memory.Read).
+func allocatorFor(i *Instance) experimental.MemoryAllocator {
+	return experimental.MemoryAllocatorFunc(func(c, max uint64) experimental.LinearMemory {
+		m := mmapAllocate(c, max)
+		i.lin, _ = m.(*mmapMemory)
+		return m
+	})
 }
