@@ -145,7 +145,7 @@ func TestGoReducerHogTimesOutOrTraps(t *testing.T) {
 }
 
 func TestDeepRecursionTraps(t *testing.T) {
-	r := newRuntime(t, plugins.Config{})
+	r := newRuntime(t, plugins.Config{EventTimeout: 30 * time.Second}) // a stack overflow, not the timeout, must stop it: under -race, reaching wazero's stack limit takes over the default 2 s
 	te := trapAt(t, instance(t, compile(t, r, "recurse"), plugins.InstanceConfig{}), ev(1, "x", "{}"))
 	if !strings.Contains(te.Error(), "stack overflow") {
 		t.Errorf("unexpected: %v", te)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
 )
 
@@ -36,6 +37,18 @@ func read(t *testing.T, p string) []byte {
 	return b
 }
 
+// todosWasm builds the example todos reducer (examples/todos/reducer) from
+// source, so the tests do not depend on a make target having built
+// examples/todos/todos.wasm.
+func todosWasm(t *testing.T) []byte {
+	t.Helper()
+	b, err := gowasm.Module(context.Background(), "", "../../examples/todos/reducer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func dirNames(t *testing.T, d string) []string {
 	t.Helper()
 	ents, _ := os.ReadDir(d)
@@ -49,7 +62,7 @@ func dirNames(t *testing.T, d string) []string {
 func TestPutListActivateDelete(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	wasm := read(t, "../../examples/todos/todos.wasm")
+	wasm := todosWasm(t)
 	m, stored, err := s.Put(ctx, wasm, Manifest{Name: "todos", Version: "1.0.0"})
 	if err != nil || !stored {
 		t.Fatalf("put: %v %v", stored, err)
@@ -92,7 +105,7 @@ func TestPutListActivateDelete(t *testing.T) {
 func TestBadUploads(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	good := read(t, "../../examples/todos/todos.wasm")
+	good := todosWasm(t)
 	cases := []struct {
 		name string
 		wasm []byte
