@@ -67,8 +67,11 @@ func TestFeedMergesAndCatchesUp(t *testing.T) {
 	go f.Run(ctx)
 	roots := []statetree.Value{statetree.EmptyMap(), statetree.EmptyMap()}
 	a.states[0], b.states[0] = roots[0], roots[1]
-	a.push <- func(p PushFunc) { p(0, nil, roots[0], true) }
-	b.push <- func(p PushFunc) { p(0, nil, roots[1], true) }
+	// The pushes run on the inputs' goroutines after the sends return: they
+	// get the start roots by value, as the loop below replaces roots[i].
+	ra, rb := roots[0], roots[1]
+	a.push <- func(p PushFunc) { p(0, nil, ra, true) }
+	b.push <- func(p PushFunc) { p(0, nil, rb, true) }
 	r := rand.New(rand.NewPCG(1, 1))
 	const last = 600
 	for seq := uint64(1); seq <= last; seq++ {
