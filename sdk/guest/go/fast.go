@@ -2,7 +2,6 @@ package nodb
 
 import (
 	"encoding/binary"
-	"unsafe"
 
 	"github.com/nodb-dev/nodb/abi"
 )
@@ -223,22 +222,13 @@ func equalShort(a []byte, s string) bool {
 	return true
 }
 
-// aliasKeys is the number of entries from which each hands out keys that
-// alias the state's read buffer instead of copies (see reader.release):
-// giving the buffer up costs the next read a new one, an allocation that
-// copying a few keys costs less than.
-const aliasKeys = 32
-
-// each is Value.Each. The keys of a large map read from the state (View)
-// are not copied: they alias the read buffer, which is given up so that
-// they stay valid (see reader.release). Other keys are copies.
+// each is Value.Each.
 func (v Value) each(fn func(key string, val Value) bool) {
 	n, pos, ok := v.mapStart()
 	if !ok {
 		return
 	}
 	b := v.b
-	alias := n >= aliasKeys && theState.release(b)
 	for ; n > 0; n-- {
 		if pos >= len(b) {
 			return
@@ -263,15 +253,7 @@ func (v Value) each(fn func(key string, val Value) bool) {
 		if end < 0 {
 			return
 		}
-		var k string
-		switch {
-		case len(t) == 0:
-		case alias: // bytes never written again: see reader.release
-			k = unsafe.String(&t[0], len(t))
-		default:
-			k = newString(t)
-		}
-		if !fn(k, Value{b: b[next:end:end]}) {
+		if !fn(newString(t), Value{b: b[next:end:end]}) {
 			return
 		}
 		pos = end

@@ -37,9 +37,7 @@
 // reading a field of the event). The SDK's per-event path allocates
 // nothing of its own: strings it returns (Event.Str, Value.Str, Path, map
 // keys) are cut from larger chunks and never overwritten, so they may be
-// kept like any string (one kept string keeps its 8 KiB chunk alive; the
-// keys of a large map read with View share the bytes read instead, see
-// Value.Each). What
+// kept like any string (one kept string keeps its 8 KiB chunk alive). What
 // a handler can do:
 //
 //   - build paths with Path("todos", id, "done") rather than with +, which
@@ -54,7 +52,6 @@ package nodb
 import (
 	"encoding/binary"
 	"errors"
-	"unsafe"
 
 	"github.com/nodb-dev/nodb/abi"
 )
@@ -276,23 +273,6 @@ func (r *reader) raw(path string) ([]byte, bool) {
 		}
 		r.buf = make([]byte, int(n)+int(n)/4)
 	}
-}
-
-// release reports whether b lies in the read buffer and, if it does, gives
-// the buffer up: the next read gets a new one, so the bytes of b are never
-// written again and strings may alias them (see Value.Each). The buffer
-// stays reachable as long as such a string does.
-func (r *reader) release(b []byte) bool {
-	if len(b) == 0 || cap(r.buf) == 0 {
-		return false
-	}
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(r.buf)))
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	if p < start || p-start >= uintptr(cap(r.buf)) {
-		return false
-	}
-	r.buf = nil
-	return true
 }
 
 // Get returns a copy of the value at path.

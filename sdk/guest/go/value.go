@@ -241,10 +241,7 @@ func (v Value) Get(path string) Value {
 }
 
 // Each calls fn for every entry of a map, in encoding order, until fn
-// returns false. The keys may be kept like any string. Those of a map of
-// 32 entries or more read with State.View are not copied: they share the
-// bytes read from the host, which later reads then leave alone (a kept key
-// keeps them all alive).
+// returns false.
 func (v Value) Each(fn func(key string, val Value) bool) { v.each(fn) }
 
 // Items calls fn for every item of an array until fn returns false.
