@@ -42,7 +42,7 @@ func appendJSONAsCBOR(dst []byte, p jsonParser) ([]byte, error) {
 type jsonParser struct {
 	in      []byte
 	i       int
-	generic bool // objects through container, not object (tests compare the two)
+	generic bool // every container member through value (tests compare the two paths)
 }
 
 func (p *jsonParser) ws() {
@@ -69,10 +69,7 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 	}
 	switch c := p.in[p.i]; {
 	case c == '{':
-		if p.generic {
-			return p.container(dst, depth, '}', MajorMap)
-		}
-		return p.object(dst, depth)
+		return p.container(dst, depth, '}', MajorMap)
 	case c == '[':
 		return p.container(dst, depth, ']', MajorArray)
 	case c == '"':
@@ -93,88 +90,6 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 		return p.number(dst)
 	}
 	return dst, ErrJSON
-}
-
-// object converts the object at p.i, the usual shape of a payload. It is
-// container for a map with the index kept in a local and the common members
-// handled in line: keys and string values (strAt), true, false, null and
-// integers of up to 18 digits. Any other value (floats, longer integers,
-// arrays, nested objects, invalid text) goes to value, so the output and
-// the errors are container's in every case (FuzzJSONObject).
-func (p *jsonParser) object(dst []byte, depth int) ([]byte, error) {
-	in := p.in
-	i := p.i + 1 // after '{'
-	head := len(dst)
-	dst = append(dst, 0)
-	n := uint64(0)
-	i = skipWS(in, i)
-	if i < len(in) && in[i] == '}' {
-		p.i = i + 1
-		dst[head] = MajorMap << 5
-		return dst, nil
-	}
-	for {
-		if i >= len(in) || in[i] != '"' {
-			return dst, ErrJSON
-		}
-		var err error
-		if dst, i, err = p.strAt(dst, i); err != nil {
-			return dst, err
-		}
-		i = skipWS(in, i)
-		if i >= len(in) || in[i] != ':' {
-			return dst, ErrJSON
-		}
-		i = skipWS(in, i+1)
-		if i >= len(in) {
-			return dst, ErrJSON
-		}
-		if depth >= MaxDepth { // value would refuse the member
-			return dst, ErrJSON
-		}
-		switch c := in[i]; {
-		case c == '"':
-			if dst, i, err = p.strAt(dst, i); err != nil {
-				return dst, err
-			}
-		case c == 't' && len(in)-i >= 4 && string(in[i:i+4]) == "true":
-			dst = append(dst, CBORTrue)
-			i += 4
-		case c == 'f' && len(in)-i >= 5 && string(in[i:i+5]) == "false":
-			dst = append(dst, CBORFalse)
-			i += 5
-		case c == 'n' && len(in)-i >= 4 && string(in[i:i+4]) == "null":
-			dst = append(dst, CBORNull)
-			i += 4
-		default:
-			if v, end, ok := smallInt(in, i); ok {
-				dst = AppendInt(dst, v)
-				i = end
-				break
-			}
-			p.i = i
-			if dst, err = p.value(dst, depth+1); err != nil {
-				return dst, err
-			}
-			i = p.i
-		}
-		n++
-		i = skipWS(in, i)
-		if i >= len(in) {
-			return dst, ErrJSON
-		}
-		if in[i] == ',' {
-			i = skipWS(in, i+1)
-			continue
-		}
-		if in[i] == '}' {
-			i++
-			break
-		}
-		return dst, ErrJSON
-	}
-	p.i = i
-	return setCount(dst, head, MajorMap, n), nil
 }
 
 // skipWS returns the index of the first byte at or after i that is not JSON
@@ -228,53 +143,87 @@ func setCount(dst []byte, head int, major byte, n uint64) []byte {
 	return dst
 }
 
-// container parses an array or object. It reserves one byte for the head and
-// shifts the body when the count needs a longer head.
+// container parses an array or object. It reserves one byte for the head
+// and shifts the body when the count needs a longer head (setCount). The
+// index is kept in a local, and the usual members of a payload are
+// converted in line (see member).
 func (p *jsonParser) container(dst []byte, depth int, end byte, major byte) ([]byte, error) {
-	p.i++ // '[' or '{'
+	in := p.in
+	i := skipWS(in, p.i+1) // after '[' or '{'
 	head := len(dst)
 	dst = append(dst, 0)
 	n := uint64(0)
-	p.ws()
-	if p.i < len(p.in) && p.in[p.i] == end {
-		p.i++
-	} else {
-		for {
-			var err error
-			if major == MajorMap {
-				p.ws()
-				if p.i >= len(p.in) || p.in[p.i] != '"' {
-					return dst, ErrJSON
-				}
-				if dst, err = p.str(dst); err != nil {
-					return dst, err
-				}
-				p.ws()
-				if p.i >= len(p.in) || p.in[p.i] != ':' {
-					return dst, ErrJSON
-				}
-				p.i++
-			}
-			if dst, err = p.value(dst, depth+1); err != nil {
-				return dst, err
-			}
-			n++
-			p.ws()
-			if p.i >= len(p.in) {
+	if i < len(in) && in[i] == end {
+		p.i = i + 1
+		return setCount(dst, head, major, 0), nil
+	}
+	for {
+		var err error
+		if major == MajorMap {
+			if i >= len(in) || in[i] != '"' {
 				return dst, ErrJSON
 			}
-			if p.in[p.i] == ',' {
-				p.i++
-				continue
+			if dst, i, err = p.strAt(dst, i); err != nil {
+				return dst, err
 			}
-			if p.in[p.i] == end {
-				p.i++
-				break
+			i = skipWS(in, i)
+			if i >= len(in) || in[i] != ':' {
+				return dst, ErrJSON
 			}
+			i = skipWS(in, i+1)
+		}
+		if dst, i, err = p.member(dst, i, depth); err != nil {
+			return dst, err
+		}
+		n++
+		i = skipWS(in, i)
+		if i >= len(in) {
 			return dst, ErrJSON
 		}
+		if in[i] == ',' {
+			i = skipWS(in, i+1)
+			continue
+		}
+		if in[i] == end {
+			i++
+			break
+		}
+		return dst, ErrJSON
 	}
+	p.i = i
 	return setCount(dst, head, major, n), nil
+}
+
+// member converts the value at in[i] of a container at depth. Plain
+// strings, true, false, null and integers of up to 18 digits are converted
+// here; anything else (floats, longer integers, containers, invalid text)
+// goes through value, which gives the same bytes and errors for all of
+// them. With p.generic every member goes through value: FuzzJSONObject
+// holds the two paths to each other.
+func (p *jsonParser) member(dst []byte, i, depth int) ([]byte, int, error) {
+	in := p.in
+	if depth >= MaxDepth { // value would refuse the member
+		return dst, i, ErrJSON
+	}
+	if !p.generic && i < len(in) {
+		switch c := in[i]; {
+		case c == '"':
+			return p.strAt(dst, i)
+		case c == 't' && len(in)-i >= 4 && string(in[i:i+4]) == "true":
+			return append(dst, CBORTrue), i + 4, nil
+		case c == 'f' && len(in)-i >= 5 && string(in[i:i+5]) == "false":
+			return append(dst, CBORFalse), i + 5, nil
+		case c == 'n' && len(in)-i >= 4 && string(in[i:i+4]) == "null":
+			return append(dst, CBORNull), i + 4, nil
+		default:
+			if v, end, ok := smallInt(in, i); ok {
+				return AppendInt(dst, v), end, nil
+			}
+		}
+	}
+	p.i = i
+	dst, err := p.value(dst, depth+1)
+	return dst, p.i, err
 }
 
 // strStop marks the bytes that end str's fast scan: the closing quote, a
