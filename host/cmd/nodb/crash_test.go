@@ -181,9 +181,10 @@ func TestCrashRecovery(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, p := range producers {
 			wg.Add(1)
+			window := 1 + rng.IntN(16) // drawn here: rng is not safe for the goroutines
 			go func() {
 				defer wg.Done()
-				p.session(t, addr, 1+rng.IntN(16), stop)
+				p.session(t, addr, window, stop)
 			}()
 		}
 		if round == kills {
