@@ -69,6 +69,8 @@ bench: build
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./abi -run '^$$' -fuzz FuzzJSONToCBOR -fuzztime $(FUZZTIME)
+	$(GO) test ./abi -run '^$$' -fuzz FuzzJSONObject -fuzztime $(FUZZTIME)
+	$(GO) test ./abi -run '^$$' -fuzz FuzzJSONString -fuzztime $(FUZZTIME)
 	$(GO) test ./abi/wire -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./abi/wire -run '^$$' -fuzz FuzzDecodePublishFast -fuzztime $(FUZZTIME)
 	$(GO) test ./host/eventlog/filelog -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME)
@@ -76,6 +78,7 @@ fuzz:
 	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzFromJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzDecodeCBOR -fuzztime $(FUZZTIME)
 	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzApplyPatch -fuzztime $(FUZZTIME)
+	$(GO) test ./host/statetree -run '^$$' -fuzz FuzzParsePath -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin bench/out

@@ -277,13 +277,26 @@ func (c *Client) Stats() Stats {
 }
 
 // Future is the outcome of a PublishAsync, available once Done is closed.
-type Future struct{ c *call }
+type Future struct {
+	c  *call
+	mu *sync.Mutex // the Client's, which guards c.pseq (nil: failed before queueing)
+}
 
 // Done is closed when the event has been acked or has failed.
 func (f *Future) Done() <-chan struct{} { return f.c.done }
 
 // PSeq is the pseq the event was given (0 if it failed before getting one).
-func (f *Future) PSeq() uint64 { return f.c.pseq }
+// Until Done it may still change: when an earlier event of this Client is
+// refused for good, the unfinished events after it are numbered again from
+// its pseq (Stats.Renumbered).
+func (f *Future) PSeq() uint64 {
+	if f.mu == nil {
+		return f.c.pseq
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.c.pseq
+}
 
 // Result waits for Done and returns the ack or the error.
 func (f *Future) Result() (wire.Ack, error) {
@@ -310,7 +323,7 @@ func (f *Future) Wait(ctx context.Context) (wire.Ack, error) {
 func failedFuture(err error) *Future {
 	cl := &call{err: err, finished: true, done: make(chan struct{})}
 	close(cl.done)
-	return &Future{cl}
+	return &Future{c: cl}
 }
 
 // Publish sends one event of type eventType and waits until the host has
@@ -405,7 +418,7 @@ func (c *Client) PublishAsync(ctx context.Context, eventType string, payload any
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return &Future{cl}
+	return &Future{c: cl, mu: &c.mu}
 }
 
 // encodePayload turns a payload into the bytes sent on the wire: JSON text,

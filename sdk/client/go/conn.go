@@ -266,24 +266,27 @@ func (c *Client) writer(cn *conn) {
 		msgType = websocket.BinaryMessage
 	}
 	batch := make([]*call, 0, 64)
+	pseqs := make([]uint64, 0, 64) // batch[i].pseq, read under c.mu: replyError renumbers
 	buf := make([]byte, 0, 1024)
 	for {
 		c.mu.Lock()
 		batch = append(batch[:0], c.queue[c.sent:]...)
+		pseqs = pseqs[:0]
 		c.sent = len(c.queue)
 		for _, cl := range batch {
 			if cl.sentEver {
 				c.stats.Resent++
 			}
 			cl.sentEver = true
+			pseqs = append(pseqs, cl.pseq)
 		}
 		c.mu.Unlock()
 		if len(batch) > 0 {
 			cn.ws.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
 			cn.bc.begin()
 			var err error
-			for _, cl := range batch {
-				buf = c.appendPublish(buf[:0], cl)
+			for i, cl := range batch {
+				buf = c.appendPublish(buf[:0], cl, pseqs[i])
 				if err = cn.ws.WriteMessage(msgType, buf); err != nil {
 					break
 				}

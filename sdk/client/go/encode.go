@@ -7,13 +7,15 @@ import (
 	"github.com/nodb-dev/nodb/abi/wire"
 )
 
-// appendPublish encodes the publish message of cl. The writer goroutine
-// reuses one buffer, so sending allocates nothing.
-func (c *Client) appendPublish(b []byte, cl *call) []byte {
+// appendPublish encodes the publish message of cl with pseq, which the
+// caller read from cl.pseq under c.mu (a pseq_gap reply may renumber queued
+// calls while the writer encodes). The writer goroutine reuses one buffer,
+// so sending allocates nothing.
+func (c *Client) appendPublish(b []byte, cl *call, pseq uint64) []byte {
 	if c.opts.format == wire.CBOR {
-		return appendPublishCBOR(b, cl.id, c.producer, cl.pseq, cl.typ, cl.payload)
+		return appendPublishCBOR(b, cl.id, c.producer, pseq, cl.typ, cl.payload)
 	}
-	return appendPublishJSON(b, cl.id, c.producer, cl.pseq, cl.typ, cl.payload)
+	return appendPublishJSON(b, cl.id, c.producer, pseq, cl.typ, cl.payload)
 }
 
 // appendPublishJSON appends {"type":"publish","id":..,"event":{..}} with
