@@ -395,10 +395,23 @@ func TestUpstreamSwapPropagates(t *testing.T) {
 	if !strings.Contains(byOwner(t, after), `"ANN"`) {
 		t.Fatalf("cascade after swap has no upper-cased owners: %s", byOwner(t, after))
 	}
+	// Read the subscription up to the last seq: a view publishes its state
+	// (what waitSeq sees) just before it hands the run's updates to its
+	// subscribers, so they may still be on their way.
 	got := false
-	for len(sub.C) > 0 {
-		if u := <-sub.C; len(u.Ops) > 0 {
-			got = true
+	timeout := time.After(30 * time.Second)
+	for last := uint64(0); last < e.seq; {
+		select {
+		case u, ok := <-sub.C:
+			if !ok {
+				t.Fatalf("the subscription ended (lagged: %v)", sub.Lagged())
+			}
+			last = u.Seq
+			if len(u.Ops) > 0 {
+				got = true
+			}
+		case <-timeout:
+			t.Fatalf("the cascade's subscribers got no update for seq %d in 30 s", e.seq)
 		}
 	}
 	if !got {
