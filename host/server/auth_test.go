@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -51,16 +50,7 @@ func tokens(t *testing.T, grants map[string][]string) (*auth.Authenticator, stri
 // addNamedView serves a "kv/set" view named name.
 func addNamedView(t *testing.T, h *testHost, name string) *view.View {
 	t.Helper()
-	v, err := view.New(view.Config{Name: name, Reducer: setReducer{}, Log: h.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { v.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	h.srv.AddView(v)
-	return v
+	return addView(t, h, name, setReducer{})
 }
 
 type httpResult = authtest.Result

@@ -43,7 +43,13 @@ func (setReducer) Reduce(_ context.Context, rec *eventlog.Record, tx *statetree.
 
 func addKV(t *testing.T, h *testHost) *view.View {
 	t.Helper()
-	v, err := view.New(view.Config{Name: "kv", Reducer: setReducer{}, Log: h.log})
+	return addView(t, h, "kv", setReducer{})
+}
+
+// addView serves a view of red named name, run until the test ends.
+func addView(t *testing.T, h *testHost, name string, red view.Reducer) *view.View {
+	t.Helper()
+	v, err := view.New(view.Config{Name: name, Reducer: red, Log: h.log})
 	if err != nil {
 		t.Fatal(err)
 	}
