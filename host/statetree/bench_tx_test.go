@@ -132,3 +132,58 @@ func BenchmarkAppendPath(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkToggleShape measures what a todo's own small map costs a
+// replay: a toggle over 10k todos, 256 events to a Tx, with each todo
+// stored as today's {"text","done"} map (nested: read and set
+// /todos/ID/done) and, for comparison, as one string (flat: read and
+// replace /todos/ID). The difference is the price of the inner map's
+// level (its root and leaf nodes walked and copied), the bound on what a
+// flatter representation of small maps could save.
+func BenchmarkToggleShape(b *testing.B) {
+	run := func(b *testing.B, root Value, ids []string, event func(tx *Tx, id string)) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		tx := root.Begin()
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			event(tx, ids[rng.IntN(len(ids))])
+			if i%256 == 255 {
+				root, _ = tx.Commit()
+				tx.Reset(root)
+			}
+		}
+	}
+	b.Run("nested", func(b *testing.B) {
+		root, ids := randomTodos(10_000)
+		run(b, root, ids, func(tx *Tx, id string) {
+			p := Path{"todos", id, "done"}
+			v, _ := tx.Peek(p)
+			if err := tx.Set(p, Bool(!v.Bool())); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("flat", func(b *testing.B) {
+		const open, done = "buy item number 42 and more", "buy item number 42 and more (done)"
+		rng := rand.New(rand.NewPCG(1, 2))
+		ids := make([]string, 10_000)
+		m := make(map[string]Value, len(ids))
+		for i := range ids {
+			ids[i] = randomID(rng)
+			m[ids[i]] = String(open)
+		}
+		todos, _ := Map(m)
+		root, _ := Map(map[string]Value{"todos": todos})
+		run(b, root, ids, func(tx *Tx, id string) {
+			p := Path{"todos", id}
+			v, _ := tx.Peek(p)
+			next := done
+			if v.Str() == done {
+				next = open
+			}
+			if err := tx.Set(p, String(next)); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
