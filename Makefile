@@ -7,7 +7,7 @@ BENCH     ?=
 GOTESTFLAGS ?=
 WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 
-.PHONY: all build examples examples-c fixtures test test-go test-e2e run bench fuzz clean
+.PHONY: all build examples examples-c fixtures test test-go test-e2e test-race run bench fuzz clean
 
 all: build
 
@@ -53,6 +53,11 @@ test-go:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) -timeout 15m ./...
+
+# Every Go test again under the race detector (~5-6 min on 2 cores); CI
+# runs it after make test.
+test-race:
+	$(GO) test -race $(GOTESTFLAGS) -timeout 20m ./...
 
 # The JavaScript client's unit tests, Node.js interop/resume tests and the
 # browser test (Debian chromium via playwright-core). Needs Node.js 20+.
