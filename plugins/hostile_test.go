@@ -307,3 +307,35 @@ func TestHostSurvives(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHugeDeclaredCountsRefused: modules that declare absurd counts in a
+// few bytes (2^32-1 data segments or functions, function names in the name
+// section, locals of one function) are refused as invalid, and the host
+// does not size anything by the claim: before, the upload of such a module
+// ended the whole process with a fatal out-of-memory (in the host's data
+// merging or in wazero's decoder, which allocates every vector at its
+// declared length).
+func TestHugeDeclaredCountsRefused(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	huge := []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
+	section := func(id byte, body ...byte) []byte {
+		return append([]byte{id, byte(len(body))}, body...)
+	}
+	for name, sec := range map[string][]byte{
+		"data segments": section(11, huge...),
+		"functions":     section(3, huge...),
+		"names":         section(0, append([]byte{4, 'n', 'a', 'm', 'e', 1, 5}, huge...)...),
+		"locals":        section(10, append([]byte{1, 8, 1}, append(huge, 0x7f, 0x0b)...)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, err := r.Compile(context.Background(), append([]byte("\x00asm\x01\x00\x00\x00"), sec...))
+			if err == nil {
+				_ = m.Close(context.Background())
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, plugins.ErrInvalidModule) {
+				t.Fatalf("not ErrInvalidModule: %v", err)
+			}
+		})
+	}
+}

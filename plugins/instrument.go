@@ -203,9 +203,18 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 			}
 		case 0:
 			sr := &reader{b: body}
-			if strings.HasPrefix(sr.name(), ".debug_") {
+			name := sr.name()
+			if strings.HasPrefix(name, ".debug_") {
 				continue // code offsets change; drop DWARF
 			}
+			if name == "name" {
+				if err := checkNameCounts(body[sr.pos:]); err != nil {
+					return nil, 0, err
+				}
+			}
+		}
+		if err := checkCount(id, body); err != nil {
+			return nil, 0, err
 		}
 		secs = append(secs, section{id, body})
 	}
@@ -284,6 +293,60 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 	return out, minPages, nil
 }
 
+// checkCount refuses a vector section that declares more items than it
+// has bytes. wazero's decoder allocates every vector at its declared length
+// before reading an item, so a few bytes claiming 2^32-1 items would make it
+// ask for tens of GiB (a fatal out-of-memory, which no recover catches).
+// Every item of these sections takes at least one byte.
+func checkCount(id byte, body []byte) error {
+	switch id {
+	case 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 13:
+	default:
+		return nil
+	}
+	r := &reader{b: body}
+	if n := r.u32(); r.err == nil && uint64(n) > uint64(len(body)-r.pos) {
+		return fmt.Errorf("%w: section %d declares %d items in %d bytes", errMalformed, id, n, len(body)-r.pos)
+	}
+	return r.err
+}
+
+// checkNameCounts does checkCount's check for the counts inside a "name"
+// custom section (function names, and local names per function), which
+// wazero decodes (and allocates for) the same way.
+func checkNameCounts(b []byte) error {
+	r := &reader{b: b}
+	fail := func(what string, n uint32, room int) error {
+		return fmt.Errorf("%w: name section: %s declares %d items in %d bytes", errMalformed, what, n, room)
+	}
+	for r.pos < len(b) && r.err == nil {
+		id := r.byte()
+		size := int(r.u32())
+		start := r.pos
+		r.skip(size)
+		if r.err != nil || (id != 1 && id != 2) {
+			continue
+		}
+		sr := &reader{b: b[start:r.pos]}
+		n := sr.u32()
+		if uint64(n) > uint64(size) {
+			return fail("a subsection", n, size)
+		}
+		for k := uint32(0); id == 2 && k < n && sr.err == nil; k++ {
+			sr.u32() // function index
+			locals := sr.u32()
+			if uint64(locals) > uint64(size) {
+				return fail("a function's local names", locals, size)
+			}
+			for j := uint32(0); j < locals && sr.err == nil; j++ {
+				sr.u32()
+				sr.name()
+			}
+		}
+	}
+	return nil // anything else malformed is for wazero to judge, as before
+}
+
 // appendVecItem returns a vector section body with one more item.
 func appendVecItem(body, item []byte) []byte {
 	r := &reader{b: body}
@@ -358,6 +421,12 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 	return out, r.err
 }
 
+// maxLocals bounds the locals of one function: what Web engines accept.
+// wazero's decoder builds a slice with one entry per local, so a function
+// body of a few bytes could otherwise declare 2^32-1 of them and make it
+// fill gigabytes.
+const maxLocals = 50000
+
 // instrumentFunc copies one function body, inserting check before every
 // branch back to a loop (br, br_if or br_table with a loop among its
 // targets). Every iteration of a loop after the first passes one, so a run
@@ -367,9 +436,13 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 	r := &reader{b: body}
 	groups := r.u32()
+	locals := uint64(0)
 	for g := uint32(0); g < groups && r.err == nil; g++ {
-		r.u32()
+		locals += uint64(r.u32())
 		r.byte()
+	}
+	if locals > maxLocals {
+		return nil, fmt.Errorf("%w: %d locals in one function, over the limit of %d", errMalformed, locals, maxLocals)
 	}
 	dst = append(dst, body[:r.pos]...)
 	loops := []bool{false} // the open blocks, innermost last: is it a loop; the function's own block first
@@ -501,7 +574,8 @@ func mergeData(body []byte) []byte {
 	}
 	r := &reader{b: body}
 	n := r.u32()
-	segs := make([]seg, 0, n)
+	// n is the module's claim; each segment takes at least 5 bytes.
+	segs := make([]seg, 0, min(int(n), len(body)/5))
 	for k := uint32(0); k < n && r.err == nil; k++ {
 		if flag := r.u32(); flag != 0 || r.byte() != 0x41 {
 			return body // passive, explicit memory index, or not i32.const
