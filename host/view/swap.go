@@ -295,7 +295,10 @@ var ErrSwapRefused = errors.New("view: the new version's state differs from the 
 // the new reducer and state. Reads never block; subscribers receive the
 // change as one patch: the minimal diff from the state they hold to the new
 // one, carried by the next event (patch seqs increase strictly). One swap
-// runs at a time.
+// runs at a time. If ctx ends before the view has taken up the request, the
+// request is withdrawn and Swap returns ctx's error; once the view has begun
+// it, Swap waits for it and returns its outcome, so that an error always
+// means the view did not swap.
 func (v *View) Swap(ctx context.Context, req SwapRequest) (SwapReport, error) {
 	if !v.swapMu.TryLock() {
 		req.Reducer.Close()
@@ -320,8 +323,23 @@ func (v *View) Swap(ctx context.Context, req SwapRequest) (SwapReport, error) {
 	case r := <-op.done:
 		return r.rep, r.err
 	case <-ctx.Done():
-		return SwapReport{}, ctx.Err()
+	case <-v.done:
 	}
+	// The caller gave up, or the view stopped. A request the view has not
+	// taken yet is withdrawn (swapMu: the only one in swapc is ours); one it
+	// took is answered (doSwap and drainSwaps always answer), and that
+	// answer is the truth: the swap may have happened.
+	select {
+	case <-v.swapc:
+		req.Reducer.Close()
+		if err := ctx.Err(); err != nil {
+			return SwapReport{}, err
+		}
+		return SwapReport{}, errors.New("view: the view stopped")
+	default:
+	}
+	r := <-op.done
+	return r.rep, r.err
 }
 
 func (v *View) drainSwaps() {

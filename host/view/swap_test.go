@@ -184,3 +184,58 @@ func TestStateAtEqualsPrefixReplay(t *testing.T) {
 		t.Fatal("a future seq gave a state")
 	}
 }
+
+// gateReducer is sameReducer that, at seq at, says so on entered and waits
+// for release: a swap whose catch-up takes a while.
+type gateReducer struct {
+	sameReducer
+	at      uint64
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (r *gateReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
+	if rec.Seq == r.at {
+		close(r.entered)
+		<-r.release
+	}
+	return r.sameReducer.Reduce(ctx, rec, tx)
+}
+
+// TestSwapCallerGivesUpMidSwap: when the caller's context ends while the
+// view is performing the swap (an HTTP client of activate that disconnects,
+// say), Swap still reports what happened. It used to return the context's
+// error while the view went on and swapped: the deploy manager then told
+// the client the live view was untouched and did not record the new version
+// as active, so the host ran one version while its store named another
+// (a restart silently went back to the old one).
+func TestSwapCallerGivesUpMidSwap(t *testing.T) {
+	l := memlog.New()
+	fill(t, l, 1, 3000)
+	v, _, _ := runView(t, Config{Name: "todos", Reducer: &todoReducer{}, Log: l})
+	waitSeq(t, v, 3000)
+	red := &gateReducer{at: 2500, entered: make(chan struct{}), release: make(chan struct{})}
+	res, err := Replay(context.Background(), ReplayConfig{Log: l, Reducer: red, To: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-red.entered // the view is catching the new reducer up
+		cancel()
+		time.Sleep(50 * time.Millisecond)
+		close(red.release)
+	}()
+	rep, err := v.Swap(ctx, SwapRequest{Reducer: red, Replay: res})
+	// Wait until the view is done with the request, whatever Swap said.
+	<-red.release
+	fill(t, l, 3001, 1)
+	waitSeq(t, v, 3001)
+	swapped := v.Hash() == red.Hash()
+	if err != nil && swapped {
+		t.Fatalf("Swap returned %v, but the view swapped", err)
+	}
+	if err == nil && (!rep.Swapped || !swapped) {
+		t.Fatalf("Swap reported %+v, view swapped: %v", rep, swapped)
+	}
+}
