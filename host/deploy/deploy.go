@@ -61,9 +61,10 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	views   map[string]*entry
-	modules map[string]*plugins.Module // by sha256
+	mu       sync.Mutex
+	views    map[string]*entry
+	starting map[string]bool            // views an activation is starting
+	modules  map[string]*plugins.Module // by sha256
 }
 
 type entry struct {
@@ -85,7 +86,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, modules: map[string]*plugins.Module{}}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -363,6 +364,9 @@ func (m *Manager) acquire(name string) (*entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.views[name]
+	if m.starting[name] {
+		return nil, errBusy // until the activation starting it has recorded it
+	}
 	if e == nil {
 		return nil, nil
 	}
@@ -420,6 +424,22 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		}
 	}
 	if e == nil {
+		// Only one activation starts a new view; another one at the same
+		// time would start a second view under the name.
+		m.mu.Lock()
+		claimed := m.views[name] == nil && !m.starting[name]
+		if claimed {
+			m.starting[name] = true
+		}
+		m.mu.Unlock()
+		if !claimed {
+			return rep, errBusy
+		}
+		defer func() {
+			m.mu.Lock()
+			delete(m.starting, name)
+			m.mu.Unlock()
+		}()
 		if _, err := m.StartView(ctx, name, sha); err != nil {
 			return rep, err
 		}
