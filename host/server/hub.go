@@ -300,6 +300,11 @@ func frameType(f wire.Format) int {
 // sendSnapshot queues the state the hub holds as a snapshot for c. Called
 // with h.mu held.
 func (h *hub) sendSnapshot(c *conn, sub *hubSub, id uint64, reset bool) {
+	if !c.claimSnapshot(h) {
+		sub.lagging = true
+		c.markLagging()
+		return
+	}
 	f := sub.format
 	if h.snap.seq != h.lastSeq {
 		h.snap = snapCache{seq: h.lastSeq}
@@ -317,7 +322,7 @@ func (h *hub) sendSnapshot(c *conn, sub *hubSub, id uint64, reset bool) {
 	if err != nil {
 		panic("server: preparing message: " + err.Error())
 	}
-	if !c.sendView(pm) {
+	if !c.sendSnapshotMsg(h, pm) {
 		sub.lagging = true
 		c.markLagging()
 	}

@@ -39,20 +39,65 @@ type conn struct {
 	// Subscriptions. out carries view messages (snapshots, patches,
 	// progress) queued by hubs; it is bounded so a slow reader cannot make
 	// the server buffer without limit.
-	out     chan *websocket.PreparedMessage
+	out     chan viewMsg
 	lagging atomic.Bool
 	wake    chan struct{}
 	hubsMu  sync.Mutex
 	hubs    map[*hub]struct{}
+	// snapMu guards snaps, the hubs with a snapshot in out not yet written:
+	// a snapshot is a copy of the whole state made for this connection
+	// alone, so at most one of each view waits at a time.
+	snapMu sync.Mutex
+	snaps  map[*hub]struct{}
+}
+
+// viewMsg is a queued view message; snapOf is the hub of a snapshot, nil
+// for the messages shared with other connections.
+type viewMsg struct {
+	pm     *websocket.PreparedMessage
+	snapOf *hub
 }
 
 // sendView queues a view message without blocking; false when the queue is
 // full (the subscriber is lagging).
 func (c *conn) sendView(pm *websocket.PreparedMessage) bool {
 	select {
-	case c.out <- pm:
+	case c.out <- viewMsg{pm: pm}:
 		return true
 	default:
+		return false
+	}
+}
+
+// claimSnapshot reports whether c may be sent a snapshot of h now: false
+// while one is still waiting in the queue (the subscriber is lagging; it
+// gets a fresh snapshot once the queue drains). A true must be followed by
+// sendSnapshotMsg or releaseSnapshot.
+func (c *conn) claimSnapshot(h *hub) bool {
+	c.snapMu.Lock()
+	defer c.snapMu.Unlock()
+	if _, ok := c.snaps[h]; ok {
+		return false
+	}
+	c.snaps[h] = struct{}{}
+	return true
+}
+
+// releaseSnapshot notes that no snapshot of h waits for c any more.
+func (c *conn) releaseSnapshot(h *hub) {
+	c.snapMu.Lock()
+	delete(c.snaps, h)
+	c.snapMu.Unlock()
+}
+
+// sendSnapshotMsg queues a snapshot of h claimed with claimSnapshot, like
+// sendView.
+func (c *conn) sendSnapshotMsg(h *hub, pm *websocket.PreparedMessage) bool {
+	select {
+	case c.out <- viewMsg{pm: pm, snapOf: h}:
+		return true
+	default:
+		c.releaseSnapshot(h)
 		return false
 	}
 }
@@ -139,7 +184,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{s: s, ws: ws, format: format, p: p, ctx: ctx, cancel: cancel,
 		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{}),
-		out: make(chan *websocket.PreparedMessage, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, wake: make(chan struct{}, 1)}
+		out: make(chan viewMsg, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, snaps: map[*hub]struct{}{}, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -352,14 +397,17 @@ func (c *conn) writeLoop() {
 			}
 			sl.req = chronicler.Request{}
 			slotPool.Put(sl)
-		case pm := <-c.out:
+		case m := <-c.out:
 			if !broken {
 				c.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-				if err := c.ws.WritePreparedMessage(pm); err != nil {
+				if err := c.ws.WritePreparedMessage(m.pm); err != nil {
 					s.logger.Info("closing a subscriber that is not reading", "error", err)
 					broken = true
 					c.ws.Close()
 				}
+			}
+			if m.snapOf != nil {
+				c.releaseSnapshot(m.snapOf)
 			}
 			c.resyncIfDrained()
 		case <-c.wake:
