@@ -300,11 +300,6 @@ func frameType(f wire.Format) int {
 // sendSnapshot queues the state the hub holds as a snapshot for c. Called
 // with h.mu held.
 func (h *hub) sendSnapshot(c *conn, sub *hubSub, id uint64, reset bool) {
-	if !c.claimSnapshot(h) {
-		sub.lagging = true
-		c.markLagging()
-		return
-	}
 	f := sub.format
 	if h.snap.seq != h.lastSeq {
 		h.snap = snapCache{seq: h.lastSeq}
@@ -317,12 +312,18 @@ func (h *hub) sendSnapshot(c *conn, sub *hubSub, id uint64, reset bool) {
 		}
 		h.snap.ok[f] = true
 	}
+	size := len(h.snap.body[f]) + 128 // the state and the message around it
+	if !c.claimSnapshot(h, size) {
+		sub.lagging = true
+		c.markLagging()
+		return
+	}
 	data := wire.AppendViewMessage(f, nil, wire.TypeSnapshot, id, h.v.Name(), h.lastSeq, reset, h.snap.body[f])
 	pm, err := websocket.NewPreparedMessage(frameType(f), data)
 	if err != nil {
 		panic("server: preparing message: " + err.Error())
 	}
-	if !c.sendSnapshotMsg(h, pm) {
+	if !c.sendSnapshotMsg(h, pm, size) {
 		sub.lagging = true
 		c.markLagging()
 	}

@@ -327,9 +327,11 @@ func TestStateETag(t *testing.T) {
 // TestRepeatedSubscribesDoNotQueueASnapshotEach: a client that subscribes
 // to a large view again and again without reading used to get a copy of
 // the whole state queued for each subscribe (up to SendQueue of them, a
-// few GiB for a view of one MiB, for a few KiB of requests). At most one
-// snapshot of a view waits per connection; the others are skipped like a
-// lagging subscriber's, and the client still ends up with the state.
+// few GiB for a view of one MiB, for a few KiB of requests). Beyond the
+// first of each view, the snapshots waiting in a connection's queue are
+// bounded (maxQueuedSnapshotBytes); the others are skipped like a lagging
+// subscriber's, and the client still ends up with the state. A client that
+// reads gets a snapshot with its id for each of its subscribes.
 func TestRepeatedSubscribesDoNotQueueASnapshotEach(t *testing.T) {
 	h := startHost(t, Config{WriteTimeout: 30 * time.Second})
 	v := addKV(t, h)
@@ -339,7 +341,11 @@ func TestRepeatedSubscribesDoNotQueueASnapshotEach(t *testing.T) {
 	readReply(t, pub, wire.JSON)
 	send(t, pub, kvEvent("w", 2, "b", big))
 	readReply(t, pub, wire.JSON)
-	waitView(t, v, 2) // a state of 1.2 MB
+	send(t, pub, kvEvent("w", 3, "c", big))
+	readReply(t, pub, wire.JSON)
+	send(t, pub, kvEvent("w", 4, "d", big))
+	readReply(t, pub, wire.JSON)
+	waitView(t, v, 4) // a state of 2.4 MB
 
 	// A client that does not read, with a tiny receive buffer.
 	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolJSON}, NetDial: func(network, addr string) (net.Conn, error) {
@@ -381,17 +387,19 @@ func TestRepeatedSubscribesDoNotQueueASnapshotEach(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("heap grew by %d MB for %d subscribes to a 1.2 MB view", grew>>20, n)
-	if grew > 40<<20 {
-		t.Fatalf("heap grew by %d MB for %d subscribes to a 1.2 MB view by a client that does not read: a snapshot is queued for each", grew>>20, n)
+	t.Logf("heap grew by %d MB for %d subscribes to a 2.4 MB view", grew>>20, n)
+	if grew > 120<<20 { // 360 MB when a snapshot was queued for each
+		t.Fatalf("heap grew by %d MB for %d subscribes to a 2.4 MB view by a client that does not read: a snapshot is queued for each", grew>>20, n)
 	}
 
-	// A client that reads still gets the state for its subscribe.
+	// A client that reads gets each of its subscribes answered with its id.
 	ws := mustDial(t, h.addr, wire.SubprotocolJSON)
 	send(t, ws, `{"type":"subscribe","id":1,"view":"kv"}`)
 	send(t, ws, `{"type":"subscribe","id":2,"view":"kv"}`)
-	r := nextView(t, ws)
-	if r.Type != wire.TypeSnapshot || r.Seq != 2 || len(r.State) < 1200<<10 {
-		t.Fatalf("reading subscriber: %s at seq %d, %d bytes of state", r.Type, r.Seq, len(r.State))
+	for id := uint64(1); id <= 2; id++ {
+		r := nextView(t, ws)
+		if r.Type != wire.TypeSnapshot || r.ID != id || r.Seq != 4 || len(r.State) < 2400<<10 {
+			t.Fatalf("reading subscriber, subscribe %d: %s id %d at seq %d, %d bytes of state", id, r.Type, r.ID, r.Seq, len(r.State))
+		}
 	}
 }

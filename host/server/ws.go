@@ -44,18 +44,29 @@ type conn struct {
 	wake    chan struct{}
 	hubsMu  sync.Mutex
 	hubs    map[*hub]struct{}
-	// snapMu guards snaps, the hubs with a snapshot in out not yet written:
-	// a snapshot is a copy of the whole state made for this connection
-	// alone, so at most one of each view waits at a time.
-	snapMu sync.Mutex
-	snaps  map[*hub]struct{}
+	// Snapshots in out not yet written. Each is a copy of a whole state
+	// made for this connection alone (it carries the subscribe's id), so
+	// they are bounded: the first of each view is always queued, more only
+	// while snapBytes stays within maxQueuedSnapshotBytes (see
+	// claimSnapshot). Guarded by snapMu.
+	snapMu    sync.Mutex
+	snaps     map[*hub]int
+	snapBytes int
 }
 
-// viewMsg is a queued view message; snapOf is the hub of a snapshot, nil
-// for the messages shared with other connections.
+// maxQueuedSnapshotBytes bounds the snapshots waiting in one connection's
+// queue beyond the first of each view. A client that subscribes again and
+// again without reading would otherwise make the server hold a copy of the
+// state per subscribe, up to SendQueue of them.
+const maxQueuedSnapshotBytes = 64 << 20
+
+// viewMsg is a queued view message. For a snapshot, snapOf is its hub and
+// snapSize what claimSnapshot counted for it; nil and 0 for the messages
+// shared with other connections.
 type viewMsg struct {
-	pm     *websocket.PreparedMessage
-	snapOf *hub
+	pm       *websocket.PreparedMessage
+	snapOf   *hub
+	snapSize int
 }
 
 // sendView queues a view message without blocking; false when the queue is
@@ -69,35 +80,41 @@ func (c *conn) sendView(pm *websocket.PreparedMessage) bool {
 	}
 }
 
-// claimSnapshot reports whether c may be sent a snapshot of h now: false
-// while one is still waiting in the queue (the subscriber is lagging; it
-// gets a fresh snapshot once the queue drains). A true must be followed by
-// sendSnapshotMsg or releaseSnapshot.
-func (c *conn) claimSnapshot(h *hub) bool {
+// claimSnapshot reports whether c may be queued a snapshot of h of size
+// bytes now: yes if none of h waits in the queue, or if the snapshots
+// waiting stay within maxQueuedSnapshotBytes with it; no otherwise (the
+// subscriber is then treated as lagging: it gets a fresh snapshot once its
+// queue drains). A true must be followed by sendSnapshotMsg.
+func (c *conn) claimSnapshot(h *hub, size int) bool {
 	c.snapMu.Lock()
 	defer c.snapMu.Unlock()
-	if _, ok := c.snaps[h]; ok {
+	if c.snaps[h] > 0 && c.snapBytes+size > maxQueuedSnapshotBytes {
 		return false
 	}
-	c.snaps[h] = struct{}{}
+	c.snaps[h]++
+	c.snapBytes += size
 	return true
 }
 
-// releaseSnapshot notes that no snapshot of h waits for c any more.
-func (c *conn) releaseSnapshot(h *hub) {
+// releaseSnapshot notes that a snapshot of h of size bytes no longer waits
+// for c.
+func (c *conn) releaseSnapshot(h *hub, size int) {
 	c.snapMu.Lock()
-	delete(c.snaps, h)
+	if c.snaps[h]--; c.snaps[h] <= 0 {
+		delete(c.snaps, h)
+	}
+	c.snapBytes -= size
 	c.snapMu.Unlock()
 }
 
 // sendSnapshotMsg queues a snapshot of h claimed with claimSnapshot, like
 // sendView.
-func (c *conn) sendSnapshotMsg(h *hub, pm *websocket.PreparedMessage) bool {
+func (c *conn) sendSnapshotMsg(h *hub, pm *websocket.PreparedMessage, size int) bool {
 	select {
-	case c.out <- viewMsg{pm: pm, snapOf: h}:
+	case c.out <- viewMsg{pm: pm, snapOf: h, snapSize: size}:
 		return true
 	default:
-		c.releaseSnapshot(h)
+		c.releaseSnapshot(h, size)
 		return false
 	}
 }
@@ -184,7 +201,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{s: s, ws: ws, format: format, p: p, ctx: ctx, cancel: cancel,
 		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{}),
-		out: make(chan viewMsg, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, snaps: map[*hub]struct{}{}, wake: make(chan struct{}, 1)}
+		out: make(chan viewMsg, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, snaps: map[*hub]int{}, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -407,7 +424,7 @@ func (c *conn) writeLoop() {
 				}
 			}
 			if m.snapOf != nil {
-				c.releaseSnapshot(m.snapOf)
+				c.releaseSnapshot(m.snapOf, m.snapSize)
 			}
 			c.resyncIfDrained()
 		case <-c.wake:
