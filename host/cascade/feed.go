@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/host/eventlog"
@@ -426,7 +427,7 @@ func (f *Feed) catchUp(ctx context.Context, pos uint64, base frame) (eventlog.Re
 		old := statetree.EmptyMap()
 		if pos > 0 {
 			var err error
-			if old, err = in.StateAt(ctx, pos); err != nil {
+			if old, err = f.pastState(ctx, i, pos); err != nil {
 				return eventlog.Record{}, fmt.Errorf("cascade: input %q at seq %d (to catch up from there): %w", in.Name(), pos, err)
 			}
 		}
@@ -445,6 +446,44 @@ func (f *Feed) catchUp(ctx context.Context, pos uint64, base frame) (eventlog.Re
 	}
 	f.mu.Unlock()
 	return record(fr.seq, fr.handle, fr.changed()), nil
+}
+
+// pastState returns input i's state as of seq, for a catch-up. A failure
+// (a remote upstream unreachable for a moment) is retried with backoff, and
+// shown in the view's note, until ctx ends or the feed fails: an error
+// here would stop the view for good.
+func (f *Feed) pastState(ctx context.Context, i int, seq uint64) (statetree.Value, error) {
+	backoff := 100 * time.Millisecond
+	var why string // the trouble reported, cleared on success
+	for {
+		root, err := f.inputs[i].StateAt(ctx, seq)
+		if err == nil {
+			if why != "" {
+				f.mu.Lock()
+				if f.trouble[i] == why {
+					f.trouble[i] = ""
+				}
+				f.mu.Unlock()
+			}
+			return root, nil
+		}
+		f.mu.Lock()
+		failed := f.failed
+		if failed == nil && ctx.Err() == nil {
+			why = fmt.Sprintf("catching up from seq %d: %v (retrying)", seq, err)
+			f.trouble[i] = why
+		}
+		f.mu.Unlock()
+		if failed != nil || ctx.Err() != nil {
+			return statetree.Value{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return statetree.Value{}, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 func record(seq, handle uint64, changed bool) eventlog.Record {

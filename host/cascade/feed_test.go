@@ -2,6 +2,7 @@ package cascade
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nodb-dev/nodb/host/eventlog"
 	"github.com/nodb-dev/nodb/host/statetree"
+	"github.com/nodb-dev/nodb/host/view"
 )
 
 // fakeInput is an input whose history the test writes: states[seq].
@@ -18,6 +20,7 @@ type fakeInput struct {
 	mu     sync.Mutex
 	states map[uint64]statetree.Value
 	push   chan func(PushFunc)
+	fails  int // StateAt calls still to fail, as an unreachable upstream's
 }
 
 func (f *fakeInput) Name() string   { return f.name }
@@ -35,6 +38,10 @@ func (f *fakeInput) Follow(ctx context.Context, push PushFunc) error {
 func (f *fakeInput) StateAt(_ context.Context, seq uint64) (statetree.Value, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return statetree.Value{}, errors.New("upstream unreachable")
+	}
 	best, at := statetree.EmptyMap(), uint64(0)
 	for s, v := range f.states {
 		if s <= seq && s >= at {
@@ -144,5 +151,92 @@ func TestFeedMergesAndCatchesUp(t *testing.T) {
 				t.Fatalf("from %d: input %d ends at %s, want %s", from, i, have[i].AppendJSON(nil), want.AppendJSON(nil))
 			}
 		}
+	}
+}
+
+// copyReducer keeps its one input's state at /in, frame by frame, as a
+// cascade's Reducer reads frames; hold, while locked, stops it in Reduce.
+type copyReducer struct {
+	f    *Feed
+	hold *sync.Mutex
+}
+
+func (copyReducer) Consumes(t string) bool { return true }
+func (copyReducer) Hash() string           { return "test-copy" }
+func (copyReducer) Close() error           { return nil }
+func (r copyReducer) Reduce(_ context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
+	r.hold.Lock()
+	r.hold.Unlock()
+	if rec.Type != "nodb/patch" {
+		return nil
+	}
+	fr, err := r.f.frameOf(rec)
+	if err != nil {
+		return err
+	}
+	return tx.Set(statetree.Path{"in"}, fr.roots[0])
+}
+
+// TestCatchUpSurvivesAnInputThatFailsOnce: a cascade view that fell behind
+// what its feed retains catches up from its input's past state; when that
+// read fails once (a remote upstream briefly unreachable), the view goes on
+// once it succeeds. It used to stop for good: the feed's Read returned the
+// error, and a view stops on an error reading its source.
+func TestCatchUpSurvivesAnInputThatFailsOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := &fakeInput{name: "a", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	f := NewFeed([]Input{a}, 2)
+	go f.Run(ctx)
+	root := statetree.EmptyMap()
+	a.states[0] = root
+	r0 := root // by value: set replaces root while the push may still run
+	a.push <- func(p PushFunc) { p(0, nil, r0, true) }
+	set := func(seq uint64) {
+		nr, ops, err := root.Set(statetree.Path{fmt.Sprint("k", seq%3)}, statetree.Int(int64(seq)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root = nr
+		a.set(seq, root, ops)
+	}
+	var hold sync.Mutex
+	v, err := view.New(view.Config{Name: "c", Reducer: copyReducer{f, &hold}, Log: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- v.Run(ctx) }()
+	for seq := uint64(1); seq <= 3; seq++ {
+		set(seq)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := v.WaitFor(wctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	hold.Lock()
+	for seq := uint64(4); seq <= 20; seq++ { // the view is stuck at 4; the feed forgets it
+		set(seq)
+	}
+	a.mu.Lock()
+	a.fails = 1
+	a.mu.Unlock()
+	hold.Unlock()
+	for {
+		if _, s := v.State(); s >= 20 {
+			break
+		}
+		select {
+		case err := <-runErr:
+			t.Fatalf("the view stopped at seq %d: %v", v.Status().Seq, err)
+		case <-wctx.Done():
+			t.Fatalf("the view is at seq %d after 10 s, want 20", v.Status().Seq)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	got, _ := v.State()
+	if in, _ := got.Get(statetree.Path{"in"}); in.Hash() != root.Hash() {
+		t.Fatalf("the view holds %s, want %s", in.AppendJSON(nil), root.AppendJSON(nil))
 	}
 }

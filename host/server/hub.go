@@ -312,12 +312,18 @@ func (h *hub) sendSnapshot(c *conn, sub *hubSub, id uint64, reset bool) {
 		}
 		h.snap.ok[f] = true
 	}
+	size := len(h.snap.body[f]) + 128 // the state and the message around it
+	if !c.claimSnapshot(h, size) {
+		sub.lagging = true
+		c.markLagging()
+		return
+	}
 	data := wire.AppendViewMessage(f, nil, wire.TypeSnapshot, id, h.v.Name(), h.lastSeq, reset, h.snap.body[f])
 	pm, err := websocket.NewPreparedMessage(frameType(f), data)
 	if err != nil {
 		panic("server: preparing message: " + err.Error())
 	}
-	if !c.sendView(pm) {
+	if !c.sendSnapshotMsg(h, pm, size) {
 		sub.lagging = true
 		c.markLagging()
 	}

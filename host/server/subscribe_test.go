@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -320,5 +321,85 @@ func TestStateETag(t *testing.T) {
 	r3, b3 := get(etag)
 	if r3.StatusCode != 200 || b3 != `{"a":2}` || r3.Header.Get("ETag") == etag {
 		t.Fatalf("after a change: %d %q etag %q", r3.StatusCode, b3, r3.Header.Get("ETag"))
+	}
+}
+
+// TestRepeatedSubscribesDoNotQueueASnapshotEach: a client that subscribes
+// to a large view again and again without reading used to get a copy of
+// the whole state queued for each subscribe (up to SendQueue of them, a
+// few GiB for a view of one MiB, for a few KiB of requests). Beyond the
+// first of each view, the snapshots waiting in a connection's queue are
+// bounded (maxQueuedSnapshotBytes); the others are skipped like a lagging
+// subscriber's, and the client still ends up with the state. A client that
+// reads gets a snapshot with its id for each of its subscribes.
+func TestRepeatedSubscribesDoNotQueueASnapshotEach(t *testing.T) {
+	h := startHost(t, Config{WriteTimeout: 30 * time.Second})
+	v := addKV(t, h)
+	pub := mustDial(t, h.addr, wire.SubprotocolJSON)
+	big := strings.Repeat("x", 600<<10)
+	send(t, pub, kvEvent("w", 1, "a", big))
+	readReply(t, pub, wire.JSON)
+	send(t, pub, kvEvent("w", 2, "b", big))
+	readReply(t, pub, wire.JSON)
+	send(t, pub, kvEvent("w", 3, "c", big))
+	readReply(t, pub, wire.JSON)
+	send(t, pub, kvEvent("w", 4, "d", big))
+	readReply(t, pub, wire.JSON)
+	waitView(t, v, 4) // a state of 2.4 MB
+
+	// A client that does not read, with a tiny receive buffer.
+	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolJSON}, NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	slow, _, err := d.Dial("ws://"+h.addr+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 150
+	for i := range n {
+		send(t, slow, fmt.Sprintf(`{"type":"subscribe","id":%d,"view":"kv"}`, i+1))
+	}
+	// An unsubscribe after them: once the hub has no subscriber, the
+	// server has handled every subscribe.
+	send(t, slow, `{"type":"unsubscribe","id":999,"view":"kv"}`)
+	hb := h.srv.hub("kv")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hb.mu.Lock()
+		subs := len(hb.subs)
+		hb.mu.Unlock()
+		if subs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not handle the subscribes within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew by %d MB for %d subscribes to a 2.4 MB view", grew>>20, n)
+	if grew > 120<<20 { // 360 MB when a snapshot was queued for each
+		t.Fatalf("heap grew by %d MB for %d subscribes to a 2.4 MB view by a client that does not read: a snapshot is queued for each", grew>>20, n)
+	}
+
+	// A client that reads gets each of its subscribes answered with its id.
+	ws := mustDial(t, h.addr, wire.SubprotocolJSON)
+	send(t, ws, `{"type":"subscribe","id":1,"view":"kv"}`)
+	send(t, ws, `{"type":"subscribe","id":2,"view":"kv"}`)
+	for id := uint64(1); id <= 2; id++ {
+		r := nextView(t, ws)
+		if r.Type != wire.TypeSnapshot || r.ID != id || r.Seq != 4 || len(r.State) < 2400<<10 {
+			t.Fatalf("reading subscriber, subscribe %d: %s id %d at seq %d, %d bytes of state", id, r.Type, r.ID, r.Seq, len(r.State))
+		}
 	}
 }

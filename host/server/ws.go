@@ -39,20 +39,82 @@ type conn struct {
 	// Subscriptions. out carries view messages (snapshots, patches,
 	// progress) queued by hubs; it is bounded so a slow reader cannot make
 	// the server buffer without limit.
-	out     chan *websocket.PreparedMessage
+	out     chan viewMsg
 	lagging atomic.Bool
 	wake    chan struct{}
 	hubsMu  sync.Mutex
 	hubs    map[*hub]struct{}
+	// Snapshots in out not yet written. Each is a copy of a whole state
+	// made for this connection alone (it carries the subscribe's id), so
+	// they are bounded: the first of each view is always queued, more only
+	// while snapBytes stays within maxQueuedSnapshotBytes (see
+	// claimSnapshot). Guarded by snapMu.
+	snapMu    sync.Mutex
+	snaps     map[*hub]int
+	snapBytes int
+}
+
+// maxQueuedSnapshotBytes bounds the snapshots waiting in one connection's
+// queue beyond the first of each view. A client that subscribes again and
+// again without reading would otherwise make the server hold a copy of the
+// state per subscribe, up to SendQueue of them.
+const maxQueuedSnapshotBytes = 64 << 20
+
+// viewMsg is a queued view message. For a snapshot, snapOf is its hub and
+// snapSize what claimSnapshot counted for it; nil and 0 for the messages
+// shared with other connections.
+type viewMsg struct {
+	pm       *websocket.PreparedMessage
+	snapOf   *hub
+	snapSize int
 }
 
 // sendView queues a view message without blocking; false when the queue is
 // full (the subscriber is lagging).
 func (c *conn) sendView(pm *websocket.PreparedMessage) bool {
 	select {
-	case c.out <- pm:
+	case c.out <- viewMsg{pm: pm}:
 		return true
 	default:
+		return false
+	}
+}
+
+// claimSnapshot reports whether c may be queued a snapshot of h of size
+// bytes now: yes if none of h waits in the queue, or if the snapshots
+// waiting stay within maxQueuedSnapshotBytes with it; no otherwise (the
+// subscriber is then treated as lagging: it gets a fresh snapshot once its
+// queue drains). A true must be followed by sendSnapshotMsg.
+func (c *conn) claimSnapshot(h *hub, size int) bool {
+	c.snapMu.Lock()
+	defer c.snapMu.Unlock()
+	if c.snaps[h] > 0 && c.snapBytes+size > maxQueuedSnapshotBytes {
+		return false
+	}
+	c.snaps[h]++
+	c.snapBytes += size
+	return true
+}
+
+// releaseSnapshot notes that a snapshot of h of size bytes no longer waits
+// for c.
+func (c *conn) releaseSnapshot(h *hub, size int) {
+	c.snapMu.Lock()
+	if c.snaps[h]--; c.snaps[h] <= 0 {
+		delete(c.snaps, h)
+	}
+	c.snapBytes -= size
+	c.snapMu.Unlock()
+}
+
+// sendSnapshotMsg queues a snapshot of h claimed with claimSnapshot, like
+// sendView.
+func (c *conn) sendSnapshotMsg(h *hub, pm *websocket.PreparedMessage, size int) bool {
+	select {
+	case c.out <- viewMsg{pm: pm, snapOf: h, snapSize: size}:
+		return true
+	default:
+		c.releaseSnapshot(h, size)
 		return false
 	}
 }
@@ -139,7 +201,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{s: s, ws: ws, format: format, p: p, ctx: ctx, cancel: cancel,
 		slots: make(chan *slot, s.cfg.MaxInFlight), draining: make(chan struct{}),
-		out: make(chan *websocket.PreparedMessage, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, wake: make(chan struct{}, 1)}
+		out: make(chan viewMsg, s.cfg.SendQueue), hubs: map[*hub]struct{}{}, snaps: map[*hub]int{}, wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -352,14 +414,17 @@ func (c *conn) writeLoop() {
 			}
 			sl.req = chronicler.Request{}
 			slotPool.Put(sl)
-		case pm := <-c.out:
+		case m := <-c.out:
 			if !broken {
 				c.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-				if err := c.ws.WritePreparedMessage(pm); err != nil {
+				if err := c.ws.WritePreparedMessage(m.pm); err != nil {
 					s.logger.Info("closing a subscriber that is not reading", "error", err)
 					broken = true
 					c.ws.Close()
 				}
+			}
+			if m.snapOf != nil {
+				c.releaseSnapshot(m.snapOf, m.snapSize)
 			}
 			c.resyncIfDrained()
 		case <-c.wake:

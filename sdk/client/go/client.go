@@ -377,7 +377,12 @@ func (c *Client) PublishAsync(ctx context.Context, eventType string, payload any
 	if maxFrame <= 0 {
 		maxFrame = wire.DefaultMaxFrame
 	}
-	if n := len(body) + len(c.producer) + len(eventType) + 128; n > maxFrame {
+	n := len(body) + len(c.producer) + len(eventType) + 128
+	if c.opts.format == wire.JSON {
+		// Names are JSON strings on the wire: count their escapes.
+		n += jsonEscapes(c.producer) + jsonEscapes(eventType)
+	}
+	if n > maxFrame {
 		return failedFuture(&wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("event of about %d bytes is over the host's frame limit of %d bytes", n, maxFrame)})
 	}
 	select {
@@ -419,6 +424,21 @@ func (c *Client) PublishAsync(ctx context.Context, eventType string, payload any
 	default:
 	}
 	return &Future{c: cl, mu: &c.mu}
+}
+
+// jsonEscapes returns how many bytes longer s is as a JSON string (see
+// appendJSONString) than it is in memory, quotes aside.
+func jsonEscapes(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch == '"' || ch == '\\':
+			n++
+		case ch < 0x20:
+			n += 5
+		}
+	}
+	return n
 }
 
 // encodePayload turns a payload into the bytes sent on the wire: JSON text,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,6 +142,34 @@ func TestClientSideValidation(t *testing.T) {
 	}
 	if _, err := c.Publish(ctx, "t", 1); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEscapedNamesCountAgainstTheFrameLimit: a producer id or type with
+// characters JSON escapes (a backslash, a quote) is longer on the wire than
+// in memory. An event that fit the client's estimate but not the host's
+// frame limit used to make the host close the connection (1009) on every
+// attempt: the client re-sent it forever and nothing after it got through.
+// It is refused at once with too_large instead, and later events go on.
+func TestEscapedNamesCountAgainstTheFrameLimit(t *testing.T) {
+	h := newFakeHost(t)
+	producer := strings.Repeat(`\`, 100) // 100 backslashes: 200 bytes on the wire
+	c := dialFake(t, h, WithProducer(producer))
+	typ := strings.Repeat(`"`, 100)
+	// The largest string payload the client accepted for these names.
+	payload := json.RawMessage(`"` + strings.Repeat("x", wire.DefaultMaxFrame-len(producer)-len(typ)-128-2) + `"`)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := c.Publish(ctx, typ, payload)
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeTooLarge {
+		t.Fatalf("publish of a frame over the host's limit: %v, want a too_large error", err)
+	}
+	if _, err := c.Publish(ctx, typ, 1); err != nil {
+		t.Fatalf("the next publish: %v", err)
+	}
+	if n := h.check(t); n != 1 {
+		t.Fatalf("the host holds %d events, want 1", n)
 	}
 }
 

@@ -49,6 +49,7 @@ func (h *fakeHost) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ws.Close()
+	ws.SetReadLimit(wire.DefaultMaxFrame) // as nodb serve: a larger frame closes with 1009
 	f, ok := wire.FormatOf(ws.Subprotocol())
 	if !ok {
 		return
