@@ -272,22 +272,46 @@ func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
 // opsSize estimates the length of ops as JSON without encoding them. While
 // an entry is not encoded its memory is the ops' values, shared with the
 // state; once encoded, the ring counts the JSON exactly.
+// The values are walked, nested ones included, but only as far as
+// ringMaxBytes: the ring must not hold more than its bound of values the
+// state has since let go (a replaced document of a megabyte in each of
+// 8192 changes would otherwise count as a few bytes each), and an entry
+// over the bound is not held at all.
 func opsSize(ops []statetree.Op) int {
 	n := 2
 	for _, op := range ops {
-		n += 32 + len(op.Path) + valueSize(op.Value)
+		n += 32 + len(op.Path)
+		n = valueSize(op.Value, n)
+		if n > ringMaxBytes {
+			break
+		}
 	}
 	return n
 }
 
-func valueSize(v statetree.Value) int {
+// valueSize returns n plus about the length of v as JSON, stopping once
+// the sum is over ringMaxBytes.
+func valueSize(v statetree.Value, n int) int {
 	switch v.Kind() {
 	case statetree.KindString:
-		return len(v.Str()) + 2
-	case statetree.KindMap, statetree.KindArray:
-		return 2 + 48*v.Len() // about a short key and a small value each; not walked
+		return n + len(v.Str()) + 2
+	case statetree.KindMap:
+		n += 2
+		v.Range(func(k string, e statetree.Value) bool {
+			n = valueSize(e, n+len(k)+4)
+			return n <= ringMaxBytes
+		})
+		return n
+	case statetree.KindArray:
+		n += 2
+		for i := range v.Len() {
+			if n = valueSize(v.Index(i), n+1); n > ringMaxBytes {
+				break
+			}
+		}
+		return n
 	}
-	return 8
+	return n + 8
 }
 
 func frameType(f wire.Format) int {

@@ -72,7 +72,7 @@ func (r fillReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *state
 // in the hub and take the process down), and a client resuming from before
 // it gets a snapshot, since the ring could not keep it.
 func TestHugePatchIsSentNotHeld(t *testing.T) {
-	const n = ringMaxBytes/48 + 1000 // valueSize counts 48 bytes an entry
+	const n = ringMaxBytes/16 + 1000 // about 16 bytes an entry as JSON ("k123456":123456,)
 	h := startHost(t, Config{})
 	v := addView(t, h, "kv", fillReducer{})
 
@@ -134,5 +134,23 @@ func TestHugePatchIsSentNotHeld(t *testing.T) {
 	}
 	if held != hb.ringSize {
 		t.Fatalf("ring counts %d bytes but holds %d", hb.ringSize, held)
+	}
+}
+
+// TestRingCountsNestedValues: a change whose value nests a large one (a
+// document replaced by each event) counts its whole size against
+// ringMaxBytes, so the ring does not keep thousands of megabyte documents
+// the state has let go of while it has no subscriber to encode them.
+func TestRingCountsNestedValues(t *testing.T) {
+	h := &hub{subs: map[*conn]*hubSub{}}
+	for seq := uint64(1); seq <= 100; seq++ {
+		body := statetree.String(strings.Repeat(strconv.FormatUint(seq%10, 10), 1<<20))
+		inner, _ := statetree.Map(map[string]statetree.Value{"body": body})
+		doc, _ := statetree.Map(map[string]statetree.Value{"doc": inner})
+		list := statetree.Array(doc)
+		h.push(ringEntry{seq: seq, raw: []statetree.Op{{Op: "replace", Path: "/d", Value: list}}, size: opsSize([]statetree.Op{{Op: "replace", Path: "/d", Value: list}})})
+	}
+	if h.ring.n > ringMaxBytes>>20 || h.ringSize > ringMaxBytes || h.ringSize < h.ring.n<<20 {
+		t.Fatalf("ring holds %d changes of a 1 MiB document each, counted as %d bytes (bound %d)", h.ring.n, h.ringSize, ringMaxBytes)
 	}
 }
