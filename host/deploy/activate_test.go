@@ -16,22 +16,7 @@ import (
 // another than the one the host served.
 func TestConcurrentActivationsOfANewView(t *testing.T) {
 	h := startHost(t, nil)
-	wasm := fixture(t, "plumb.wasm")
-	var shas []string
-	for i := range 2 {
-		// The same module with a different custom section: another version.
-		w := append(append([]byte(nil), wasm...), 0, 3, 1, byte('a'+i), 0)
-		r := upload(t, h, "", w, map[string]any{"name": "x"})
-		var up struct {
-			Manifest struct {
-				SHA256 string `json:"sha256"`
-			} `json:"manifest"`
-		}
-		if err := json.Unmarshal([]byte(r.Body), &up); err != nil || r.Status != 201 {
-			t.Fatalf("upload: %d %s", r.Status, r.Body)
-		}
-		shas = append(shas, up.Manifest.SHA256)
-	}
+	shas := uploadVersions(t, h, 2)
 	for k := range 20 {
 		name := fmt.Sprintf("v%d", k)
 		outcomes := make([]string, 2)
@@ -67,4 +52,67 @@ func TestConcurrentActivationsOfANewView(t *testing.T) {
 			t.Fatalf("view %s serves %s; the store's active version is %s (%v)", name, view.Plugin, a.SHA256, outcomes)
 		}
 	}
+}
+
+// TestDeleteRefusesAVersionInUse: a version a manual swap awaits
+// confirmation with cannot be deleted (409 busy); after the confirmation
+// the swapped-out version can, and the active one cannot. Deleting it
+// under the pending swap used to succeed: the confirmation then swapped
+// to a version the store no longer had, so the store kept naming the old
+// version and a restart went back to it.
+func TestDeleteRefusesAVersionInUse(t *testing.T) {
+	h := startHost(t, nil)
+	shas := uploadVersions(t, h, 2)
+	v1, v2 := shas[0], shas[1]
+	outcome := func(r result) string { // of an NDJSON answer's final report
+		lines := strings.Split(strings.TrimSpace(r.Body), "\n")
+		var last struct {
+			Report struct {
+				Outcome string `json:"outcome"`
+			} `json:"report"`
+		}
+		json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+		return last.Report.Outcome
+	}
+	wantStatus := func(what string, r result, status int, contains string) {
+		t.Helper()
+		if r.Status != status || !strings.Contains(r.Body, contains) {
+			t.Fatalf("%s: got %d %s, want %d containing %q", what, r.Status, r.Body, status, contains)
+		}
+	}
+	if got := outcome(call(t, "POST", h.base+"/v1/views/p/activate", "", []byte(`{"sha256":"`+v1+`"}`))); got != "started" {
+		t.Fatalf("activate v1: %s", got)
+	}
+	if got := outcome(call(t, "POST", h.base+"/v1/views/p/activate", "", []byte(`{"sha256":"`+v2+`","policy":"manual"}`))); got != "awaiting-confirm" {
+		t.Fatalf("activate v2 manual: %s", got)
+	}
+	wantStatus("delete of the version awaiting confirmation", call(t, "DELETE", h.base+"/v1/plugins/"+v2, "", nil), 409, "awaits confirmation")
+	wantStatus("confirm", call(t, "POST", h.base+"/v1/views/p/confirm", "", nil), 200, `"outcome":"swapped"`)
+	if a, ok := h.store.Active("p"); !ok || a.SHA256 != v2 {
+		t.Fatalf("after the confirmation the store names %s, want %s", a.SHA256, v2)
+	}
+	wantStatus("delete of the swapped-out version", call(t, "DELETE", h.base+"/v1/plugins/"+v1, "", nil), 200, v1)
+	wantStatus("delete of the active version", call(t, "DELETE", h.base+"/v1/plugins/"+v2, "", nil), 422, "is active")
+}
+
+// uploadVersions uploads n versions of the plumb fixture (the same module
+// with a different custom section each) and returns their sha256s.
+func uploadVersions(t *testing.T, h *host, n int) []string {
+	t.Helper()
+	wasm := fixture(t, "plumb.wasm")
+	var shas []string
+	for i := range n {
+		w := append(append([]byte(nil), wasm...), 0, 3, 1, byte('a'+i), 0)
+		r := upload(t, h, "", w, map[string]any{"name": "x"})
+		var up struct {
+			Manifest struct {
+				SHA256 string `json:"sha256"`
+			} `json:"manifest"`
+		}
+		if err := json.Unmarshal([]byte(r.Body), &up); err != nil || r.Status != 201 {
+			t.Fatalf("upload: %d %s", r.Status, r.Body)
+		}
+		shas = append(shas, up.Manifest.SHA256)
+	}
+	return shas
 }

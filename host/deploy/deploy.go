@@ -65,6 +65,9 @@ type Manager struct {
 	views    map[string]*entry
 	starting map[string]bool            // views an activation is starting
 	modules  map[string]*plugins.Module // by sha256
+	// using counts, by sha256, the activations, confirmations and manual
+	// swaps awaiting confirmation that use a version: Delete refuses it.
+	using map[string]int
 }
 
 type entry struct {
@@ -86,7 +89,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}, using: map[string]int{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -357,6 +360,51 @@ type Report struct {
 	Error   string              `json:"error,omitempty"`
 }
 
+// use marks version sha as in use (see Delete), if the store still has
+// it: Delete and use exclude each other, so a version is either deleted
+// before an activation starts using it (which then fails) or kept until
+// the activation ends.
+func (m *Manager) use(sha string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := m.cfg.Store.Resolve("", sha); err != nil {
+		return err
+	}
+	m.using[sha]++
+	return nil
+}
+
+// unuse ends one use of version sha.
+func (m *Manager) unuse(sha string) {
+	m.mu.Lock()
+	if m.using[sha]--; m.using[sha] <= 0 {
+		delete(m.using, sha)
+	}
+	m.mu.Unlock()
+}
+
+// Delete removes version sha from the store. It refuses a version a view
+// runs (the store's rule), one an activation, confirmation or rollback is
+// using, and one a manual swap awaits confirmation with: deleting it under
+// them made the swap go through with a version the store could no longer
+// record as active, so the host ran one version while its store named
+// another, and a restart silently went back to the old one.
+func (m *Manager) Delete(sha string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.using[sha] > 0 {
+		return busyError(fmt.Sprintf("version %s is being activated, or a manual swap to it awaits confirmation; wait for the activation, or confirm it or activate another version, then delete it", sha[:min(12, len(sha))]))
+	}
+	return m.cfg.Store.Delete(sha)
+}
+
+// busyError is a refusal answered like errBusy (409 busy) with its own
+// message.
+type busyError string
+
+func (e busyError) Error() string        { return string(e) }
+func (e busyError) Is(target error) bool { return target == errBusy }
+
 // errBusy is returned when a view already has a swap in progress.
 var errBusy = errors.New("a swap of this view is already in progress; wait for it (or confirm/abandon the pending one)")
 
@@ -402,6 +450,10 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 	if err != nil {
 		return Report{}, err
 	}
+	if err := m.use(sha); err != nil {
+		return Report{}, err
+	}
+	defer m.unuse(sha)
 	if policy == "" {
 		policy = man.SwapPolicy
 	}
@@ -449,6 +501,7 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 	defer m.release(e)
 	if e.pending != nil {
 		e.pending.red.Close()
+		m.unuse(e.pending.man.SHA256)
 		e.pending = nil
 	}
 	f := m.factory(name, sha, e.cas)
@@ -477,6 +530,7 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		}
 		rep.Swap, rep.Outcome = &sr, "awaiting-confirm"
 		rep.TotalMS = time.Since(start).Milliseconds()
+		_ = m.use(sha) // the pending swap's own use, ended by confirm or a later activation (cannot fail: this activation holds one)
 		e.pending = &pending{man: man, red: red, replay: res, report: rep}
 		return rep, nil
 	}
@@ -526,6 +580,7 @@ func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (R
 		}
 	}
 	e.pending = nil
+	defer m.unuse(p.man.SHA256) // the pending swap's use, kept through the swap
 	start := time.Now()
 	rep := p.report
 	sr, err := e.v.Swap(ctx, view.SwapRequest{Reducer: p.red, Factory: m.factory(name, p.man.SHA256, e.cas), Replay: p.replay})

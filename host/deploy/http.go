@@ -300,7 +300,7 @@ func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("sha")
 	man, err := m.cfg.Store.Resolve("", ref)
 	if err == nil {
-		err = m.cfg.Store.Delete(man.SHA256)
+		err = m.Delete(man.SHA256)
 	}
 	if err != nil {
 		st, code := errStatus(err)
