@@ -543,6 +543,13 @@ func Compare(ctx context.Context, cfg CompareConfig) (CompareReport, error) {
 		if err != nil {
 			return rep, err
 		}
+		if len(buf) == 0 {
+			return rep, fmt.Errorf("view: the log returned nothing at seq %d (comparing to %d)", seq+1, to)
+		}
+		if buf[0].Seq > to {
+			seq = to // a sparse source: nothing changed up to to
+			break
+		}
 		for i := range buf {
 			rec := &buf[i]
 			if rec.Seq > to {
