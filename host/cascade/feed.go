@@ -178,6 +178,13 @@ func (f *Feed) push(i int, seq uint64, ops []statetree.Op, root statetree.Value,
 			in.pending = append(in.pending, change{seq, ops, root})
 		}
 		in.seq, in.root = seq, root
+		if !f.started && len(in.pending) > f.retain {
+			// Another input is not following yet (an upstream refusing
+			// it, say), so nothing merges: instead of every change until
+			// it comes, keep this input's newest state as its first. The
+			// feed starts at the newest first state anyway.
+			in.first, in.startAt, in.pending = root, seq, nil
+		}
 	}
 	f.advanceLocked()
 }

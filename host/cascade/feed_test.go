@@ -240,3 +240,50 @@ func TestCatchUpSurvivesAnInputThatFailsOnce(t *testing.T) {
 		t.Fatalf("the view holds %s, want %s", in.AppendJSON(nil), root.AppendJSON(nil))
 	}
 }
+
+// TestFeedHoldsLittleWhileAnInputIsMissing: while one input is not
+// following (an upstream refusing it), the other's changes are not kept
+// one by one (they used to pile up without a bound); once the missing
+// input comes, the feed starts from both inputs' states and follows.
+func TestFeedHoldsLittleWhileAnInputIsMissing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := &fakeInput{name: "a", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	b := &fakeInput{name: "b", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	f := NewFeed([]Input{a, b}, 8)
+	go f.Run(ctx)
+	root := statetree.EmptyMap()
+	a.set(0, root, nil)
+	for seq := uint64(1); seq <= 1000; seq++ {
+		nr, ops, err := root.Set(statetree.Path{fmt.Sprint("k", seq%50)}, statetree.Int(int64(seq)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root = nr
+		a.set(seq, root, ops)
+	}
+	f.mu.Lock()
+	held := len(f.in[0].pending)
+	f.mu.Unlock()
+	if held > 8 {
+		t.Fatalf("the feed holds %d changes of input a while b is missing (retention 8)", held)
+	}
+	broot, _ := statetree.Map(map[string]statetree.Value{"b": statetree.Int(1)})
+	b.set(1000, broot, nil)
+	nr, ops, _ := root.Set(statetree.Path{"last"}, statetree.Int(1))
+	a.set(1001, nr, ops)
+	b.set(1001, broot, nil)
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := f.Wait(wctx, 1000); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.base.seq != 1000 || f.base.roots[0].Hash() != root.Hash() || f.base.roots[1].Hash() != broot.Hash() {
+		t.Fatalf("the feed starts at %d with %s and %s", f.base.seq, f.base.roots[0].AppendJSON(nil), f.base.roots[1].AppendJSON(nil))
+	}
+	if f.merged != 1001 || len(f.frames) != 1 || f.frames[0].roots[0].Hash() != nr.Hash() {
+		t.Fatalf("after the start: merged %d, %d frames", f.merged, len(f.frames))
+	}
+}
