@@ -51,6 +51,16 @@ func (f *fakeInput) StateAt(_ context.Context, seq uint64) (statetree.Value, err
 	return best, nil
 }
 
+// runTwoInputFeed runs a Feed with retention retain over two fake inputs
+// "a" and "b" until ctx ends.
+func runTwoInputFeed(ctx context.Context, retain int) (a, b *fakeInput, f *Feed) {
+	a = &fakeInput{name: "a", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	b = &fakeInput{name: "b", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
+	f = NewFeed([]Input{a, b}, retain)
+	go f.Run(ctx)
+	return a, b, f
+}
+
 // set records input's state at seq (changing key k to v) and pushes it.
 func (f *fakeInput) set(seq uint64, root statetree.Value, ops []statetree.Op) {
 	f.mu.Lock()
@@ -68,10 +78,7 @@ func (f *fakeInput) set(seq uint64, root statetree.Value, ops []statetree.Op) {
 func TestFeedMergesAndCatchesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := &fakeInput{name: "a", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
-	b := &fakeInput{name: "b", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
-	f := NewFeed([]Input{a, b}, 8)
-	go f.Run(ctx)
+	a, b, f := runTwoInputFeed(ctx, 8)
 	roots := []statetree.Value{statetree.EmptyMap(), statetree.EmptyMap()}
 	a.states[0], b.states[0] = roots[0], roots[1]
 	// The pushes run on the inputs' goroutines after the sends return: they
@@ -248,10 +255,7 @@ func TestCatchUpSurvivesAnInputThatFailsOnce(t *testing.T) {
 func TestFeedHoldsLittleWhileAnInputIsMissing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := &fakeInput{name: "a", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
-	b := &fakeInput{name: "b", states: map[uint64]statetree.Value{}, push: make(chan func(PushFunc))}
-	f := NewFeed([]Input{a, b}, 8)
-	go f.Run(ctx)
+	a, b, f := runTwoInputFeed(ctx, 8)
 	root := statetree.EmptyMap()
 	a.set(0, root, nil)
 	for seq := uint64(1); seq <= 1000; seq++ {
