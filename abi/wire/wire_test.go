@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/nodb-dev/nodb/abi"
 )
 
 func TestDecodePublishJSON(t *testing.T) {
@@ -180,6 +182,58 @@ func TestViewMessagesDecode(t *testing.T) {
 			if string(again) != string(b) {
 				t.Fatalf("not deterministic CBOR: %x vs %x", b, again)
 			}
+		}
+	}
+}
+
+// TestPayloadTheABICannotCarryIsRefused: a publish is refused when its
+// payload is valid JSON that the ABI cannot hand to a reducer (nested deeper
+// than abi.MaxDepth, or a number beyond float64), since such an event, once
+// in the log, makes every Wasm view consuming its type halt at it
+// (abi.AppendFrame fails). Every payload that is accepted must frame.
+func TestPayloadTheABICannotCarryIsRefused(t *testing.T) {
+	nest := func(n int, inner string) string {
+		return strings.Repeat("[", n) + inner + strings.Repeat("]", n)
+	}
+	bad := []string{
+		nest(abi.MaxDepth+1, "1"),
+		`{"a":` + nest(abi.MaxDepth, "1") + `}`,
+		`1e400`, `-1e400`, `{"x":[1,1e999]}`,
+		strings.Repeat("9", 400),
+	}
+	good := []string{
+		nest(abi.MaxDepth, "1"), nest(abi.MaxDepth+1, ""), `1e-400`, `-0`,
+		`1e308`, `18446744073709551616`, `"\ud800"`,
+	}
+	msg := func(p string) []byte {
+		return []byte(`{"type":"publish","id":4,"event":{"producer":"p","pseq":1,"type":"t","payload":` + p + `}}`)
+	}
+	body := func(p string) []byte {
+		return []byte(`{"producer":"p","pseq":1,"type":"t","payload":` + p + `}`)
+	}
+	for _, p := range bad {
+		short := p[:min(len(p), 40)]
+		var r Request
+		err := DecodeRequest(JSON, msg(p), &r)
+		if de, ok := err.(*DecodeError); !ok || de.ID != 4 || !strings.Contains(de.Message, "payload") {
+			t.Errorf("publish of payload %s: got %v, want a DecodeError about the payload with id 4", short, err)
+		}
+		if decodePublishFast(msg(p), &r) {
+			t.Errorf("fast path accepted payload %s", short)
+		}
+		var e Event
+		if err := DecodeEvent(body(p), &e); err == nil {
+			t.Errorf("DecodeEvent accepted payload %s", short)
+		}
+	}
+	for _, p := range good {
+		var r Request
+		if err := DecodeRequest(JSON, msg(p), &r); err != nil {
+			t.Errorf("payload %s: %v", p[:min(len(p), 40)], err)
+			continue
+		}
+		if _, err := abi.AppendFrame(nil, 1, 0, r.Event.PSeq, r.Event.Producer, r.Event.Type, r.Event.Payload); err != nil {
+			t.Errorf("accepted payload %s does not frame: %v", p[:min(len(p), 40)], err)
 		}
 	}
 }
