@@ -68,8 +68,10 @@ func (m *MemStore) lookup(path string) (any, bool, error) {
 	return cur, true, nil
 }
 
-// parent walks to the container holding the last token of path, creating
-// missing maps when create is set.
+// parent walks to the container holding the last token of path. With
+// create set (a set), it creates missing maps and replaces a null on the
+// way with a map, as the host does; without (a delete), a path that does
+// not lead to a container is StatusNotFound, as on the host.
 func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 	var cur any = m.root
 	rest := path
@@ -85,10 +87,10 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 		case map[string]any:
 			k := abi.Unescape(tok)
 			child, ok := c[k]
-			if !ok {
-				if !create {
-					return nil, "", abi.StatusNotFound
-				}
+			if !ok && !create {
+				return nil, "", abi.StatusNotFound
+			}
+			if child == nil && create {
 				child = map[string]any{}
 				c[k] = child
 			}
@@ -96,10 +98,19 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 		case []any:
 			i, ok := abi.ArrayIndex(tok)
 			if !ok || i < 0 || i >= len(c) {
+				if !create {
+					return nil, "", abi.StatusNotFound
+				}
 				return nil, "", abi.StatusInvalidPath
+			}
+			if c[i] == nil && create {
+				c[i] = map[string]any{}
 			}
 			cur = c[i]
 		default:
+			if !create {
+				return nil, "", abi.StatusNotFound
+			}
 			return nil, "", abi.StatusTypeMismatch
 		}
 		rest = next

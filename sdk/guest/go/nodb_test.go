@@ -291,3 +291,30 @@ func init() {
 		return s.SetStr(e.Str("p"), e.Str("v"))
 	})
 }
+
+// TestMemStoreMatchesHostState: MemStore answers as the host's state
+// (host/statetree through host/view.TxState) does where paths go through
+// null, scalars and missing array items: a set through a null replaces it
+// with the missing maps, in a map as in an array; a delete below anything
+// that does not exist is StatusNotFound, which State.Delete ignores.
+func TestMemStoreMatchesHostState(t *testing.T) {
+	st := nodb.NewMemStore()
+	v, _ := nodb.AppendCBOR(nil, nodb.JSON(`{"n":null,"l":[null],"x":"s"}`))
+	if err := st.Set("/s", v); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Set("/s/n/a/b", []byte{0x01}); err != nil {
+		t.Errorf("set through a null in a map: %v", err)
+	}
+	if err := st.Set("/s/l/0/x", []byte{0x02}); err != nil {
+		t.Errorf("set through a null in an array: %v", err)
+	}
+	if got, want := st.JSON(), `{"s":{"l":[{"x":2}],"n":{"a":{"b":1}},"x":"s"}}`; got != want {
+		t.Errorf("got %s want %s", got, want)
+	}
+	for _, p := range []string{"/s/x/y/z", "/s/l/5/x", "/s/l/-/x", "/s/l/0/x/y/z", "/none/a/b"} {
+		if err := st.Delete(p); !errors.Is(err, abi.StatusNotFound) {
+			t.Errorf("delete %s: %v, want StatusNotFound", p, err)
+		}
+	}
+}
