@@ -155,6 +155,26 @@ func (m *MemStore) Set(path string, value []byte) error {
 	return m.update(path, true, func(c any, tok string) (any, abi.Status) { return setIn(c, tok, v) })
 }
 
+// add is Set with the add of RFC 6902 on arrays: an index below the
+// array's length inserts there, shifting the items after it up.
+func (m *MemStore) add(path string, value []byte) error {
+	if path == "" {
+		return m.Set(path, value)
+	}
+	v, rest, st := decodeNode(value, 0)
+	if st != abi.StatusOK || len(rest) != 0 {
+		return abi.StatusInvalidValue
+	}
+	return m.update(path, true, func(c any, tok string) (any, abi.Status) {
+		if a, ok := c.([]any); ok {
+			if i, ok := abi.ArrayIndex(tok); ok && i >= 0 && i < len(a) {
+				return slices.Insert(a, i, v), abi.StatusOK
+			}
+		}
+		return setIn(c, tok, v)
+	})
+}
+
 // Delete implements Store.
 func (m *MemStore) Delete(path string) error {
 	if path == "" {
@@ -349,7 +369,11 @@ func (m *MemStore) ApplyJSONPatch(opsJSON string) error {
 		case "add", "replace":
 			var v []byte
 			if v, err = abi.AppendJSONAsCBOR(nil, op.Value); err == nil {
-				err = m.Set(*op.Path, v)
+				if op.Op == "add" {
+					err = m.add(*op.Path, v)
+				} else {
+					err = m.Set(*op.Path, v)
+				}
 			}
 		case "remove":
 			err = m.Delete(*op.Path)

@@ -318,3 +318,22 @@ func TestMemStoreMatchesHostState(t *testing.T) {
 		}
 	}
 }
+
+// TestHarnessPatchAddInserts: Harness.Patch applies an input's ops as the
+// host's mirror of an input does (statetree.Apply, RFC 6902): an add at an
+// array index inserts there, shifting the items after it; replace
+// replaces.
+func TestHarnessPatchAddInserts(t *testing.T) {
+	st := nodb.NewMemStore()
+	for _, step := range []struct{ ops, want string }{
+		{`[{"op":"add","path":"/l","value":[1,2]}]`, `{"l":[1,2]}`},
+		{`[{"op":"add","path":"/l/0","value":9}]`, `{"l":[9,1,2]}`},
+		{`[{"op":"add","path":"/l/2","value":8}]`, `{"l":[9,1,8,2]}`},
+		{`[{"op":"add","path":"/l/-","value":7}]`, `{"l":[9,1,8,2,7]}`},
+		{`[{"op":"replace","path":"/l/0","value":0}]`, `{"l":[0,1,8,2,7]}`},
+	} {
+		if err := st.ApplyJSONPatch(step.ops); err != nil || st.JSON() != step.want {
+			t.Fatalf("%s: %v %s, want %s", step.ops, err, st.JSON(), step.want)
+		}
+	}
+}
