@@ -337,3 +337,21 @@ func TestHarnessPatchAddInserts(t *testing.T) {
 		}
 	}
 }
+
+// TestHarnessRefusesInvalidUTF8Paths: as on the host, a path that is not
+// UTF-8 is StatusInvalidPath, and nothing is stored.
+func TestHarnessRefusesInvalidUTF8Paths(t *testing.T) {
+	h := nodb.NewHarness()
+	nodb.On("state/utf8", func(s *nodb.State, e nodb.Event) error {
+		if err := s.Set("/k\xff", 1); !errors.Is(err, abi.StatusInvalidPath) {
+			t.Errorf("set: %v, want StatusInvalidPath", err)
+		}
+		return nil
+	})
+	if err := h.Reduce("state/utf8", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.JSON(""); got != `{}` {
+		t.Errorf("state %s, want {}", got)
+	}
+}
