@@ -237,3 +237,33 @@ func TestPayloadTheABICannotCarryIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestCBORPayloadKeepsFloats: an event reaches reducers with the same
+// payload whichever subprotocol it was published over. Floats with an
+// integral value (2.0, -0.0, 1e18) stay floats over CBOR, as over JSON,
+// rather than turning into integers (ABI.md 5.1: only a number without a
+// fraction or exponent is an integer).
+func TestCBORPayloadKeepsFloats(t *testing.T) {
+	for _, p := range []string{
+		`2.0`, `-0.0`, `{"a":[1.0,1e18,0.5,3]}`, `1e20`, `1.5e300`, `-7`, `18446744073709551615`,
+		`-9223372036854775809`, `[1e-7,5e-324,100000000000000000000000.0]`,
+	} {
+		req := Request{Type: TypePublish, Event: Event{Producer: "p", PSeq: 1, Type: "t", Payload: []byte(p)}}
+		msg, err := EncodeRequest(CBOR, &req)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var got Request
+		if err := DecodeRequest(CBOR, msg, &got); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		want, err := abi.AppendJSONAsCBOR(nil, []byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		have, err := abi.AppendJSONAsCBOR(nil, got.Event.Payload)
+		if err != nil || string(have) != string(want) {
+			t.Errorf("payload %s over CBOR arrived as %s: reducers get %x, over JSON %x (%v)", p, got.Event.Payload, have, want, err)
+		}
+	}
+}
