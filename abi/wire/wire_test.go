@@ -267,3 +267,22 @@ func TestCBORPayloadKeepsFloats(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeRequestRefusesTrailingPayloadData: a payload that is not one
+// JSON value is refused over CBOR as over JSON, not cut to its first value.
+func TestEncodeRequestRefusesTrailingPayloadData(t *testing.T) {
+	for _, p := range []string{`1 2`, `{"a":1}{"b":2}`, `[1] x`, `"a" }`} {
+		for _, f := range []Format{JSON, CBOR} {
+			req := Request{Type: TypePublish, Event: Event{Producer: "p", PSeq: 1, Type: "t", Payload: []byte(p)}}
+			if b, err := EncodeRequest(f, &req); err == nil {
+				t.Errorf("%v: payload %s encoded as %x", f, p, b)
+			}
+		}
+		if b, err := JSONToCBOR([]byte(p)); err == nil {
+			t.Errorf("JSONToCBOR(%s) = %x", p, b)
+		}
+	}
+	if b, err := JSONToCBOR([]byte(" [1]\n\t ")); err != nil || string(b) != "\x81\x01" {
+		t.Errorf("JSONToCBOR with white space: %x, %v", b, err)
+	}
+}
