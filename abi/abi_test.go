@@ -185,6 +185,23 @@ func TestVectorsPaths(t *testing.T) {
 	}
 }
 
+// TestValidatePathRejectsInvalidUTF8: paths are UTF-8 (ABI.md, section
+// 6.2); the host's state refuses others with StatusInvalidPath, and so
+// must ValidatePath, which the SDKs' native harnesses check paths with.
+func TestValidatePathRejectsInvalidUTF8(t *testing.T) {
+	for _, p := range []string{"/a\xff", "/\xc3", "/ok/\xed\xa0\x80", "/a/b\xc0\xaf"} {
+		if st := abi.ValidatePath(p); st != abi.StatusInvalidPath {
+			t.Errorf("ValidatePath(%q) = %v, want StatusInvalidPath", p, st)
+		}
+		if _, st := abi.SplitPath(p); st != abi.StatusInvalidPath {
+			t.Errorf("SplitPath(%q) = %v, want StatusInvalidPath", p, st)
+		}
+	}
+	if st := abi.ValidatePath("/\u00e9t\u00e9/\U0001F600"); st != abi.StatusOK {
+		t.Errorf("valid UTF-8 path: %v", st)
+	}
+}
+
 func TestStatusError(t *testing.T) {
 	for _, s := range []abi.Status{0, 1, -1, -2, -3, -4, -5, -6, -7, -99} {
 		if s.Error() == "" {

@@ -1,6 +1,9 @@
 package abi
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Paths are JSON Pointers (RFC 6901): "" is the root, "/todos/a~1b" is key
 // "a/b" of the map at key "todos". See ABI.md, "Paths".
@@ -11,10 +14,10 @@ func IsForbiddenKey(key string) bool {
 	return key == "__proto__" || key == "constructor" || key == "prototype"
 }
 
-// ValidatePath checks a path: empty, or '/'-separated tokens where '~' is
-// only followed by '0' or '1', no token (unescaped) is a forbidden key, at
-// most MaxPathSize bytes and MaxDepth tokens. It returns StatusOK,
-// StatusInvalidPath or StatusTooLarge.
+// ValidatePath checks a path: empty, or valid UTF-8 of '/'-separated tokens
+// where '~' is only followed by '0' or '1', no token (unescaped) is a
+// forbidden key, at most MaxPathSize bytes and MaxDepth tokens. It returns
+// StatusOK, StatusInvalidPath or StatusTooLarge.
 func ValidatePath(p string) Status {
 	if len(p) > MaxPathSize {
 		return StatusTooLarge
@@ -22,7 +25,7 @@ func ValidatePath(p string) Status {
 	if p == "" {
 		return StatusOK
 	}
-	if p[0] != '/' {
+	if p[0] != '/' || !utf8.ValidString(p) {
 		return StatusInvalidPath
 	}
 	depth := 0

@@ -366,6 +366,7 @@ func CBORToJSON(item []byte) ([]byte, error) {
 	if err := checkJSONCompatible(v, ""); err != nil {
 		return nil, err
 	}
+	v = keepFloats(v)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -408,6 +409,41 @@ func checkJSONCompatible(v any, path string) error {
 	default:
 		return fmt.Errorf("at %q: CBOR item of Go type %T has no JSON form", pathOrRoot(path), v)
 	}
+}
+
+// keepFloats replaces the floats of a checked item with jsonFloats, in
+// place, so that they stay floats in JSON.
+func keepFloats(v any) any {
+	switch x := v.(type) {
+	case float64:
+		return jsonFloat(x)
+	case float32:
+		return jsonFloat(x)
+	case []any:
+		for i := range x {
+			x[i] = keepFloats(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = keepFloats(x[k])
+		}
+	}
+	return v
+}
+
+// jsonFloat is a finite float64 written as JSON with a fraction or an
+// exponent even when its value is integral (2.0, not 2): in nodb's data
+// model, a JSON number without either is an integer (abi/ABI.md, 5.1).
+type jsonFloat float64
+
+// MarshalJSON writes f as encoding/json does, with ".0" appended when that
+// has neither a fraction nor an exponent.
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(float64(f))
+	if err != nil || bytes.ContainsAny(b, ".eE") {
+		return b, err
+	}
+	return append(b, ".0"...), nil
 }
 
 func pathOrRoot(p string) string {

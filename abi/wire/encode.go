@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/fxamacker/cbor/v2"
@@ -103,7 +105,8 @@ func mustCBOR(buf []byte, r *Reply) []byte {
 	return append(buf, b...)
 }
 
-// JSONToCBOR converts JSON text to one deterministic CBOR data item.
+// JSONToCBOR converts JSON text (one value) to one deterministic CBOR data
+// item.
 // Integers stay integers; numbers with a fraction or exponent become floats.
 func JSONToCBOR(j []byte) ([]byte, error) {
 	var v any
@@ -111,6 +114,9 @@ func JSONToCBOR(j []byte) ([]byte, error) {
 	d.UseNumber()
 	if err := d.Decode(&v); err != nil {
 		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("wire: data after the JSON value")
 	}
 	v, err := numbersToCBOR(v)
 	if err != nil {

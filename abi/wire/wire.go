@@ -12,7 +12,10 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/nodb-dev/nodb/abi"
 )
 
 // Subprotocol names offered in Sec-WebSocket-Protocol.
@@ -78,7 +81,10 @@ type Event struct {
 
 // Validate checks the rules of abi/PROTOCOL.md that decoding alone does not:
 // names not empty, not too long, valid UTF-8 without control characters,
-// pseq in 1..2^53-1. Payload must already be valid JSON.
+// pseq in 1..2^53-1, and a payload that the host can hand to reducers (an
+// event frame, abi.AppendFrame: nesting at most abi.MaxDepth deep, numbers
+// within the float64 range, the frame at most abi.MaxFrameSize). Payload
+// must already be valid JSON.
 func (e *Event) Validate() error {
 	if err := checkName("producer", e.Producer); err != nil {
 		return err
@@ -92,7 +98,29 @@ func (e *Event) Validate() error {
 	if e.PSeq > MaxSafeInt {
 		return fmt.Errorf(`field "pseq" is %d, over the maximum 2^53-1`, e.PSeq)
 	}
-	return nil
+	return checkFrame(e)
+}
+
+// frameBufs holds the buffers checkFrame builds frames in.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// checkFrame checks that the event converts to an ABI event frame, as the
+// host does for every reducer that consumes its type: an event that does
+// not would halt those views at it, for good, since the log keeps it.
+func checkFrame(e *Event) error {
+	bp := frameBufs.Get().(*[]byte)
+	b, err := abi.AppendFrame((*bp)[:0], 0, 0, e.PSeq, e.Producer, e.Type, e.Payload)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		frameBufs.Put(bp)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, abi.ErrJSON):
+		return fmt.Errorf(`field "payload" cannot be given to reducers: it must nest at most %d deep and hold no number beyond the float64 range (about 1.8e308)`, abi.MaxDepth)
+	}
+	return fmt.Errorf(`field "payload" cannot be given to reducers: %v`, err)
 }
 
 func checkName(field, s string) error {

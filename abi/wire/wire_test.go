@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/nodb-dev/nodb/abi"
 )
 
 func TestDecodePublishJSON(t *testing.T) {
@@ -181,5 +183,106 @@ func TestViewMessagesDecode(t *testing.T) {
 				t.Fatalf("not deterministic CBOR: %x vs %x", b, again)
 			}
 		}
+	}
+}
+
+// TestPayloadTheABICannotCarryIsRefused: a publish is refused when its
+// payload is valid JSON that the ABI cannot hand to a reducer (nested deeper
+// than abi.MaxDepth, or a number beyond float64), since such an event, once
+// in the log, makes every Wasm view consuming its type halt at it
+// (abi.AppendFrame fails). Every payload that is accepted must frame.
+func TestPayloadTheABICannotCarryIsRefused(t *testing.T) {
+	nest := func(n int, inner string) string {
+		return strings.Repeat("[", n) + inner + strings.Repeat("]", n)
+	}
+	bad := []string{
+		nest(abi.MaxDepth+1, "1"),
+		`{"a":` + nest(abi.MaxDepth, "1") + `}`,
+		`1e400`, `-1e400`, `{"x":[1,1e999]}`,
+		strings.Repeat("9", 400),
+	}
+	good := []string{
+		nest(abi.MaxDepth, "1"), nest(abi.MaxDepth+1, ""), `1e-400`, `-0`,
+		`1e308`, `18446744073709551616`, `"\ud800"`,
+	}
+	msg := func(p string) []byte {
+		return []byte(`{"type":"publish","id":4,"event":{"producer":"p","pseq":1,"type":"t","payload":` + p + `}}`)
+	}
+	body := func(p string) []byte {
+		return []byte(`{"producer":"p","pseq":1,"type":"t","payload":` + p + `}`)
+	}
+	for _, p := range bad {
+		short := p[:min(len(p), 40)]
+		var r Request
+		err := DecodeRequest(JSON, msg(p), &r)
+		if de, ok := err.(*DecodeError); !ok || de.ID != 4 || !strings.Contains(de.Message, "payload") {
+			t.Errorf("publish of payload %s: got %v, want a DecodeError about the payload with id 4", short, err)
+		}
+		if decodePublishFast(msg(p), &r) {
+			t.Errorf("fast path accepted payload %s", short)
+		}
+		var e Event
+		if err := DecodeEvent(body(p), &e); err == nil {
+			t.Errorf("DecodeEvent accepted payload %s", short)
+		}
+	}
+	for _, p := range good {
+		var r Request
+		if err := DecodeRequest(JSON, msg(p), &r); err != nil {
+			t.Errorf("payload %s: %v", p[:min(len(p), 40)], err)
+			continue
+		}
+		if _, err := abi.AppendFrame(nil, 1, 0, r.Event.PSeq, r.Event.Producer, r.Event.Type, r.Event.Payload); err != nil {
+			t.Errorf("accepted payload %s does not frame: %v", p[:min(len(p), 40)], err)
+		}
+	}
+}
+
+// TestCBORPayloadKeepsFloats: an event reaches reducers with the same
+// payload whichever subprotocol it was published over. Floats with an
+// integral value (2.0, -0.0, 1e18) stay floats over CBOR, as over JSON,
+// rather than turning into integers (ABI.md 5.1: only a number without a
+// fraction or exponent is an integer).
+func TestCBORPayloadKeepsFloats(t *testing.T) {
+	for _, p := range []string{
+		`2.0`, `-0.0`, `{"a":[1.0,1e18,0.5,3]}`, `1e20`, `1.5e300`, `-7`, `18446744073709551615`,
+		`-9223372036854775809`, `[1e-7,5e-324,100000000000000000000000.0]`,
+	} {
+		req := Request{Type: TypePublish, Event: Event{Producer: "p", PSeq: 1, Type: "t", Payload: []byte(p)}}
+		msg, err := EncodeRequest(CBOR, &req)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var got Request
+		if err := DecodeRequest(CBOR, msg, &got); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		want, err := abi.AppendJSONAsCBOR(nil, []byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		have, err := abi.AppendJSONAsCBOR(nil, got.Event.Payload)
+		if err != nil || string(have) != string(want) {
+			t.Errorf("payload %s over CBOR arrived as %s: reducers get %x, over JSON %x (%v)", p, got.Event.Payload, have, want, err)
+		}
+	}
+}
+
+// TestEncodeRequestRefusesTrailingPayloadData: a payload that is not one
+// JSON value is refused over CBOR as over JSON, not cut to its first value.
+func TestEncodeRequestRefusesTrailingPayloadData(t *testing.T) {
+	for _, p := range []string{`1 2`, `{"a":1}{"b":2}`, `[1] x`, `"a" }`} {
+		for _, f := range []Format{JSON, CBOR} {
+			req := Request{Type: TypePublish, Event: Event{Producer: "p", PSeq: 1, Type: "t", Payload: []byte(p)}}
+			if b, err := EncodeRequest(f, &req); err == nil {
+				t.Errorf("%v: payload %s encoded as %x", f, p, b)
+			}
+		}
+		if b, err := JSONToCBOR([]byte(p)); err == nil {
+			t.Errorf("JSONToCBOR(%s) = %x", p, b)
+		}
+	}
+	if b, err := JSONToCBOR([]byte(" [1]\n\t ")); err != nil || string(b) != "\x81\x01" {
+		t.Errorf("JSONToCBOR with white space: %x, %v", b, err)
 	}
 }

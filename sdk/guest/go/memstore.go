@@ -68,8 +68,10 @@ func (m *MemStore) lookup(path string) (any, bool, error) {
 	return cur, true, nil
 }
 
-// parent walks to the container holding the last token of path, creating
-// missing maps when create is set.
+// parent walks to the container holding the last token of path. With
+// create set (a set), it creates missing maps and replaces a null on the
+// way with a map, as the host does; without (a delete), a path that does
+// not lead to a container is StatusNotFound, as on the host.
 func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 	var cur any = m.root
 	rest := path
@@ -85,10 +87,10 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 		case map[string]any:
 			k := abi.Unescape(tok)
 			child, ok := c[k]
-			if !ok {
-				if !create {
-					return nil, "", abi.StatusNotFound
-				}
+			if !ok && !create {
+				return nil, "", abi.StatusNotFound
+			}
+			if child == nil && create {
 				child = map[string]any{}
 				c[k] = child
 			}
@@ -96,10 +98,19 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 		case []any:
 			i, ok := abi.ArrayIndex(tok)
 			if !ok || i < 0 || i >= len(c) {
+				if !create {
+					return nil, "", abi.StatusNotFound
+				}
 				return nil, "", abi.StatusInvalidPath
+			}
+			if c[i] == nil && create {
+				c[i] = map[string]any{}
 			}
 			cur = c[i]
 		default:
+			if !create {
+				return nil, "", abi.StatusNotFound
+			}
 			return nil, "", abi.StatusTypeMismatch
 		}
 		rest = next
@@ -142,6 +153,26 @@ func (m *MemStore) Set(path string, value []byte) error {
 		return nil
 	}
 	return m.update(path, true, func(c any, tok string) (any, abi.Status) { return setIn(c, tok, v) })
+}
+
+// add is Set with the add of RFC 6902 on arrays: an index below the
+// array's length inserts there, shifting the items after it up.
+func (m *MemStore) add(path string, value []byte) error {
+	if path == "" {
+		return m.Set(path, value)
+	}
+	v, rest, st := decodeNode(value, 0)
+	if st != abi.StatusOK || len(rest) != 0 {
+		return abi.StatusInvalidValue
+	}
+	return m.update(path, true, func(c any, tok string) (any, abi.Status) {
+		if a, ok := c.([]any); ok {
+			if i, ok := abi.ArrayIndex(tok); ok && i >= 0 && i < len(a) {
+				return slices.Insert(a, i, v), abi.StatusOK
+			}
+		}
+		return setIn(c, tok, v)
+	})
 }
 
 // Delete implements Store.
@@ -338,7 +369,11 @@ func (m *MemStore) ApplyJSONPatch(opsJSON string) error {
 		case "add", "replace":
 			var v []byte
 			if v, err = abi.AppendJSONAsCBOR(nil, op.Value); err == nil {
-				err = m.Set(*op.Path, v)
+				if op.Op == "add" {
+					err = m.add(*op.Path, v)
+				} else {
+					err = m.Set(*op.Path, v)
+				}
 			}
 		case "remove":
 			err = m.Delete(*op.Path)

@@ -291,3 +291,67 @@ func init() {
 		return s.SetStr(e.Str("p"), e.Str("v"))
 	})
 }
+
+// TestMemStoreMatchesHostState: MemStore answers as the host's state
+// (host/statetree through host/view.TxState) does where paths go through
+// null, scalars and missing array items: a set through a null replaces it
+// with the missing maps, in a map as in an array; a delete below anything
+// that does not exist is StatusNotFound, which State.Delete ignores.
+func TestMemStoreMatchesHostState(t *testing.T) {
+	st := nodb.NewMemStore()
+	v, _ := nodb.AppendCBOR(nil, nodb.JSON(`{"n":null,"l":[null],"x":"s"}`))
+	if err := st.Set("/s", v); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Set("/s/n/a/b", []byte{0x01}); err != nil {
+		t.Errorf("set through a null in a map: %v", err)
+	}
+	if err := st.Set("/s/l/0/x", []byte{0x02}); err != nil {
+		t.Errorf("set through a null in an array: %v", err)
+	}
+	if got, want := st.JSON(), `{"s":{"l":[{"x":2}],"n":{"a":{"b":1}},"x":"s"}}`; got != want {
+		t.Errorf("got %s want %s", got, want)
+	}
+	for _, p := range []string{"/s/x/y/z", "/s/l/5/x", "/s/l/-/x", "/s/l/0/x/y/z", "/none/a/b"} {
+		if err := st.Delete(p); !errors.Is(err, abi.StatusNotFound) {
+			t.Errorf("delete %s: %v, want StatusNotFound", p, err)
+		}
+	}
+}
+
+// TestHarnessPatchAddInserts: Harness.Patch applies an input's ops as the
+// host's mirror of an input does (statetree.Apply, RFC 6902): an add at an
+// array index inserts there, shifting the items after it; replace
+// replaces.
+func TestHarnessPatchAddInserts(t *testing.T) {
+	st := nodb.NewMemStore()
+	for _, step := range []struct{ ops, want string }{
+		{`[{"op":"add","path":"/l","value":[1,2]}]`, `{"l":[1,2]}`},
+		{`[{"op":"add","path":"/l/0","value":9}]`, `{"l":[9,1,2]}`},
+		{`[{"op":"add","path":"/l/2","value":8}]`, `{"l":[9,1,8,2]}`},
+		{`[{"op":"add","path":"/l/-","value":7}]`, `{"l":[9,1,8,2,7]}`},
+		{`[{"op":"replace","path":"/l/0","value":0}]`, `{"l":[0,1,8,2,7]}`},
+	} {
+		if err := st.ApplyJSONPatch(step.ops); err != nil || st.JSON() != step.want {
+			t.Fatalf("%s: %v %s, want %s", step.ops, err, st.JSON(), step.want)
+		}
+	}
+}
+
+// TestHarnessRefusesInvalidUTF8Paths: as on the host, a path that is not
+// UTF-8 is StatusInvalidPath, and nothing is stored.
+func TestHarnessRefusesInvalidUTF8Paths(t *testing.T) {
+	h := nodb.NewHarness()
+	nodb.On("state/utf8", func(s *nodb.State, e nodb.Event) error {
+		if err := s.Set("/k\xff", 1); !errors.Is(err, abi.StatusInvalidPath) {
+			t.Errorf("set: %v, want StatusInvalidPath", err)
+		}
+		return nil
+	})
+	if err := h.Reduce("state/utf8", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.JSON(""); got != `{}` {
+		t.Errorf("state %s, want {}", got)
+	}
+}
