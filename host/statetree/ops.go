@@ -477,7 +477,7 @@ func setIn(cur Value, p Path, text string, i int, x Value, op *Op, e uint64) (Va
 			}
 			return arrayInsert(cur, j, x, e), true, nil
 		}
-		return cur, false, fmt.Errorf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p.String(), tok, p.pointer(i), len(es))
+		return cur, false, &noElementError{fmt.Sprintf("statetree: cannot set %s: no element %q in the array at %q (length %d)", p.String(), tok, p.pointer(i), len(es))}
 	case KindNull:
 		if i == 0 { // a null root becomes a map
 			nv := wrap(p, x)

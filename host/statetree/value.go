@@ -118,7 +118,21 @@ var (
 	ErrInvalidUTF8 = errors.New("statetree: string is not valid UTF-8")
 	// ErrTooDeep reports a value that would nest deeper than MaxDepth.
 	ErrTooDeep = errors.New("statetree: value nests too deeply")
+	// ErrNoElement reports a set whose path names an element an array does
+	// not have (an index past its end; appending at its length or "-" is
+	// allowed). Returned errors wrap it.
+	ErrNoElement = errors.New("statetree: no such array element")
 )
+
+// noElementError is a set's error for a missing array element; it wraps
+// ErrNoElement.
+type noElementError struct{ msg string }
+
+// Error says which element of which array.
+func (e *noElementError) Error() string { return e.msg }
+
+// Unwrap returns ErrNoElement.
+func (e *noElementError) Unwrap() error { return ErrNoElement }
 
 var errTooDeep = fmt.Errorf("%w (limit %d)", ErrTooDeep, MaxDepth)
 

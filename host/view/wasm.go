@@ -126,7 +126,7 @@ func (s *TxState) Set(path string, value []byte) error {
 	}
 	if err := s.tx.SetPointer(&s.ptr, v); err != nil {
 		switch {
-		case errors.Is(err, statetree.ErrForbiddenKey):
+		case errors.Is(err, statetree.ErrForbiddenKey), errors.Is(err, statetree.ErrNoElement):
 			return &statusError{abi.StatusInvalidPath, err}
 		case errors.Is(err, statetree.ErrTooDeep):
 			return &statusError{abi.StatusTooLarge, err}
