@@ -455,14 +455,25 @@ func (c *Chronicler) commit() {
 }
 
 // ProducerInfo reports a producer's last accepted pseq and the seq it was
-// given, for clients resuming a persistent producer id. ok is false for a
-// producer never seen.
+// given, for clients resuming a persistent producer id. Only durable events
+// count: one whose batch is still being written, or failed to be, is not
+// reported. ok is false for a producer with no durable event.
 func (c *Chronicler) ProducerInfo(name string) (lastPSeq, lastSeq uint64, ok bool) {
 	c.pmu.RLock()
 	defer c.pmu.RUnlock()
 	p := c.producers[name]
-	if p == nil || len(p.seqs) == 0 {
+	if p == nil {
 		return 0, 0, false
 	}
-	return p.last(), p.seqs[len(p.seqs)-1], true
+	// The table is updated before the batch is appended; the log's last
+	// seq moves only once the batch is synced (and never after a failure).
+	head := c.log.LastSeq()
+	n := len(p.seqs)
+	for n > 0 && p.seqs[n-1] > head {
+		n--
+	}
+	if n == 0 {
+		return 0, 0, false
+	}
+	return uint64(n), p.seqs[n-1], true
 }

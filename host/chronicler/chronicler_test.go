@@ -208,3 +208,53 @@ func BenchmarkChroniclerMemlog(b *testing.B) {
 	}
 	wg.Wait()
 }
+
+// gateLog holds each Append until release is closed, as a slow fsync does,
+// and then fails it if fail is set.
+type gateLog struct {
+	eventlog.Log
+	entered chan struct{}
+	release chan struct{}
+	fail    bool
+}
+
+func (g *gateLog) Append(ctx context.Context, recs []eventlog.Record) error {
+	g.entered <- struct{}{}
+	<-g.release
+	if g.fail {
+		return fmt.Errorf("injected: %w", eventlog.ErrFailed)
+	}
+	return g.Log.Append(ctx, recs)
+}
+
+// TestProducerInfoReportsOnlyDurableEvents: GET /v1/producers/{id} (which
+// ProducerInfo answers) must not report as accepted an event whose batch is
+// still being written, nor one whose write failed: a client resuming its
+// producer would skip re-sending an event that is then lost.
+func TestProducerInfoReportsOnlyDurableEvents(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		ml := memlog.New()
+		if err := ml.Append(ctx, []eventlog.Record{{Seq: 1, Producer: "a", PSeq: 1, Type: "t", Payload: []byte("1")}}); err != nil {
+			t.Fatal(err)
+		}
+		g := &gateLog{Log: ml, entered: make(chan struct{}), release: make(chan struct{}), fail: fail}
+		c := mustNew(t, g)
+		done := make(chan error, 1)
+		go func() { _, err := c.Publish(ctx, ev("a", 2)); done <- err }()
+		<-g.entered // pseq 2 is being written, not yet durable
+		last, seq, ok := c.ProducerInfo("a")
+		close(g.release)
+		if !ok || last != 1 || seq != 1 {
+			t.Fatalf("fail=%v: during the write of pseq 2: last pseq %d seq %d known %v, want 1 1 true", fail, last, seq, ok)
+		}
+		err := <-done
+		last, seq, ok = c.ProducerInfo("a")
+		switch {
+		case fail && (err == nil || last != 1 || seq != 1 || !ok):
+			t.Fatalf("after a failed write of pseq 2 (publish error %v): last pseq %d seq %d known %v, want 1 1 true", err, last, seq, ok)
+		case !fail && (err != nil || last != 2 || seq != 2 || !ok):
+			t.Fatalf("after pseq 2 is durable (publish error %v): last pseq %d seq %d known %v, want 2 2 true", err, last, seq, ok)
+		}
+	}
+}
