@@ -50,14 +50,21 @@ type Config struct {
 	// Rebuilt, if set, is the dedupe table built while the log was opened
 	// (see Rebuilder); nil means New reads the log to build it.
 	Rebuilt *Rebuilder
+	// MaxRecordSize, if not 0, bounds len(Producer)+len(Type)+len(Payload)
+	// of a new event: a larger one is refused with CodeTooLarge and the
+	// others of its batch go on. Set it to the log's own limit (filelog's
+	// Config.MaxRecordSize), which would otherwise fail the whole batch and,
+	// like any append error, stop all acknowledgements until a restart.
+	MaxRecordSize int
 }
 
 // Result is the outcome of one publish.
 type Result struct {
 	// Ack is set when Err is nil.
 	Ack wire.Ack
-	// Err is a *wire.Error: CodePSeqGap, or CodeUnavailable when storage
-	// failed or the chronicler is closing.
+	// Err is a *wire.Error: CodePSeqGap, CodeTooLarge (over
+	// Config.MaxRecordSize), or CodeUnavailable when storage failed or the
+	// chronicler is closing.
 	Err *wire.Error
 }
 
@@ -388,6 +395,11 @@ func (c *Chronicler) commit() {
 		case ev.PSeq <= last:
 			c.res = append(c.res, Result{Ack: wire.Ack{Seq: p.seqs[ev.PSeq-1], Duplicate: true}})
 		case ev.PSeq == last+1:
+			if n := len(ev.Producer) + len(ev.Type) + len(ev.Payload); c.cfg.MaxRecordSize > 0 && n > c.cfg.MaxRecordSize {
+				c.res = append(c.res, Result{Err: &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf(
+					"the event is %d bytes as stored (producer, type and the payload as JSON), over the limit of %d; send a smaller event", n, c.cfg.MaxRecordSize)}})
+				continue
+			}
 			if c.nextSeq > eventlog.MaxSeq {
 				c.res = append(c.res, Result{Err: &wire.Error{Code: wire.CodeUnavailable, Message: "the log is full: sequence numbers reached 2^53-1"}})
 				continue
@@ -435,6 +447,8 @@ func (c *Chronicler) commit() {
 			switch {
 			case res.Err != nil && res.Err.Code == wire.CodePSeqGap:
 				m.Rejected.WithLabelValues("pseq_gap").Inc()
+			case res.Err != nil && res.Err.Code == wire.CodeTooLarge:
+				m.Rejected.WithLabelValues("too_large").Inc()
 			case res.Err != nil:
 				m.Rejected.WithLabelValues("unavailable").Inc()
 			case res.Ack.Duplicate:

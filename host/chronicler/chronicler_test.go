@@ -258,3 +258,26 @@ func TestProducerInfoReportsOnlyDurableEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestTooLargeEventRefusedAlone: an event over Config.MaxRecordSize is
+// refused with too_large, takes no seq, and the host goes on acking.
+func TestTooLargeEventRefusedAlone(t *testing.T) {
+	ctx := context.Background()
+	c, err := New(ctx, memlog.New(), Config{MaxRecordSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := ev("a", 1)
+	big.Payload = []byte(`"` + string(make([]byte, 100)) + `"`)
+	var we *wire.Error
+	if _, err := c.Publish(ctx, big); !errors.As(err, &we) || we.Code != wire.CodeTooLarge {
+		t.Fatalf("publish of a too large event: %v, want too_large", err)
+	}
+	if a, err := c.Publish(ctx, ev("a", 1)); err != nil || a.Seq != 1 || a.Duplicate {
+		t.Fatalf("publish after it: %+v %v, want seq 1", a, err)
+	}
+	if c.Failed() != nil || c.Head() != 1 {
+		t.Fatalf("failed %v, head %d", c.Failed(), c.Head())
+	}
+}
