@@ -390,8 +390,12 @@ func (c *Chronicler) commit() {
 			continue
 		}
 		ev := &r.Event
-		p := c.producer(ev.Producer)
-		switch last := p.last(); {
+		p := c.producers[ev.Producer] // created only when an event is accepted
+		var last uint64
+		if p != nil {
+			last = p.last()
+		}
+		switch {
 		case ev.PSeq <= last:
 			c.res = append(c.res, Result{Ack: wire.Ack{Seq: p.seqs[ev.PSeq-1], Duplicate: true}})
 		case ev.PSeq == last+1:
@@ -406,6 +410,9 @@ func (c *Chronicler) commit() {
 			}
 			seq := c.nextSeq
 			c.nextSeq++
+			if p == nil {
+				p = c.producer(ev.Producer)
+			}
 			p.seqs = append(p.seqs, seq)
 			c.recs = append(c.recs, eventlog.Record{
 				Seq: seq, Producer: ev.Producer, PSeq: ev.PSeq, Time: now, Type: ev.Type, Payload: ev.Payload,

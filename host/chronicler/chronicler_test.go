@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,5 +281,48 @@ func TestTooLargeEventRefusedAlone(t *testing.T) {
 	}
 	if c.Failed() != nil || c.Head() != 1 {
 		t.Fatalf("failed %v, head %d", c.Failed(), c.Head())
+	}
+}
+
+// TestRefusedPublishesKeepNoMemory: a publish refused for a pseq gap (or as
+// too large) writes nothing, so it must not leave anything behind either: a
+// client sending pseq 2 under ever new producer ids must not grow the
+// host's memory without bound.
+func TestRefusedPublishesKeepNoMemory(t *testing.T) {
+	c, err := New(context.Background(), memlog.New(), Config{MaxRecordSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 50000
+	pad := strings.Repeat("x", 200)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range n {
+		e := ev(fmt.Sprintf("%s-%d", pad, i), 2)
+		if i%2 == 1 {
+			e.PSeq, e.Payload = 1, []byte(`"`+strings.Repeat("y", 1000)+`"`)
+		}
+		wg.Add(1)
+		c.Submit(context.Background(), &Request{Event: e, Done: func(_ *Request, r Result) {
+			if r.Err != nil && (r.Err.Code == wire.CodePSeqGap || r.Err.Code == wire.CodeTooLarge) {
+				refused.Add(1)
+			}
+			wg.Done()
+		}})
+	}
+	wg.Wait()
+	if refused.Load() != n {
+		t.Fatalf("%d of %d publishes refused", refused.Load(), n)
+	}
+	if grown := int64(heap()) - int64(before); grown > 4<<20 {
+		t.Fatalf("heap grew by %d bytes after %d refused publishes", grown, n)
 	}
 }
