@@ -50,14 +50,21 @@ type Config struct {
 	// Rebuilt, if set, is the dedupe table built while the log was opened
 	// (see Rebuilder); nil means New reads the log to build it.
 	Rebuilt *Rebuilder
+	// MaxRecordSize, if not 0, bounds len(Producer)+len(Type)+len(Payload)
+	// of a new event: a larger one is refused with CodeTooLarge and the
+	// others of its batch go on. Set it to the log's own limit (filelog's
+	// Config.MaxRecordSize), which would otherwise fail the whole batch and,
+	// like any append error, stop all acknowledgements until a restart.
+	MaxRecordSize int
 }
 
 // Result is the outcome of one publish.
 type Result struct {
 	// Ack is set when Err is nil.
 	Ack wire.Ack
-	// Err is a *wire.Error: CodePSeqGap, or CodeUnavailable when storage
-	// failed or the chronicler is closing.
+	// Err is a *wire.Error: CodePSeqGap, CodeTooLarge (over
+	// Config.MaxRecordSize), or CodeUnavailable when storage failed or the
+	// chronicler is closing.
 	Err *wire.Error
 }
 
@@ -383,17 +390,29 @@ func (c *Chronicler) commit() {
 			continue
 		}
 		ev := &r.Event
-		p := c.producer(ev.Producer)
-		switch last := p.last(); {
+		p := c.producers[ev.Producer] // created only when an event is accepted
+		var last uint64
+		if p != nil {
+			last = p.last()
+		}
+		switch {
 		case ev.PSeq <= last:
 			c.res = append(c.res, Result{Ack: wire.Ack{Seq: p.seqs[ev.PSeq-1], Duplicate: true}})
 		case ev.PSeq == last+1:
+			if n := len(ev.Producer) + len(ev.Type) + len(ev.Payload); c.cfg.MaxRecordSize > 0 && n > c.cfg.MaxRecordSize {
+				c.res = append(c.res, Result{Err: &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf(
+					"the event is %d bytes as stored (producer, type and the payload as JSON), over the limit of %d; send a smaller event", n, c.cfg.MaxRecordSize)}})
+				continue
+			}
 			if c.nextSeq > eventlog.MaxSeq {
 				c.res = append(c.res, Result{Err: &wire.Error{Code: wire.CodeUnavailable, Message: "the log is full: sequence numbers reached 2^53-1"}})
 				continue
 			}
 			seq := c.nextSeq
 			c.nextSeq++
+			if p == nil {
+				p = c.producer(ev.Producer)
+			}
 			p.seqs = append(p.seqs, seq)
 			c.recs = append(c.recs, eventlog.Record{
 				Seq: seq, Producer: ev.Producer, PSeq: ev.PSeq, Time: now, Type: ev.Type, Payload: ev.Payload,
@@ -435,6 +454,8 @@ func (c *Chronicler) commit() {
 			switch {
 			case res.Err != nil && res.Err.Code == wire.CodePSeqGap:
 				m.Rejected.WithLabelValues("pseq_gap").Inc()
+			case res.Err != nil && res.Err.Code == wire.CodeTooLarge:
+				m.Rejected.WithLabelValues("too_large").Inc()
 			case res.Err != nil:
 				m.Rejected.WithLabelValues("unavailable").Inc()
 			case res.Ack.Duplicate:
@@ -455,14 +476,25 @@ func (c *Chronicler) commit() {
 }
 
 // ProducerInfo reports a producer's last accepted pseq and the seq it was
-// given, for clients resuming a persistent producer id. ok is false for a
-// producer never seen.
+// given, for clients resuming a persistent producer id. Only durable events
+// count: one whose batch is still being written, or failed to be, is not
+// reported. ok is false for a producer with no durable event.
 func (c *Chronicler) ProducerInfo(name string) (lastPSeq, lastSeq uint64, ok bool) {
 	c.pmu.RLock()
 	defer c.pmu.RUnlock()
 	p := c.producers[name]
-	if p == nil || len(p.seqs) == 0 {
+	if p == nil {
 		return 0, 0, false
 	}
-	return p.last(), p.seqs[len(p.seqs)-1], true
+	// The table is updated before the batch is appended; the log's last
+	// seq moves only once the batch is synced (and never after a failure).
+	head := c.log.LastSeq()
+	n := len(p.seqs)
+	for n > 0 && p.seqs[n-1] > head {
+		n--
+	}
+	if n == 0 {
+		return 0, 0, false
+	}
+	return uint64(n), p.seqs[n-1], true
 }

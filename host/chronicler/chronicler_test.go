@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,4 +209,120 @@ func BenchmarkChroniclerMemlog(b *testing.B) {
 			Done: func(*Request, Result) { wg.Done() }})
 	}
 	wg.Wait()
+}
+
+// gateLog holds each Append until release is closed, as a slow fsync does,
+// and then fails it if fail is set.
+type gateLog struct {
+	eventlog.Log
+	entered chan struct{}
+	release chan struct{}
+	fail    bool
+}
+
+func (g *gateLog) Append(ctx context.Context, recs []eventlog.Record) error {
+	g.entered <- struct{}{}
+	<-g.release
+	if g.fail {
+		return fmt.Errorf("injected: %w", eventlog.ErrFailed)
+	}
+	return g.Log.Append(ctx, recs)
+}
+
+// TestProducerInfoReportsOnlyDurableEvents: GET /v1/producers/{id} (which
+// ProducerInfo answers) must not report as accepted an event whose batch is
+// still being written, nor one whose write failed: a client resuming its
+// producer would skip re-sending an event that is then lost.
+func TestProducerInfoReportsOnlyDurableEvents(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		ml := memlog.New()
+		if err := ml.Append(ctx, []eventlog.Record{{Seq: 1, Producer: "a", PSeq: 1, Type: "t", Payload: []byte("1")}}); err != nil {
+			t.Fatal(err)
+		}
+		g := &gateLog{Log: ml, entered: make(chan struct{}), release: make(chan struct{}), fail: fail}
+		c := mustNew(t, g)
+		done := make(chan error, 1)
+		go func() { _, err := c.Publish(ctx, ev("a", 2)); done <- err }()
+		<-g.entered // pseq 2 is being written, not yet durable
+		last, seq, ok := c.ProducerInfo("a")
+		close(g.release)
+		if !ok || last != 1 || seq != 1 {
+			t.Fatalf("fail=%v: during the write of pseq 2: last pseq %d seq %d known %v, want 1 1 true", fail, last, seq, ok)
+		}
+		err := <-done
+		last, seq, ok = c.ProducerInfo("a")
+		switch {
+		case fail && (err == nil || last != 1 || seq != 1 || !ok):
+			t.Fatalf("after a failed write of pseq 2 (publish error %v): last pseq %d seq %d known %v, want 1 1 true", err, last, seq, ok)
+		case !fail && (err != nil || last != 2 || seq != 2 || !ok):
+			t.Fatalf("after pseq 2 is durable (publish error %v): last pseq %d seq %d known %v, want 2 2 true", err, last, seq, ok)
+		}
+	}
+}
+
+// TestTooLargeEventRefusedAlone: an event over Config.MaxRecordSize is
+// refused with too_large, takes no seq, and the host goes on acking.
+func TestTooLargeEventRefusedAlone(t *testing.T) {
+	ctx := context.Background()
+	c, err := New(ctx, memlog.New(), Config{MaxRecordSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := ev("a", 1)
+	big.Payload = []byte(`"` + string(make([]byte, 100)) + `"`)
+	var we *wire.Error
+	if _, err := c.Publish(ctx, big); !errors.As(err, &we) || we.Code != wire.CodeTooLarge {
+		t.Fatalf("publish of a too large event: %v, want too_large", err)
+	}
+	if a, err := c.Publish(ctx, ev("a", 1)); err != nil || a.Seq != 1 || a.Duplicate {
+		t.Fatalf("publish after it: %+v %v, want seq 1", a, err)
+	}
+	if c.Failed() != nil || c.Head() != 1 {
+		t.Fatalf("failed %v, head %d", c.Failed(), c.Head())
+	}
+}
+
+// TestRefusedPublishesKeepNoMemory: a publish refused for a pseq gap (or as
+// too large) writes nothing, so it must not leave anything behind either: a
+// client sending pseq 2 under ever new producer ids must not grow the
+// host's memory without bound.
+func TestRefusedPublishesKeepNoMemory(t *testing.T) {
+	c, err := New(context.Background(), memlog.New(), Config{MaxRecordSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 50000
+	pad := strings.Repeat("x", 200)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range n {
+		e := ev(fmt.Sprintf("%s-%d", pad, i), 2)
+		if i%2 == 1 {
+			e.PSeq, e.Payload = 1, []byte(`"`+strings.Repeat("y", 1000)+`"`)
+		}
+		wg.Add(1)
+		c.Submit(context.Background(), &Request{Event: e, Done: func(_ *Request, r Result) {
+			if r.Err != nil && (r.Err.Code == wire.CodePSeqGap || r.Err.Code == wire.CodeTooLarge) {
+				refused.Add(1)
+			}
+			wg.Done()
+		}})
+	}
+	wg.Wait()
+	if refused.Load() != n {
+		t.Fatalf("%d of %d publishes refused", refused.Load(), n)
+	}
+	if grown := int64(heap()) - int64(before); grown > 4<<20 {
+		t.Fatalf("heap grew by %d bytes after %d refused publishes", grown, n)
+	}
 }

@@ -8,7 +8,7 @@ type Metrics struct {
 	Accepted prometheus.Counter
 	// Duplicates counts re-sends acked with their original seq.
 	Duplicates prometheus.Counter
-	// Rejected counts publishes refused, by reason (pseq_gap, unavailable).
+	// Rejected counts publishes refused, by reason (pseq_gap, too_large, unavailable).
 	Rejected *prometheus.CounterVec
 	// BatchSize observes the events written per fsync.
 	BatchSize prometheus.Histogram

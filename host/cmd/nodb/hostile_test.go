@@ -7,6 +7,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/gorilla/websocket"
+
+	"github.com/nodb-dev/nodb/abi/wire"
 )
 
 // testHTTP bounds every request of the tests: a hang fails in 30 s with the
@@ -105,5 +110,72 @@ func TestHostileReducersAreContained(t *testing.T) {
 	}
 	if recs := logCat(t, dir); len(recs) != n {
 		t.Fatalf("log holds %d events, want %d", len(recs), n)
+	}
+}
+
+// TestEventTooLargeAfterCBORToJSON: a CBOR payload is stored as JSON, which
+// can be several times longer (a string of control characters, "\u0001" for
+// each byte). One such event within --max-frame but over the log's record
+// limit must be refused on its own, and must not stop the host from
+// acknowledging everyone else's events.
+func TestEventTooLargeAfterCBORToJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	srv := startServe(t, dir, addr, "--max-frame", "1024")
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{wire.SubprotocolCBOR}}).Dial("ws://"+addr+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	publish := func(id uint64, payload any) wire.Reply {
+		t.Helper()
+		msg, err := cbor.Marshal(map[string]any{"type": "publish", "id": id,
+			"event": map[string]any{"producer": "big", "pseq": id, "type": "t", "payload": payload}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg) > 1024 {
+			t.Fatalf("message of %d bytes is over --max-frame", len(msg))
+		}
+		if err := ws.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+			t.Fatal(err)
+		}
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("publish %d: %v", id, err)
+			}
+			var rep wire.Reply
+			if err := wire.DecodeReply(wire.CBOR, data, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.ID == id && (rep.Type == wire.TypeAck || rep.Type == wire.TypeError) {
+				return rep
+			}
+		}
+	}
+	if rep := publish(1, strings.Repeat("\x01", 900)); rep.Type != wire.TypeError || rep.Code != wire.CodeTooLarge {
+		t.Fatalf("publish of a payload whose JSON is %d bytes: %+v, want a too_large error", 900*6+2, rep)
+	}
+	if rep := publish(1, "small"); rep.Type != wire.TypeAck || rep.Seq != 1 {
+		t.Fatalf("publish after the refused one: %+v, want an ack with seq 1", rep)
+	}
+	resp, err := testHTTP.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz: %s after a too-large event", resp.Status)
+	}
+	if err := srv.term(); err != nil {
+		t.Fatal(err)
+	}
+	if recs := logCat(t, dir); len(recs) != 1 {
+		t.Fatalf("log holds %d events, want 1", len(recs))
 	}
 }

@@ -132,7 +132,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		<-serveErr
 		return fmt.Errorf("opening the event log: %w", err)
 	}
-	chron, err := chronicler.New(ctx, elog, chronicler.Config{Logger: logger.Named("chronicler"), Metrics: srv.ChronMetrics, Rebuilt: rebuilt})
+	chron, err := chronicler.New(ctx, elog, chronicler.Config{Logger: logger.Named("chronicler"), Metrics: srv.ChronMetrics, Rebuilt: rebuilt, MaxRecordSize: cfg.MaxRecordSize})
 	if err != nil {
 		elog.Close()
 		stop()

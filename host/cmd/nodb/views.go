@@ -189,12 +189,20 @@ func swapRecorder(chron *chronicler.Chronicler) func(ctx context.Context, view, 
 	return func(ctx context.Context, view, from, to string) error {
 		mu.Lock()
 		defer mu.Unlock()
-		last, _, _ := chron.ProducerInfo(hostProducer)
 		payload, err := json.Marshal(map[string]string{"view": view, "from": from, "to": to})
 		if err != nil {
 			return err
 		}
-		_, err = chron.Publish(ctx, wire.Event{Producer: hostProducer, PSeq: last + 1, Type: "nodb/swap", Payload: payload})
-		return err
+		for {
+			// ProducerInfo counts durable events only: if an earlier
+			// record (whose Publish gave up on its ctx) was still being
+			// written, last+1 is its pseq and the ack is a duplicate; it
+			// is durable by then, so ask again.
+			last, _, _ := chron.ProducerInfo(hostProducer)
+			ack, err := chron.Publish(ctx, wire.Event{Producer: hostProducer, PSeq: last + 1, Type: "nodb/swap", Payload: payload})
+			if err != nil || !ack.Duplicate {
+				return err
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -181,7 +182,20 @@ func (l *Log) cutTail(t *TornTail) error {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return fmt.Errorf("filelog: sync %s: %w", l.dir, err)
 	}
+	// A tail cut earlier at the same offset (the batch written there after
+	// it was torn too) is kept: it may hold the only copy of records.
 	saved := filepath.Join(dir, fmt.Sprintf("%s.%d.tail", filepath.Base(t.Segment), t.Offset))
+	for k := 2; ; k++ {
+		g, err := l.fs.OpenFile(saved, os.O_RDONLY, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("filelog: check %s: %w", saved, err)
+		}
+		g.Close()
+		saved = filepath.Join(dir, fmt.Sprintf("%s.%d.%d.tail", filepath.Base(t.Segment), t.Offset, k))
+	}
 	err = writeFileAtomic(l.fs, saved, func(w File) error {
 		buf := make([]byte, min(t.Bytes, 1<<20))
 		for off := int64(0); off < t.Bytes; {

@@ -90,6 +90,54 @@ func TestTornTailEveryOffset(t *testing.T) {
 	}
 }
 
+// TestTornTailsAtTheSameOffsetAreAllKept: a torn tail is cut at the end of
+// the last complete batch, and the next batch is written at that same
+// offset; if it is torn in turn, the first saved tail must not be replaced
+// by the second. The first may hold records that were acknowledged (damage
+// in the last batch looks torn, FORMAT.md), and torn/ is their only copy.
+func TestTornTailsAtTheSameOffsetAreAllKept(t *testing.T) {
+	const n = 4
+	dir, seg, data := setup(t, n, 3, 1)
+	last := frames(t, data)[n-1]
+	writeFile(t, seg, flip(data, last+50, 0)) // the last batch damaged
+	l, err := filelog.Open(filelog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.Recovery().Torn
+	if first == nil || first.Offset != last {
+		t.Fatalf("first Open: Torn = %+v, want a tail at %d", first, last)
+	}
+	firstBytes := readFile(t, first.SavedAs)
+	// Another record n is written at the same offset, and torn too.
+	other := eventlogtest.Records(n, 1)
+	other[0].Payload = []byte(`"another"`)
+	if err := l.Append(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	again := readFile(t, seg)
+	writeFile(t, seg, again[:len(again)-3])
+	l, err = filelog.Open(filelog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	second := l.Recovery().Torn
+	if second == nil || second.Offset != last {
+		t.Fatalf("second Open: Torn = %+v, want a tail at %d", second, last)
+	}
+	if second.SavedAs == first.SavedAs {
+		t.Fatalf("both tails saved as %s", first.SavedAs)
+	}
+	if got := readFile(t, first.SavedAs); !bytes.Equal(got, firstBytes) {
+		t.Fatalf("the first tail saved (%d bytes) was replaced (%d bytes)", len(firstBytes), len(got))
+	}
+	if got := readFile(t, second.SavedAs); !bytes.Equal(got, again[last:len(again)-3]) {
+		t.Fatalf("the second tail saved holds %d bytes, not the %d cut", len(got), len(again)-3-int(last))
+	}
+}
+
 // A crash during a multi-record Append leaves some of the batch's frames:
 // the whole batch is cut, and an Append batch is atomic across crashes.
 func TestTornBatchIsCutWhole(t *testing.T) {
