@@ -139,12 +139,6 @@ func listSnapshots(d string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// loadNewestSnapshot returns the newest valid snapshot of view made by
-// pluginHash, or nil if there is none.
-func loadNewestSnapshot(dir, view, pluginHash string, logger hclog.Logger) (*snapshot, error) {
-	return loadSnapshotAtOrBefore(dir, view, pluginHash, ^uint64(0), logger)
-}
-
 // loadSnapshotAtOrBefore returns the newest valid snapshot of view made by
 // pluginHash with a seq at most maxSeq, or nil if there is none.
 func loadSnapshotAtOrBefore(dir, view, pluginHash string, maxSeq uint64, logger hclog.Logger) (*snapshot, error) {
@@ -207,6 +201,47 @@ func readSnapshot(path string, pluginHash []byte) (*snapshot, error) {
 		return nil, errors.New("root hash of the body does not match the header")
 	}
 	return &snapshot{seq: binary.BigEndian.Uint64(data[44:]), root: root}, nil
+}
+
+// setAsideSnapshotsAhead moves the view's snapshots with a seq past the
+// log's head into the "ahead" subdirectory. Such a snapshot was made from
+// records the log no longer has (a damaged last batch is cut as torn; see
+// filelog/FORMAT.md): once new events take those seqs, loading it would
+// give a state the log does not produce. It is kept there, not deleted,
+// for inspection.
+func setAsideSnapshotsAhead(dir, view string, head uint64, logger hclog.Logger) error {
+	d := snapDir(dir, view)
+	seqs, err := listSnapshots(d)
+	if err != nil {
+		return fmt.Errorf("view: listing snapshots: %w", err)
+	}
+	moved := 0
+	for _, seq := range seqs {
+		if seq <= head {
+			continue
+		}
+		ahead := filepath.Join(d, "ahead")
+		if err := os.MkdirAll(ahead, 0o755); err != nil {
+			return fmt.Errorf("view: setting aside snapshot %d, ahead of the log: %w", seq, err)
+		}
+		name := fmt.Sprintf("%020d%s", seq, snapSuffix)
+		to := filepath.Join(ahead, name)
+		for k := 2; ; k++ {
+			if _, err := os.Stat(to); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			to = filepath.Join(ahead, fmt.Sprintf("%s.%d", name, k))
+		}
+		if err := os.Rename(filepath.Join(d, name), to); err != nil {
+			return fmt.Errorf("view: setting aside snapshot %d, ahead of the log: %w", seq, err)
+		}
+		logger.Warn("snapshot is ahead of the log (its last records were cut); set aside", "snapshot_seq", seq, "log_head", head, "moved_to", to)
+		moved++
+	}
+	if moved > 0 {
+		return syncDir(d)
+	}
+	return nil
 }
 
 // removeUnfinishedSnapshots deletes the temp files of snapshot writes that a

@@ -251,18 +251,18 @@ func New(cfg Config) (*View, error) {
 	v.setStatus(func(s *Status) { s.Phase = PhaseStarting })
 	if cfg.SnapshotDir != "" {
 		removeUnfinishedSnapshots(cfg.SnapshotDir, cfg.Name, v.logger)
-		snap, err := loadNewestSnapshot(cfg.SnapshotDir, cfg.Name, cfg.Reducer.Hash(), v.logger)
+		head := cfg.Log.LastSeq()
+		if err := setAsideSnapshotsAhead(cfg.SnapshotDir, cfg.Name, head, v.logger); err != nil {
+			return nil, err
+		}
+		snap, err := loadSnapshotAtOrBefore(cfg.SnapshotDir, cfg.Name, cfg.Reducer.Hash(), head, v.logger)
 		if err != nil {
 			return nil, err
 		}
 		if snap != nil {
-			if snap.seq > cfg.Log.LastSeq() {
-				v.logger.Warn("snapshot is ahead of the log; ignoring it", "snapshot_seq", snap.seq, "log_head", cfg.Log.LastSeq())
-			} else {
-				v.root, v.seq = snap.root, snap.seq
-				v.snapSeq.Store(snap.seq)
-				v.logger.Info("loaded snapshot", "seq", snap.seq, "root", snap.root.Hash().String()[:16])
-			}
+			v.root, v.seq = snap.root, snap.seq
+			v.snapSeq.Store(snap.seq)
+			v.logger.Info("loaded snapshot", "seq", snap.seq, "root", snap.root.Hash().String()[:16])
 		}
 	}
 	v.boundary.Store(&current{v.root, v.seq, h})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,5 +280,62 @@ func TestRejectedEventHasNoEffectAndViewGoesOn(t *testing.T) {
 	root, _ := v.State()
 	if _, ok := root.Get(statetree.MustPath("/rejected")); ok {
 		t.Fatal("a rejected event's changes were kept")
+	}
+}
+
+// TestSnapshotAheadOfTheLogIsSetAside: a snapshot past the log's head (its
+// last records were cut, as a damaged last batch is) is moved aside at
+// start, and the view loads the newest snapshot within the log instead of
+// none. It used to be only ignored: once new events took its seqs, a later
+// restart loaded it, and the view's state was not the log's.
+func TestSnapshotAheadOfTheLogIsSetAside(t *testing.T) {
+	const e = abi.EpochSize
+	dir := t.TempDir()
+	l1 := memlog.New()
+	fill(t, l1, 1, e+50)
+	v1, cancel, done := runView(t, Config{Name: "todos", Reducer: &todoReducer{}, Log: l1, SnapshotDir: dir})
+	waitSeq(t, v1, e+50)
+	if seq, err := v1.Snapshot(); err != nil || seq != e {
+		t.Fatalf("first snapshot at %d: %v", seq, err)
+	}
+	fill(t, l1, e+51, e+100)
+	waitSeq(t, v1, 2*e+100)
+	if seq, err := v1.Snapshot(); err != nil || seq != 2*e {
+		t.Fatalf("second snapshot at %d: %v", seq, err)
+	}
+	cancel()
+	<-done
+
+	// The log loses its records from 2e-9 on; then other events take
+	// those seqs.
+	l2 := memlog.New()
+	recs, err := l1.Read(context.Background(), 1, 2*e-10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	v2, cancel, done := runView(t, Config{Name: "todos", Reducer: &todoReducer{}, Log: l2, SnapshotDir: dir})
+	if st := v2.Status(); st.SnapshotSeq != e {
+		t.Fatalf("restart over the shorter log loaded snapshot %d, want %d (the newest within the log)", st.SnapshotSeq, e)
+	}
+	cancel()
+	<-done
+	if seqs, _ := listSnapshots(snapDir(dir, "todos")); slices.Contains(seqs, 2*e) {
+		t.Fatalf("the snapshot ahead of the log is still in place: %v", seqs)
+	}
+	var other []eventlog.Record
+	for s := 2*e - 9; s <= 2*e+50; s++ {
+		other = append(other, eventlog.Record{Seq: uint64(s), Producer: "q", PSeq: uint64(s), Type: "todo/add", Payload: fmt.Appendf(nil, `{"id":"z%d","text":"other"}`, s)})
+	}
+	if err := l2.Append(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	v3, _, _ := runView(t, Config{Name: "todos", Reducer: &todoReducer{}, Log: l2, SnapshotDir: dir})
+	waitSeq(t, v3, 2*e+50)
+	got, _ := v3.State()
+	if want := replayAll(t, l2, &todoReducer{}, 2*e+50); got.Hash() != want.Hash() {
+		t.Fatalf("after new events took the cut seqs the view's state is not the log's (snapshot %d loaded)", v3.Status().SnapshotSeq)
 	}
 }
