@@ -391,6 +391,13 @@ export class NodbClient {
     ws.onmessage = (ev) => this._onFrame(conn, ev.data);
     ws.onclose = (ev) => this._onClose(conn, ev);
     ws.onerror = () => {}; // a close event follows
+    // The ping timer that catches dead peers starts only with hello: until
+    // then, a handshake or hello that never comes would leave the client
+    // "connecting" for good.
+    if (this._deadPeer)
+      conn.helloTimer = setTimeout(() => {
+        if (!conn.open) this._drop(conn, new NodbError('timeout', `no hello from the host within ${this._deadPeer} ms`));
+      }, this._deadPeer);
   }
 
   // _dialURL is this.url with the token, if any, as ?access_token=. The
@@ -424,6 +431,7 @@ export class NodbClient {
   _drop(conn, err) {
     if (conn.dead) return;
     conn.dead = true;
+    clearTimeout(conn.helloTimer);
     try {
       conn.ws.close(1000);
     } catch {
@@ -514,6 +522,7 @@ export class NodbClient {
 
   _onHello(conn, m) {
     this.hello = m;
+    clearTimeout(conn.helloTimer);
     conn.open = true;
     this._attempt = 0;
     this.stats.connects++;

@@ -418,3 +418,25 @@ test('token: sent as access_token on every (re)connect, never stored', async () 
     assert.throws(() => createClient({ url: srv.url, WebSocket, token: 42 }), /token must be a string/);
   });
 });
+
+test('a host that accepts the WebSocket but never sends hello is dropped after deadPeerTimeout and redialed', async () => {
+  const http = await import('node:http');
+  const { WebSocketServer } = await import('ws');
+  const server = http.createServer();
+  const wss = new WebSocketServer({ server, handleProtocols: () => 'nodb.v1.json' });
+  let conns = 0;
+  wss.on('connection', () => conns++); // upgraded, then silent: no hello
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const c = createClient({ url: `ws://127.0.0.1:${server.address().port}/v1/ws`, WebSocket, ...fast, pingInterval: 20, deadPeerTimeout: 100 });
+  const errs = [];
+  c.on('error', (e) => errs.push(e));
+  try {
+    await until(() => conns >= 2, 3000, 'a redial after the silent connection');
+    assert.ok(errs.some((e) => e.code === 'timeout'), 'the timeout is reported');
+  } finally {
+    c.close();
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((r) => wss.close(r));
+    await new Promise((r) => server.close(r));
+  }
+});
