@@ -723,6 +723,7 @@ export class NodbClient {
 
   // Resolves once view has reached seq; subscribes for the while if needed.
   _waitApplied(view, seq) {
+    if (this._closed) return Promise.reject(new NodbError('closed', 'client closed'));
     let v = this._views.get(view);
     if (v?.has && v.seq >= seq) return Promise.resolve();
     if (!v) v = this._openView(view); // kept only while a waiter is pending

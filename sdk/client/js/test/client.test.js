@@ -440,3 +440,17 @@ test('a host that accepts the WebSocket but never sends hello is dropped after d
     await new Promise((r) => server.close(r));
   }
 });
+
+test('applied() after close() rejects instead of hanging', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const p = c.publish('set', { key: 'a', value: 1 });
+    await p;
+    c.close();
+    const r = await Promise.race([
+      p.applied('kv').then(() => 'resolved', (e) => e.code),
+      new Promise((res) => setTimeout(() => res('hung'), 500)),
+    ]);
+    assert.equal(r, 'closed');
+  });
+});
