@@ -454,3 +454,35 @@ test('applied() after close() rejects instead of hanging', async () => {
     assert.equal(r, 'closed');
   });
 });
+
+test('connect() after close() claims the producer again: its lock is held and the unacked events are re-sent', async () => {
+  await withServer(async (srv, mk) => {
+    const held = new Set();
+    const locks = {
+      request(name, opts, cb) {
+        if (held.has(name)) return Promise.resolve(cb(null));
+        held.add(name);
+        return Promise.resolve(cb({ name })).finally(() => held.delete(name));
+      },
+    };
+    const storage = memoryStorage();
+    const a = mk({ storage, locks });
+    await a.publish('set', { key: 'x', value: 1 });
+    srv.onMessage = (conn, m) => (m.type === 'publish' ? false : undefined); // no ack for 'y'
+    const y = a.publish('set', { key: 'y', value: 2 });
+    await until(() => srv.received.filter((m) => m.type === 'publish').length === 2);
+    a.close();
+    await assert.rejects(y, (e) => e.code === 'closed');
+    srv.onMessage = null;
+    await new Promise((r) => setTimeout(r, 10)); // locks are released asynchronously
+    a.connect();
+    const z = await a.publish('set', { key: 'z', value: 3 });
+    // 'y' was never stored by the host; it stayed in storage and is sent again, before 'z'
+    assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'x'], [2, 'y'], [3, 'z']]);
+    assert.equal(z.seq, 3);
+    // a second client on the same storage must not take the producer 'a' uses again
+    const b = mk({ storage, locks });
+    await b.publish('set', { key: 'b', value: 1 });
+    assert.notEqual(b.producer, a.producer);
+  });
+});
