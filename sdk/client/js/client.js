@@ -214,10 +214,11 @@ export class NodbClient {
       }
     }
     for (const e of this._outbox) e.promise.catch(() => {});
+    // Send the loaded events first: _assign sends each new one at once.
+    if (this._conn?.open) for (const e of this._outbox) if (!e.sentOn) this._send(this._conn, e);
     const pending = this._pending;
     this._pending = null;
     for (const e of pending) this._assign(e);
-    if (this._conn?.open) for (const e of this._outbox) if (!e.sentOn) this._send(this._conn, e);
   }
 
   _tryLock(id, gen) {

@@ -486,3 +486,26 @@ test('connect() after close() claims the producer again: its lock is held and th
     assert.notEqual(b.producer, a.producer);
   });
 });
+
+test('events left by an earlier page are sent before new ones when the host answers before the producer is claimed', async () => {
+  await withServer(async (srv, mk) => {
+    const storage = memoryStorage();
+    const ns = `nodb:${srv.url}`;
+    storage.setItem(`${ns}:producers`, JSON.stringify(['js-earlier']));
+    storage.setItem(`${ns}:p:js-earlier:next`, '2');
+    storage.setItem(`${ns}:p:js-earlier:low`, '1');
+    storage.setItem(`${ns}:p:js-earlier:e:1`, JSON.stringify({ type: 'set', payload: { key: 'y', value: 1 } }));
+    // a slow lock manager: the hello arrives before the producer is claimed
+    const locks = { request: (name, opts, cb) => new Promise((r) => setTimeout(r, 100)).then(() => cb({ name })) };
+    const c = mk({ storage, locks });
+    const errs = [];
+    c.on('error', (e) => errs.push(e));
+    await until(() => c.state === 'open');
+    assert.equal(c.producer, null, 'not claimed yet');
+    const ack = await c.publish('set', { key: 'z', value: 2 });
+    assert.equal(ack.seq, 2);
+    assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'y'], [2, 'z']]);
+    assert.deepEqual(errs.map((e) => e.code), [], 'no pseq_gap, no reconnect');
+    assert.equal(c.stats.connects, 1);
+  });
+});
