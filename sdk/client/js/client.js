@@ -101,14 +101,10 @@ export class NodbClient {
     this._outbox = [];
     this._pending = []; // published before the producer was claimed
     this._release = null; // releases the Web Lock
+    this._gen = 0; // bumped by close(): a claim still running then gives up
     if (o.producer !== undefined) checkName('producer', o.producer);
-    this._ready = this._claimProducer(o.producer).catch((err) => {
-      // Storage unusable: fall back to a fresh in-memory producer.
-      this._emit('error', new NodbError('storage', `producer storage failed, using a fresh producer: ${err?.message ?? err}`));
-      this._storage = memoryStorage();
-      this._ns = 'nodb';
-      if (this._pending) return this._claimProducer(undefined);
-    });
+    this._fixed = o.producer;
+    this._ready = this._claim();
 
     // Subscriptions, one per view.
     this._views = new Map(); // view -> {listeners:Set, state, seq, has, subId, waiters:[]}
@@ -156,7 +152,18 @@ export class NodbClient {
     return `${this._ns}:${parts.join(':')}`;
   }
 
+  _claim() {
+    return this._claimProducer(this._fixed).catch((err) => {
+      // Storage unusable: fall back to a fresh in-memory producer.
+      this._emit('error', new NodbError('storage', `producer storage failed, using a fresh producer: ${err?.message ?? err}`));
+      this._storage = memoryStorage();
+      this._ns = 'nodb';
+      if (this._pending) return this._claimProducer(undefined);
+    });
+  }
+
   async _claimProducer(fixed) {
+    const gen = this._gen;
     let id = fixed;
     if (id === undefined) {
       const listKey = this._key('producers');
@@ -171,18 +178,20 @@ export class NodbClient {
       const list = readList();
       if (this._locks) {
         for (const cand of list) {
-          if (await this._tryLock(cand)) {
+          const got = await this._tryLock(cand, gen);
+          if (this._gen !== gen) return;
+          if (got) {
             id = cand;
             break;
           }
-          if (this._closed) return;
         }
       } else if (list.length) {
         id = list[0];
       }
       if (id === undefined) {
         id = `js-${randomId()}`;
-        if (this._locks) await this._tryLock(id);
+        if (this._locks) await this._tryLock(id, gen);
+        if (this._gen !== gen) return;
         const now = readList(); // re-read: another client may have added one meanwhile
         now.push(id);
         this._storage.setItem(listKey, JSON.stringify(now));
@@ -205,17 +214,18 @@ export class NodbClient {
       }
     }
     for (const e of this._outbox) e.promise.catch(() => {});
+    // Send the loaded events first: _assign sends each new one at once.
+    if (this._conn?.open) for (const e of this._outbox) if (!e.sentOn) this._send(this._conn, e);
     const pending = this._pending;
     this._pending = null;
     for (const e of pending) this._assign(e);
-    if (this._conn?.open) for (const e of this._outbox) if (!e.sentOn) this._send(this._conn, e);
   }
 
-  _tryLock(id) {
+  _tryLock(id, gen) {
     return new Promise((resolve) => {
       this._locks
         .request(`nodb-producer:${this._ns}:${id}`, { ifAvailable: true }, (lock) => {
-          if (!lock || this._closed) return resolve(false);
+          if (!lock || this._gen !== gen) return resolve(false);
           resolve(true);
           return new Promise((release) => (this._release = release));
         })
@@ -370,6 +380,18 @@ export class NodbClient {
   /** Starts connecting (only needed with autoConnect: false, or after close()). */
   connect() {
     if (this._conn || this._retryTimer) return;
+    if (this._closed) {
+      // close() released the producer's lock and let go of its unacked
+      // events: claim a producer again, as a new client on this storage
+      // would, so that no other tab takes it meanwhile and the events
+      // persisted but never acked are sent again.
+      this._closed = false;
+      this._outbox = [];
+      this._pending = [];
+      this.producer = null;
+      const gen = this._gen;
+      this._ready = this._ready.catch(() => {}).then(() => (this._gen === gen ? this._claim() : undefined));
+    }
     this._closed = false;
     this._dial();
   }
@@ -391,6 +413,13 @@ export class NodbClient {
     ws.onmessage = (ev) => this._onFrame(conn, ev.data);
     ws.onclose = (ev) => this._onClose(conn, ev);
     ws.onerror = () => {}; // a close event follows
+    // The ping timer that catches dead peers starts only with hello: until
+    // then, a handshake or hello that never comes would leave the client
+    // "connecting" for good.
+    if (this._deadPeer)
+      conn.helloTimer = setTimeout(() => {
+        if (!conn.open) this._drop(conn, new NodbError('timeout', `no hello from the host within ${this._deadPeer} ms`));
+      }, this._deadPeer);
   }
 
   // _dialURL is this.url with the token, if any, as ?access_token=. The
@@ -424,6 +453,7 @@ export class NodbClient {
   _drop(conn, err) {
     if (conn.dead) return;
     conn.dead = true;
+    clearTimeout(conn.helloTimer);
     try {
       conn.ws.close(1000);
     } catch {
@@ -514,6 +544,7 @@ export class NodbClient {
 
   _onHello(conn, m) {
     this.hello = m;
+    clearTimeout(conn.helloTimer);
     conn.open = true;
     this._attempt = 0;
     this.stats.connects++;
@@ -528,6 +559,7 @@ export class NodbClient {
   close() {
     if (this._closed) return;
     this._closed = true;
+    this._gen++;
     if (this._retryTimer) clearTimeout(this._retryTimer);
     this._retryTimer = null;
     if (this._conn) this._drop(this._conn, null);
@@ -714,6 +746,7 @@ export class NodbClient {
 
   // Resolves once view has reached seq; subscribes for the while if needed.
   _waitApplied(view, seq) {
+    if (this._closed) return Promise.reject(new NodbError('closed', 'client closed'));
     let v = this._views.get(view);
     if (v?.has && v.seq >= seq) return Promise.resolve();
     if (!v) v = this._openView(view); // kept only while a waiter is pending

@@ -125,6 +125,18 @@ function deepEqual(a, b) {
   return true;
 }
 
+// disown removes v and the containers under it from owned. Only owned
+// containers can hold owned ones, so the walk stops at the first that is not.
+function disown(v, owned) {
+  const stack = [v];
+  while (stack.length) {
+    const x = stack.pop();
+    if (!isContainer(x) || !owned.has(x)) continue;
+    owned.delete(x);
+    for (const k of Object.keys(x)) stack.push(x[k]);
+  }
+}
+
 // Applies one op to root, copying containers on the path unless they are in
 // `owned` (created during this applyPatch call). Returns the new root.
 function applyOp(root, op, owned) {
@@ -149,6 +161,10 @@ function applyOp(root, op, owned) {
       if (op.op === 'move' && fromTokens.length < tokens.length && fromTokens.every((t, i) => t === tokens[i]))
         throw new PatchError(`move: ${JSON.stringify(from)} cannot move into its own child ${JSON.stringify(path)}`);
       value = getPointer(root, from);
+      // After a copy the value sits at two paths: containers this call
+      // created (and so would change in place) must be copied again on
+      // the next write under either path.
+      if (op.op === 'copy') disown(value, owned);
       if (op.op === 'move') {
         if (from === path) return root;
         root = applyOp(root, { op: 'remove', path: from }, owned);

@@ -418,3 +418,94 @@ test('token: sent as access_token on every (re)connect, never stored', async () 
     assert.throws(() => createClient({ url: srv.url, WebSocket, token: 42 }), /token must be a string/);
   });
 });
+
+test('a host that accepts the WebSocket but never sends hello is dropped after deadPeerTimeout and redialed', async () => {
+  const http = await import('node:http');
+  const { WebSocketServer } = await import('ws');
+  const server = http.createServer();
+  const wss = new WebSocketServer({ server, handleProtocols: () => 'nodb.v1.json' });
+  let conns = 0;
+  wss.on('connection', () => conns++); // upgraded, then silent: no hello
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const c = createClient({ url: `ws://127.0.0.1:${server.address().port}/v1/ws`, WebSocket, ...fast, pingInterval: 20, deadPeerTimeout: 100 });
+  const errs = [];
+  c.on('error', (e) => errs.push(e));
+  try {
+    await until(() => conns >= 2, 3000, 'a redial after the silent connection');
+    assert.ok(errs.some((e) => e.code === 'timeout'), 'the timeout is reported');
+  } finally {
+    c.close();
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((r) => wss.close(r));
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test('applied() after close() rejects instead of hanging', async () => {
+  await withServer(async (srv, mk) => {
+    const c = mk();
+    const p = c.publish('set', { key: 'a', value: 1 });
+    await p;
+    c.close();
+    const r = await Promise.race([
+      p.applied('kv').then(() => 'resolved', (e) => e.code),
+      new Promise((res) => setTimeout(() => res('hung'), 500)),
+    ]);
+    assert.equal(r, 'closed');
+  });
+});
+
+test('connect() after close() claims the producer again: its lock is held and the unacked events are re-sent', async () => {
+  await withServer(async (srv, mk) => {
+    const held = new Set();
+    const locks = {
+      request(name, opts, cb) {
+        if (held.has(name)) return Promise.resolve(cb(null));
+        held.add(name);
+        return Promise.resolve(cb({ name })).finally(() => held.delete(name));
+      },
+    };
+    const storage = memoryStorage();
+    const a = mk({ storage, locks });
+    await a.publish('set', { key: 'x', value: 1 });
+    srv.onMessage = (conn, m) => (m.type === 'publish' ? false : undefined); // no ack for 'y'
+    const y = a.publish('set', { key: 'y', value: 2 });
+    await until(() => srv.received.filter((m) => m.type === 'publish').length === 2);
+    a.close();
+    await assert.rejects(y, (e) => e.code === 'closed');
+    srv.onMessage = null;
+    await new Promise((r) => setTimeout(r, 10)); // locks are released asynchronously
+    a.connect();
+    const z = await a.publish('set', { key: 'z', value: 3 });
+    // 'y' was never stored by the host; it stayed in storage and is sent again, before 'z'
+    assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'x'], [2, 'y'], [3, 'z']]);
+    assert.equal(z.seq, 3);
+    // a second client on the same storage must not take the producer 'a' uses again
+    const b = mk({ storage, locks });
+    await b.publish('set', { key: 'b', value: 1 });
+    assert.notEqual(b.producer, a.producer);
+  });
+});
+
+test('events left by an earlier page are sent before new ones when the host answers before the producer is claimed', async () => {
+  await withServer(async (srv, mk) => {
+    const storage = memoryStorage();
+    const ns = `nodb:${srv.url}`;
+    storage.setItem(`${ns}:producers`, JSON.stringify(['js-earlier']));
+    storage.setItem(`${ns}:p:js-earlier:next`, '2');
+    storage.setItem(`${ns}:p:js-earlier:low`, '1');
+    storage.setItem(`${ns}:p:js-earlier:e:1`, JSON.stringify({ type: 'set', payload: { key: 'y', value: 1 } }));
+    // a slow lock manager: the hello arrives before the producer is claimed
+    const locks = { request: (name, opts, cb) => new Promise((r) => setTimeout(r, 100)).then(() => cb({ name })) };
+    const c = mk({ storage, locks });
+    const errs = [];
+    c.on('error', (e) => errs.push(e));
+    await until(() => c.state === 'open');
+    assert.equal(c.producer, null, 'not claimed yet');
+    const ack = await c.publish('set', { key: 'z', value: 2 });
+    assert.equal(ack.seq, 2);
+    assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'y'], [2, 'z']]);
+    assert.deepEqual(errs.map((e) => e.code), [], 'no pseq_gap, no reconnect');
+    assert.equal(c.stats.connects, 1);
+  });
+});

@@ -157,3 +157,14 @@ test('deep documents do not overflow the stack in value checks', () => {
   for (let i = 0; i < 100000; i++) v = { n: v };
   assert.ok(applyPatch({}, [{ op: 'add', path: '/deep', value: v }]).deep);
 });
+
+test('copy makes an independent value: a later op on the copy leaves the source alone', () => {
+  const doc = deepFreeze({ a: { x: 1 } });
+  const next = applyPatch(doc, [
+    { op: 'replace', path: '/a/x', value: 2 }, // /a is now a container created by this call
+    { op: 'copy', from: '/a', path: '/b' },
+    { op: 'replace', path: '/b/x', value: 3 },
+  ]);
+  assert.deepEqual(next, { a: { x: 2 }, b: { x: 3 } });
+  assert.deepEqual(doc, { a: { x: 1 } });
+});
