@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/host/eventlog"
@@ -460,7 +459,7 @@ func (f *Feed) catchUp(ctx context.Context, pos uint64, base frame) (eventlog.Re
 // shown in the view's note, until ctx ends or the feed fails: an error
 // here would stop the view for good.
 func (f *Feed) pastState(ctx context.Context, i int, seq uint64) (statetree.Value, error) {
-	backoff := 100 * time.Millisecond
+	delay := minRetry
 	var why string // the trouble reported, cleared on success
 	for {
 		root, err := f.inputs[i].StateAt(ctx, seq)
@@ -484,12 +483,9 @@ func (f *Feed) pastState(ctx context.Context, i int, seq uint64) (statetree.Valu
 		if failed != nil || ctx.Err() != nil {
 			return statetree.Value{}, err
 		}
-		select {
-		case <-ctx.Done():
+		if !waitRetry(ctx, &delay) {
 			return statetree.Value{}, err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

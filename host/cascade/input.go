@@ -217,7 +217,7 @@ func (r *RemoteInput) Follow(ctx context.Context, push PushFunc) error {
 		have    bool
 		mirror  statetree.Value
 		seq     uint64
-		backoff = 100 * time.Millisecond
+		backoff = minRetry
 	)
 	for ctx.Err() == nil {
 		err := r.session(ctx, &have, &mirror, &seq, push)
@@ -229,18 +229,34 @@ func (r *RemoteInput) Follow(ctx context.Context, push PushFunc) error {
 		if errors.As(err, &we) && (we.Code == wire.CodeNotFound || we.Code == "forbidden" || we.Code == "unauthorized") {
 			// Not retried quickly: the upstream must be fixed first.
 			r.Logger.Error("upstream refused the subscription", "input", r.InputName, "url", r.base, "error", err)
-			backoff = 5 * time.Second
+			backoff = maxRetry
 		} else {
 			r.Logger.Warn("upstream connection lost; reconnecting", "input", r.InputName, "url", r.base, "seq", seq, "error", err, "in", backoff)
 		}
-		select {
-		case <-ctx.Done():
+		if !waitRetry(ctx, &backoff) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
+}
+
+// Delays between attempts at an upstream call: from minRetry, doubling up
+// to maxRetry.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 5 * time.Second
+)
+
+// waitRetry waits *delay, then doubles it (up to maxRetry); false if ctx
+// ended first.
+func waitRetry(ctx context.Context, delay *time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*delay):
+	}
+	*delay = min(2**delay, maxRetry)
+	return true
 }
 
 func (r *RemoteInput) session(ctx context.Context, have *bool, mirror *statetree.Value, seq *uint64, push PushFunc) error {

@@ -271,12 +271,10 @@ func (h *hub) message(e *ringEntry, f wire.Format) *websocket.PreparedMessage {
 
 // opsSize estimates the length of ops as JSON without encoding them. While
 // an entry is not encoded its memory is the ops' values, shared with the
-// state; once encoded, the ring counts the JSON exactly.
-// The values are walked, nested ones included, but only as far as
-// ringMaxBytes: the ring must not hold more than its bound of values the
-// state has since let go (a replaced document of a megabyte in each of
-// 8192 changes would otherwise count as a few bytes each), and an entry
-// over the bound is not held at all.
+// state until the state lets them go; once encoded, the ring counts the
+// JSON exactly. Values are walked, nested ones included, but only as far
+// as ringMaxBytes (an entry over it is not held at all): counting a map by
+// its entries alone let the ring keep 8192 replaced megabyte documents.
 func opsSize(ops []statetree.Op) int {
 	n := 2
 	for _, op := range ops {

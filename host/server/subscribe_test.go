@@ -182,6 +182,25 @@ func TestResumeSendsMissedPatchesOnce(t *testing.T) {
 	}
 }
 
+// dialSlow connects a JSON client with a tiny receive buffer, so that the
+// server's queue for it fills however large the machine's socket buffers
+// are once it stops reading.
+func dialSlow(t *testing.T, addr string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolJSON}, NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial("ws://"+addr+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
 func waitView(t *testing.T, v *view.View, seq uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -197,19 +216,7 @@ func waitView(t *testing.T, v *view.View, seq uint64) {
 func TestSlowConsumerDoesNotStallOthers(t *testing.T) {
 	h := startHost(t, Config{SendQueue: 256, WriteTimeout: 2 * time.Second, PingInterval: 500 * time.Millisecond, PongTimeout: 3 * time.Second})
 	v := addKV(t, h)
-	// The slow client has a tiny receive buffer, so the server's queue for
-	// it fills however large the machine's socket buffers are.
-	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolJSON}, NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}
-	slow, _, err := d.Dial("ws://"+h.addr+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	slow := dialSlow(t, h.addr)
 	defer slow.Close()
 	send(t, slow, `{"type":"subscribe","id":1,"view":"kv"}`)
 	fast := mustDial(t, h.addr, wire.SubprotocolJSON)
@@ -347,18 +354,8 @@ func TestRepeatedSubscribesDoNotQueueASnapshotEach(t *testing.T) {
 	readReply(t, pub, wire.JSON)
 	waitView(t, v, 4) // a state of 2.4 MB
 
-	// A client that does not read, with a tiny receive buffer.
-	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolJSON}, NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}
-	slow, _, err := d.Dial("ws://"+h.addr+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A client that does not read.
+	slow := dialSlow(t, h.addr)
 	defer slow.Close()
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -426,19 +426,11 @@ func (c *Client) PublishAsync(ctx context.Context, eventType string, payload any
 	return &Future{c: cl, mu: &c.mu}
 }
 
-// jsonEscapes returns how many bytes longer s is as a JSON string (see
-// appendJSONString) than it is in memory, quotes aside.
+// jsonEscapes returns how many bytes longer s is as a JSON string, as
+// appendJSONString writes it, than it is in memory, quotes aside.
 func jsonEscapes(s string) int {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; {
-		case ch == '"' || ch == '\\':
-			n++
-		case ch < 0x20:
-			n += 5
-		}
-	}
-	return n
+	var buf [128]byte
+	return len(appendJSONString(buf[:0], s)) - len(s) - 2
 }
 
 // encodePayload turns a payload into the bytes sent on the wire: JSON text,

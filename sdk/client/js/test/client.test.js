@@ -107,17 +107,24 @@ test('a new client on the same storage continues the producer and re-sends unack
   });
 });
 
+// fakeLocks is a Web Locks stand-in: a lock is granted when free (the
+// callback gets it, and it is held until the callback's promise settles)
+// and refused (null) while held.
+function fakeLocks() {
+  const held = new Set();
+  return {
+    request(name, opts, cb) {
+      if (held.has(name)) return Promise.resolve(cb(null));
+      held.add(name);
+      return Promise.resolve(cb({ name })).finally(() => held.delete(name));
+    },
+  };
+}
+
 test('clients sharing a storage never share a producer (Web Locks); a released one is reused', async () => {
   await withServer(async (srv, mk) => {
     // Web Locks: a second client sharing the storage must not take a producer in use.
-    const held = new Set();
-    const locks = {
-      request(name, opts, cb) {
-        if (held.has(name)) return Promise.resolve(cb(null));
-        held.add(name);
-        return Promise.resolve(cb({ name })).finally(() => held.delete(name));
-      },
-    };
+    const locks = fakeLocks();
     const storage = memoryStorage();
     const a = mk({ storage, locks });
     const b = mk({ storage, locks });
@@ -457,14 +464,7 @@ test('applied() after close() rejects instead of hanging', async () => {
 
 test('connect() after close() claims the producer again: its lock is held and the unacked events are re-sent', async () => {
   await withServer(async (srv, mk) => {
-    const held = new Set();
-    const locks = {
-      request(name, opts, cb) {
-        if (held.has(name)) return Promise.resolve(cb(null));
-        held.add(name);
-        return Promise.resolve(cb({ name })).finally(() => held.delete(name));
-      },
-    };
+    const locks = fakeLocks();
     const storage = memoryStorage();
     const a = mk({ storage, locks });
     await a.publish('set', { key: 'x', value: 1 });
