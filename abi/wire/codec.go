@@ -363,10 +363,10 @@ func CBORToJSON(item []byte) ([]byte, error) {
 	if err := anyDec.Unmarshal(item, &v); err != nil {
 		return nil, fmt.Errorf("not a JSON-compatible CBOR item: %s", err)
 	}
-	if err := checkJSONCompatible(v, ""); err != nil {
+	v, err := jsonCompatible(v, "")
+	if err != nil {
 		return nil, err
 	}
-	v = keepFloats(v)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -376,59 +376,42 @@ func CBORToJSON(item []byte) ([]byte, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
-func checkJSONCompatible(v any, path string) error {
+// jsonCompatible checks that v, decoded from CBOR, has a JSON form, and
+// returns it with its floats as jsonFloats (replaced in place in maps and
+// slices), so that they stay floats in JSON.
+func jsonCompatible(v any, path string) (any, error) {
 	switch x := v.(type) {
 	case nil, bool, string, uint64, int64:
-		return nil
+		return v, nil
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Errorf("at %q: %v has no JSON form", pathOrRoot(path), x)
+			return nil, fmt.Errorf("at %q: %v has no JSON form", pathOrRoot(path), x)
 		}
-		return nil
+		return jsonFloat(x), nil
 	case float32:
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("at %q: %v has no JSON form", pathOrRoot(path), x)
-		}
-		return nil
+		return jsonCompatible(float64(x), path)
 	case []any:
 		for i, e := range x {
-			if err := checkJSONCompatible(e, path+"/"+strconv.Itoa(i)); err != nil {
-				return err
+			var err error
+			if x[i], err = jsonCompatible(e, path+"/"+strconv.Itoa(i)); err != nil {
+				return nil, err
 			}
 		}
-		return nil
+		return x, nil
 	case map[string]any:
 		for k, e := range x {
-			if err := checkJSONCompatible(e, path+"/"+k); err != nil {
-				return err
+			c, err := jsonCompatible(e, path+"/"+k)
+			if err != nil {
+				return nil, err
 			}
+			x[k] = c
 		}
-		return nil
+		return x, nil
 	case []byte:
-		return fmt.Errorf("at %q: CBOR byte strings have no JSON form; send text (e.g. base64)", pathOrRoot(path))
+		return nil, fmt.Errorf("at %q: CBOR byte strings have no JSON form; send text (e.g. base64)", pathOrRoot(path))
 	default:
-		return fmt.Errorf("at %q: CBOR item of Go type %T has no JSON form", pathOrRoot(path), v)
+		return nil, fmt.Errorf("at %q: CBOR item of Go type %T has no JSON form", pathOrRoot(path), v)
 	}
-}
-
-// keepFloats replaces the floats of a checked item with jsonFloats, in
-// place, so that they stay floats in JSON.
-func keepFloats(v any) any {
-	switch x := v.(type) {
-	case float64:
-		return jsonFloat(x)
-	case float32:
-		return jsonFloat(x)
-	case []any:
-		for i := range x {
-			x[i] = keepFloats(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = keepFloats(x[k])
-		}
-	}
-	return v
 }
 
 // jsonFloat is a finite float64 written as JSON with a fraction or an
