@@ -453,7 +453,12 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 	if err := m.use(sha); err != nil {
 		return Report{}, err
 	}
-	defer m.unuse(sha)
+	pendingKeepsUse := false // a manual swap awaiting confirmation keeps this use
+	defer func() {
+		if !pendingKeepsUse {
+			m.unuse(sha)
+		}
+	}()
 	if policy == "" {
 		policy = man.SwapPolicy
 	}
@@ -530,7 +535,7 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		}
 		rep.Swap, rep.Outcome = &sr, "awaiting-confirm"
 		rep.TotalMS = time.Since(start).Milliseconds()
-		_ = m.use(sha) // the pending swap's own use, ended by confirm or a later activation (cannot fail: this activation holds one)
+		pendingKeepsUse = true // ended by confirm or a later activation
 		e.pending = &pending{man: man, red: red, replay: res, report: rep}
 		return rep, nil
 	}
