@@ -71,9 +71,12 @@ type ReplayError struct {
 	Err error
 }
 
+// Error names the seq and the reducer's error.
 func (e *ReplayError) Error() string {
 	return fmt.Sprintf("reducer failed at seq %d: %v", e.Seq, e.Err)
 }
+
+// Unwrap returns the reducer's error, for errors.Is and errors.As.
 func (e *ReplayError) Unwrap() error { return e.Err }
 
 // apply runs red on rec over root. It returns the new root and the ops; a

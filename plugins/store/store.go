@@ -105,6 +105,7 @@ type Active struct {
 // RejectError is an upload or request the store refused; Reason says why.
 type RejectError struct{ Reason string }
 
+// Error returns the reason prefixed with "plugin rejected: ".
 func (e *RejectError) Error() string { return "plugin rejected: " + e.Reason }
 
 func reject(format string, args ...any) error { return &RejectError{fmt.Sprintf(format, args...)} }
