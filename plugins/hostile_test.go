@@ -31,6 +31,8 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"noversion", "does not import nodb_v1.abi_version_1", true},
 		{"bigmem", "memory minimum of 5000 pages is over the cap of 4096 pages", false},
 		{"initpanic", "initialization failed", false},
+		{"bigtable", "its tables declare 100000000 elements at least, over the 1048576 a plugin may have", false},
+		{"manytables", "its tables declare 1600000 elements at least", false},
 	} {
 		t.Run(c.fixture, func(t *testing.T) {
 			m, err := r.Compile(context.Background(), fixture(t, c.fixture))
@@ -165,6 +167,21 @@ func TestMemoryGrowBomb(t *testing.T) {
 	te := trapAt(t, instance(t, compile(t, r, "growbomb"), plugins.InstanceConfig{MemoryLimitPages: 64}), ev(1, "x", "{}"))
 	if !strings.Contains(te.Error(), "unreachable") {
 		t.Errorf("unexpected: %v", te)
+	}
+}
+
+// TestTableGrowthIsBounded: a table declared without a maximum cannot be
+// grown past MaxTableElements (wazero would otherwise allow 2^27 elements,
+// 1 GiB, per table), while growth within the limit still works. The
+// fixture traps if the big grow succeeds or the small one fails.
+func TestTableGrowthIsBounded(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "tablegrow"), plugins.InstanceConfig{})
+	st := nodb.NewMemStore()
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := i.Reduce(context.Background(), ev(seq, "x", "{}"), st); err != nil {
+			t.Fatal(seq, err)
+		}
 	}
 }
 

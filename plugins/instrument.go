@@ -195,6 +195,12 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 			if sr.err != nil {
 				return nil, 0, sr.err
 			}
+		case 4:
+			limited, err := limitTables(body)
+			if err != nil {
+				return nil, 0, err
+			}
+			body = limited
 		case 6:
 			sr := &reader{b: body}
 			definedGlobals = sr.u32()
@@ -291,6 +297,66 @@ func instrument(wasm []byte) (out []byte, minPages uint32, err error) {
 		emit(7, newVec(exportEntries))
 	}
 	return out, minPages, nil
+}
+
+// MaxTableElements bounds the elements of a module's tables together, at
+// their declared minimum and at their most after table.grow. wazero keeps
+// a table as a slice of 8-byte references allocated at its minimum in
+// every instance, up to 2^27 elements (1 GiB) per table, and a module may
+// define many tables: a 100-byte upload could make each instance allocate
+// gigabytes. 2^20 elements (8 MiB) is hundreds of times what compilers
+// emit: the Go todos reducer's one table holds about 1300 functions.
+const MaxTableElements = 1 << 20
+
+// limitTables checks a table section and returns it with every table given
+// a maximum, so that the module's tables together can never hold more than
+// MaxTableElements: tables whose minimums add up to more are refused; the
+// room above the minimums is shared out equally as each table's growth
+// limit (a table's own smaller maximum stays). A table type this reader
+// does not know is left for wazero to judge.
+func limitTables(body []byte) ([]byte, error) {
+	type table struct {
+		ref      byte
+		min, max uint32
+		hasMax   bool
+	}
+	r := &reader{b: body}
+	n := r.u32()
+	tables := make([]table, 0, min(n, 64))
+	total := uint64(0)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		t := table{ref: r.byte()}
+		flags := r.byte()
+		if flags > 1 {
+			return body, nil
+		}
+		t.min = r.u32()
+		if flags == 1 {
+			t.max, t.hasMax = r.u32(), true
+		}
+		total += uint64(t.min)
+		tables = append(tables, t)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if total > MaxTableElements {
+		return nil, fmt.Errorf("%w: its tables declare %d elements at least, over the %d a plugin may have (8 bytes each in every instance); declare smaller tables", errMalformed, total, MaxTableElements)
+	}
+	if n == 0 {
+		return body, nil
+	}
+	share := (MaxTableElements - uint32(total)) / n
+	out := appendU32(make([]byte, 0, len(body)+5*len(tables)), n)
+	for _, t := range tables {
+		limit := t.min + share
+		if t.hasMax && t.max < limit {
+			limit = t.max
+		}
+		out = append(out, t.ref, 1)
+		out = appendU32(appendU32(out, t.min), limit)
+	}
+	return append(out, body[r.pos:]...), nil
 }
 
 // checkCount refuses a vector section that declares more items than it

@@ -1,0 +1,7 @@
+;; Declares a table of 100,000,000 elements (800 MB in every instance).
+(module
+  (import "nodb_v1" "abi_version_1" (func $abi_version))
+  (memory (export "memory") 1)
+  (table 100000000 funcref)
+  (func (export "nodb_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "nodb_reduce") (param i32) (result i32) (i32.const 0)))
