@@ -3,9 +3,13 @@ package deploy_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/nodb-dev/nodb/abi/wire"
 )
 
 // TestConcurrentActivationsOfANewView: of two activations of the same new
@@ -115,4 +119,31 @@ func uploadVersions(t *testing.T, h *host, n int) []string {
 		shas = append(shas, up.Manifest.SHA256)
 	}
 	return shas
+}
+
+// TestActivateRefusesViewNamesThatAreNotAFileName: a view's name becomes a
+// directory under DATA/snapshots, so a name that is "..", or holds a slash
+// (sent escaped, %2F, in the URL), would put the view's files elsewhere.
+// Such names were accepted: activating "../plugins" started a view whose
+// start-up deleted the plugin store's temp files (a snapshot directory's
+// leftovers) and whose snapshots went into the store's directory.
+func TestActivateRefusesViewNamesThatAreNotAFileName(t *testing.T) {
+	h := startHost(t, nil)
+	sha := uploadVersions(t, h, 1)[0]
+	planted := filepath.Join(h.store.Dir(), ".tmp-planted")
+	if err := os.WriteFile(planted, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"..%2Fplugins", "%2E%2E", "a%2Fb", "..%2F..%2Foutside", "a%5Cb", "%00"} {
+		r := call(t, "POST", h.base+"/v1/views/"+name+"/activate", "", []byte(`{"sha256":"`+sha+`"}`))
+		if r.Status != 400 || r.Err.Code != wire.CodeBadRequest || !strings.Contains(r.Err.Message, "letters, digits") {
+			t.Errorf("activate view %s: %d %s, want 400 naming the allowed characters", name, r.Status, r.Body)
+		}
+	}
+	if _, err := os.Stat(planted); err != nil {
+		t.Errorf("the store's file %s: %v", planted, err)
+	}
+	if a := h.store.Actives(); len(a) != 0 {
+		t.Errorf("refused activations recorded views: %+v", a)
+	}
 }

@@ -215,10 +215,29 @@ func (m *Manager) Boot(ctx context.Context, name string, wasm []byte) (string, e
 	return man.SHA256, nil
 }
 
+// CheckViewName returns nil if name may name a view: letters, digits, '-',
+// '_' and '.', but not "." or "..". The name is a directory under
+// DATA/snapshots, so it must be one file name that stays there.
+func CheckViewName(name string) error {
+	ok := name != "" && name != "." && name != ".."
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("view name %q may hold only letters, digits, '-', '_' and '.', and may not be . or ..", name)
+	}
+	return nil
+}
+
 // StartView builds view name with version sha (loading its snapshot) and
 // starts applying the log to it. A cascade version starts a cascade view
 // over its inputs instead.
 func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, error) {
+	if err := CheckViewName(name); err != nil {
+		return nil, err
+	}
 	man, mod, err := m.module(ctx, sha)
 	if err != nil {
 		return nil, err

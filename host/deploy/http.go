@@ -321,6 +321,10 @@ type ActivateRequest struct {
 
 func (m *Manager) handleActivate(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if err := CheckViewName(name); err != nil {
+		httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
+		return
+	}
 	var req ActivateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
 		httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: want {\"version\" or \"sha256\", \"policy\"}: %v", err)

@@ -32,10 +32,8 @@ func validatePlugins(specs []string) error {
 			return fmt.Errorf("--plugin: view %q given twice", name)
 		}
 		seen[name] = true
-		for _, r := range name {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-				return fmt.Errorf("--plugin: view name %q may hold only letters, digits, '-', '_' and '.'", name)
-			}
+		if err := deploy.CheckViewName(name); err != nil {
+			return fmt.Errorf("--plugin: %w", err)
 		}
 	}
 	return nil
