@@ -9,6 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 
 	"github.com/nodb-dev/nodb/abi/wire"
 	"github.com/nodb-dev/nodb/host/auth"
@@ -90,6 +91,30 @@ func (m *Manager) authorizeActivation(p *auth.Principal, action, view string) au
 		return p.AuthorizeActivate(auth.Activation{Action: action, View: view, Kind: man.Kind, Inputs: man.Inputs,
 			Limits: auth.Limits(man.Limits), ViewExists: exists, ViewKind: kind})
 	}
+}
+
+// shown returns man as p may see it. Upstream URLs may carry a token of
+// another host (access_token), an administrator's secret: others get the
+// URLs with its value replaced by "hidden".
+func shown(p *auth.Principal, man store.Manifest) store.Manifest {
+	if p.Admin() || len(man.Upstreams) == 0 {
+		return man
+	}
+	up := make(map[string]string, len(man.Upstreams))
+	for name, raw := range man.Upstreams {
+		u, err := url.Parse(raw)
+		if err != nil {
+			up[name] = "hidden (not a URL)"
+			continue
+		}
+		if q := u.Query(); q.Has("access_token") {
+			q.Set("access_token", "hidden")
+			u.RawQuery = q.Encode()
+		}
+		up[name] = u.Redacted()
+	}
+	man.Upstreams = up
+	return man
 }
 
 func httpError(w http.ResponseWriter, status int, code, format string, args ...any) {
@@ -258,7 +283,7 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if !stored {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, map[string]any{"manifest": out, "stored": stored})
+	writeJSON(w, status, map[string]any{"manifest": shown(p, out), "stored": stored})
 }
 
 // handleList lists every version and active record to an admin, and to a
@@ -281,7 +306,7 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 		isCascade := map[string]bool{}
 		for _, man := range list {
 			if man.Kind == auth.KindCascade && p.CanDeployCascade(man.Inputs) == nil {
-				cascades = append(cascades, man)
+				cascades = append(cascades, shown(p, man))
 				isCascade[man.SHA256] = true
 			}
 		}
