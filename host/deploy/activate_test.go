@@ -147,3 +147,26 @@ func TestActivateRefusesViewNamesThatAreNotAFileName(t *testing.T) {
 		t.Errorf("refused activations recorded views: %+v", a)
 	}
 }
+
+// TestPluginAPIRefusalStatuses: requests the plugin API can refuse before
+// doing anything are answered with the HTTP status that says what was
+// wrong, not with 200 and an NDJSON stream (a policy nobody knows).
+func TestPluginAPIRefusalStatuses(t *testing.T) {
+	h := startHost(t, nil)
+	sha := uploadVersions(t, h, 1)[0]
+	for _, c := range []struct {
+		what, method, path, body string
+		status                   int
+		code, says               string
+	}{
+		{"unknown policy", "POST", "/v1/views/p/activate", `{"sha256":"` + sha + `","policy":"sometimes"}`, 400, wire.CodeBadRequest, `policy "sometimes" is unknown`},
+	} {
+		r := call(t, c.method, h.base+c.path, "", []byte(c.body))
+		if r.Status != c.status || r.Err.Code != c.code || !strings.Contains(r.Err.Message, c.says) {
+			t.Errorf("%s: %d %s, want %d %s saying %q", c.what, r.Status, r.Body, c.status, c.code, c.says)
+		}
+	}
+	if _, ok := h.store.Active("p"); ok {
+		t.Errorf("the refused activation started view p")
+	}
+}

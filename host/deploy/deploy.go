@@ -459,6 +459,15 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 	return m.activate(ctx, name, sha, policy, rollback, prog, nil)
 }
 
+// checkPolicy returns nil for a swap policy Activate knows.
+func checkPolicy(policy string) error {
+	switch policy {
+	case store.PolicyAlways, store.PolicyIfIdentical, store.PolicyManual:
+		return nil
+	}
+	return fmt.Errorf("policy %q is unknown; use always, if-identical or manual", policy)
+}
+
 // authorizer decides, with the view locked against other swaps, whether
 // the version man may become active; an error refuses and changes nothing.
 type authorizer func(man store.Manifest) error
@@ -482,10 +491,8 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		policy = man.SwapPolicy
 	}
 	rep := Report{View: name, SHA256: sha, Policy: policy}
-	switch policy {
-	case store.PolicyAlways, store.PolicyIfIdentical, store.PolicyManual:
-	default:
-		return rep, fmt.Errorf("policy %q is unknown; use always, if-identical or manual", policy)
+	if err := checkPolicy(policy); err != nil {
+		return rep, err
 	}
 	e, err := m.acquire(name)
 	if err != nil {

@@ -355,6 +355,12 @@ func (m *Manager) handleActivate(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: want {\"version\" or \"sha256\", \"policy\"}: %v", err)
 		return
 	}
+	if req.Policy != "" {
+		if err := checkPolicy(req.Policy); err != nil {
+			httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
+			return
+		}
+	}
 	ref := req.SHA256
 	if ref == "" {
 		ref = req.Version
