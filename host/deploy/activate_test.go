@@ -150,7 +150,8 @@ func TestActivateRefusesViewNamesThatAreNotAFileName(t *testing.T) {
 
 // TestPluginAPIRefusalStatuses: requests the plugin API can refuse before
 // doing anything are answered with the HTTP status that says what was
-// wrong, not with 200 and an NDJSON stream (a policy nobody knows).
+// wrong, not with 200 and an NDJSON stream (a policy nobody knows), nor
+// 400 for a view that does not exist (404).
 func TestPluginAPIRefusalStatuses(t *testing.T) {
 	h := startHost(t, nil)
 	sha := uploadVersions(t, h, 1)[0]
@@ -160,6 +161,7 @@ func TestPluginAPIRefusalStatuses(t *testing.T) {
 		code, says               string
 	}{
 		{"unknown policy", "POST", "/v1/views/p/activate", `{"sha256":"` + sha + `","policy":"sometimes"}`, 400, wire.CodeBadRequest, `policy "sometimes" is unknown`},
+		{"confirm in no view", "POST", "/v1/views/nope/confirm", "", 404, wire.CodeNotFound, `no view named "nope"`},
 	} {
 		r := call(t, c.method, h.base+c.path, "", []byte(c.body))
 		if r.Status != c.status || r.Err.Code != c.code || !strings.Contains(r.Err.Message, c.says) {

@@ -424,6 +424,14 @@ type busyError string
 func (e busyError) Error() string        { return string(e) }
 func (e busyError) Is(target error) bool { return target == errBusy }
 
+// noViewError is the refusal of an operation on a view that does not run
+// (404 not_found).
+type noViewError string
+
+func (e noViewError) Error() string {
+	return fmt.Sprintf("no view named %q; GET /v1/views lists the views", string(e))
+}
+
 // errBusy is returned when a view already has a swap in progress.
 var errBusy = errors.New("a swap of this view is already in progress; wait for it (or confirm/abandon the pending one)")
 
@@ -598,7 +606,7 @@ func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (R
 		return Report{}, err
 	}
 	if e == nil {
-		return Report{}, fmt.Errorf("no view named %q", name)
+		return Report{}, noViewError(name)
 	}
 	defer m.release(e)
 	p := e.pending

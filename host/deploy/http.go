@@ -135,7 +135,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func errStatus(err error) (int, string) {
 	var re *store.RejectError
 	var ae *auth.Error
+	var nv noViewError
 	switch {
+	case errors.As(err, &nv):
+		return http.StatusNotFound, wire.CodeNotFound
 	case errors.As(err, &ae):
 		return ae.Status, ae.Code
 	case errors.As(err, &re):
