@@ -172,3 +172,25 @@ func TestPluginAPIRefusalStatuses(t *testing.T) {
 		t.Errorf("the refused activation started view p")
 	}
 }
+
+// TestRollbackToADeletedVersion: a version that is no longer active may be
+// deleted, even the one a rollback would go back to. The rollback then
+// says so and what to do instead; it used to answer only
+// `store: no such plugin version: "<sha>"`.
+func TestRollbackToADeletedVersion(t *testing.T) {
+	h := startHost(t, nil)
+	shas := uploadVersions(t, h, 2)
+	for _, sha := range shas {
+		if r := call(t, "POST", h.base+"/v1/views/p/activate", "", []byte(`{"sha256":"`+sha+`","policy":"always"}`)); r.Status != 200 || strings.Contains(r.Body, `"type":"error"`) {
+			t.Fatalf("activate %s: %d %s", sha, r.Status, r.Body)
+		}
+	}
+	if r := call(t, "DELETE", h.base+"/v1/plugins/"+shas[0], "", nil); r.Status != 200 {
+		t.Fatalf("delete the previous version: %d %s", r.Status, r.Body)
+	}
+	r := call(t, "POST", h.base+"/v1/views/p/rollback", "", nil)
+	if r.Status != 404 || r.Err.Code != wire.CodeNotFound || !strings.Contains(r.Err.Message, `view "p" rolls back to version `+shas[0][:12]) ||
+		!strings.Contains(r.Err.Message, "was deleted") || !strings.Contains(r.Err.Message, "activate") {
+		t.Errorf("rollback to a deleted version: %d %s", r.Status, r.Body)
+	}
+}

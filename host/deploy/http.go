@@ -433,8 +433,15 @@ func (m *Manager) handleRollback(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusConflict, wire.CodeBadRequest, "view %q has no previous version to roll back to", name)
 		return
 	}
-	target, err := m.cfg.Store.Resolve("", a.History[len(a.History)-1])
+	prev := a.History[len(a.History)-1]
+	target, err := m.cfg.Store.Resolve("", prev)
 	if err != nil {
+		if m.refuseNonCascade(w, principal(r), "roll back", name) {
+			return
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("view %q rolls back to version %s, which was deleted from the plugin store; activate a stored version instead (GET /v1/plugins lists them): %w", name, prev[:min(12, len(prev))], err)
+		}
 		st, code := errStatus(err)
 		httpError(w, st, code, "%v", err)
 		return
