@@ -3,9 +3,13 @@ package deploy_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/nodb-dev/nodb/abi/wire"
 )
 
 // TestConcurrentActivationsOfANewView: of two activations of the same new
@@ -115,4 +119,78 @@ func uploadVersions(t *testing.T, h *host, n int) []string {
 		shas = append(shas, up.Manifest.SHA256)
 	}
 	return shas
+}
+
+// TestActivateRefusesViewNamesThatAreNotAFileName: a view's name becomes a
+// directory under DATA/snapshots, so a name that is "..", or holds a slash
+// (sent escaped, %2F, in the URL), would put the view's files elsewhere.
+// Such names were accepted: activating "../plugins" started a view whose
+// start-up deleted the plugin store's temp files (a snapshot directory's
+// leftovers) and whose snapshots went into the store's directory.
+func TestActivateRefusesViewNamesThatAreNotAFileName(t *testing.T) {
+	h := startHost(t, nil)
+	sha := uploadVersions(t, h, 1)[0]
+	planted := filepath.Join(h.store.Dir(), ".tmp-planted")
+	if err := os.WriteFile(planted, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"..%2Fplugins", "%2E%2E", "a%2Fb", "..%2F..%2Foutside", "a%5Cb", "%00"} {
+		r := call(t, "POST", h.base+"/v1/views/"+name+"/activate", "", []byte(`{"sha256":"`+sha+`"}`))
+		if r.Status != 400 || r.Err.Code != wire.CodeBadRequest || !strings.Contains(r.Err.Message, "letters, digits") {
+			t.Errorf("activate view %s: %d %s, want 400 naming the allowed characters", name, r.Status, r.Body)
+		}
+	}
+	if _, err := os.Stat(planted); err != nil {
+		t.Errorf("the store's file %s: %v", planted, err)
+	}
+	if a := h.store.Actives(); len(a) != 0 {
+		t.Errorf("refused activations recorded views: %+v", a)
+	}
+}
+
+// TestPluginAPIRefusalStatuses: requests the plugin API can refuse before
+// doing anything are answered with the HTTP status that says what was
+// wrong, not with 200 and an NDJSON stream (a policy nobody knows), nor
+// 400 for a view that does not exist (404).
+func TestPluginAPIRefusalStatuses(t *testing.T) {
+	h := startHost(t, nil)
+	sha := uploadVersions(t, h, 1)[0]
+	for _, c := range []struct {
+		what, method, path, body string
+		status                   int
+		code, says               string
+	}{
+		{"unknown policy", "POST", "/v1/views/p/activate", `{"sha256":"` + sha + `","policy":"sometimes"}`, 400, wire.CodeBadRequest, `policy "sometimes" is unknown`},
+		{"confirm in no view", "POST", "/v1/views/nope/confirm", "", 404, wire.CodeNotFound, `no view named "nope"`},
+	} {
+		r := call(t, c.method, h.base+c.path, "", []byte(c.body))
+		if r.Status != c.status || r.Err.Code != c.code || !strings.Contains(r.Err.Message, c.says) {
+			t.Errorf("%s: %d %s, want %d %s saying %q", c.what, r.Status, r.Body, c.status, c.code, c.says)
+		}
+	}
+	if _, ok := h.store.Active("p"); ok {
+		t.Errorf("the refused activation started view p")
+	}
+}
+
+// TestRollbackToADeletedVersion: a version that is no longer active may be
+// deleted, even the one a rollback would go back to. The rollback then
+// says so and what to do instead; it used to answer only
+// `store: no such plugin version: "<sha>"`.
+func TestRollbackToADeletedVersion(t *testing.T) {
+	h := startHost(t, nil)
+	shas := uploadVersions(t, h, 2)
+	for _, sha := range shas {
+		if r := call(t, "POST", h.base+"/v1/views/p/activate", "", []byte(`{"sha256":"`+sha+`","policy":"always"}`)); r.Status != 200 || strings.Contains(r.Body, `"type":"error"`) {
+			t.Fatalf("activate %s: %d %s", sha, r.Status, r.Body)
+		}
+	}
+	if r := call(t, "DELETE", h.base+"/v1/plugins/"+shas[0], "", nil); r.Status != 200 {
+		t.Fatalf("delete the previous version: %d %s", r.Status, r.Body)
+	}
+	r := call(t, "POST", h.base+"/v1/views/p/rollback", "", nil)
+	if r.Status != 404 || r.Err.Code != wire.CodeNotFound || !strings.Contains(r.Err.Message, `view "p" rolls back to version `+shas[0][:12]) ||
+		!strings.Contains(r.Err.Message, "was deleted") || !strings.Contains(r.Err.Message, "activate") {
+		t.Errorf("rollback to a deleted version: %d %s", r.Status, r.Body)
+	}
 }

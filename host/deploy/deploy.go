@@ -215,10 +215,29 @@ func (m *Manager) Boot(ctx context.Context, name string, wasm []byte) (string, e
 	return man.SHA256, nil
 }
 
+// CheckViewName returns nil if name may name a view: letters, digits, '-',
+// '_' and '.', but not "." or "..". The name is a directory under
+// DATA/snapshots, so it must be one file name that stays there.
+func CheckViewName(name string) error {
+	ok := name != "" && name != "." && name != ".."
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("view name %q may hold only letters, digits, '-', '_' and '.', and may not be . or ..", name)
+	}
+	return nil
+}
+
 // StartView builds view name with version sha (loading its snapshot) and
 // starts applying the log to it. A cascade version starts a cascade view
 // over its inputs instead.
 func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, error) {
+	if err := CheckViewName(name); err != nil {
+		return nil, err
+	}
 	man, mod, err := m.module(ctx, sha)
 	if err != nil {
 		return nil, err
@@ -405,6 +424,14 @@ type busyError string
 func (e busyError) Error() string        { return string(e) }
 func (e busyError) Is(target error) bool { return target == errBusy }
 
+// noViewError is the refusal of an operation on a view that does not run
+// (404 not_found).
+type noViewError string
+
+func (e noViewError) Error() string {
+	return fmt.Sprintf("no view named %q; GET /v1/views lists the views", string(e))
+}
+
 // errBusy is returned when a view already has a swap in progress.
 var errBusy = errors.New("a swap of this view is already in progress; wait for it (or confirm/abandon the pending one)")
 
@@ -440,6 +467,15 @@ func (m *Manager) Activate(ctx context.Context, name, sha, policy string, rollba
 	return m.activate(ctx, name, sha, policy, rollback, prog, nil)
 }
 
+// checkPolicy returns nil for a swap policy Activate knows.
+func checkPolicy(policy string) error {
+	switch policy {
+	case store.PolicyAlways, store.PolicyIfIdentical, store.PolicyManual:
+		return nil
+	}
+	return fmt.Errorf("policy %q is unknown; use always, if-identical or manual", policy)
+}
+
 // authorizer decides, with the view locked against other swaps, whether
 // the version man may become active; an error refuses and changes nothing.
 type authorizer func(man store.Manifest) error
@@ -463,10 +499,8 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		policy = man.SwapPolicy
 	}
 	rep := Report{View: name, SHA256: sha, Policy: policy}
-	switch policy {
-	case store.PolicyAlways, store.PolicyIfIdentical, store.PolicyManual:
-	default:
-		return rep, fmt.Errorf("policy %q is unknown; use always, if-identical or manual", policy)
+	if err := checkPolicy(policy); err != nil {
+		return rep, err
 	}
 	e, err := m.acquire(name)
 	if err != nil {
@@ -572,7 +606,7 @@ func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (R
 		return Report{}, err
 	}
 	if e == nil {
-		return Report{}, fmt.Errorf("no view named %q", name)
+		return Report{}, noViewError(name)
 	}
 	defer m.release(e)
 	p := e.pending

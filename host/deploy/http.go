@@ -9,6 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 
 	"github.com/nodb-dev/nodb/abi/wire"
 	"github.com/nodb-dev/nodb/host/auth"
@@ -92,6 +93,30 @@ func (m *Manager) authorizeActivation(p *auth.Principal, action, view string) au
 	}
 }
 
+// shown returns man as p may see it. Upstream URLs may carry a token of
+// another host (access_token), an administrator's secret: others get the
+// URLs with its value replaced by "hidden".
+func shown(p *auth.Principal, man store.Manifest) store.Manifest {
+	if p.Admin() || len(man.Upstreams) == 0 {
+		return man
+	}
+	up := make(map[string]string, len(man.Upstreams))
+	for name, raw := range man.Upstreams {
+		u, err := url.Parse(raw)
+		if err != nil {
+			up[name] = "hidden (not a URL)"
+			continue
+		}
+		if q := u.Query(); q.Has("access_token") {
+			q.Set("access_token", "hidden")
+			u.RawQuery = q.Encode()
+		}
+		up[name] = u.Redacted()
+	}
+	man.Upstreams = up
+	return man
+}
+
 func httpError(w http.ResponseWriter, status int, code, format string, args ...any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -110,7 +135,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func errStatus(err error) (int, string) {
 	var re *store.RejectError
 	var ae *auth.Error
+	var nv noViewError
 	switch {
+	case errors.As(err, &nv):
+		return http.StatusNotFound, wire.CodeNotFound
 	case errors.As(err, &ae):
 		return ae.Status, ae.Code
 	case errors.As(err, &re):
@@ -258,7 +286,7 @@ func (m *Manager) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if !stored {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, map[string]any{"manifest": out, "stored": stored})
+	writeJSON(w, status, map[string]any{"manifest": shown(p, out), "stored": stored})
 }
 
 // handleList lists every version and active record to an admin, and to a
@@ -281,7 +309,7 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 		isCascade := map[string]bool{}
 		for _, man := range list {
 			if man.Kind == auth.KindCascade && p.CanDeployCascade(man.Inputs) == nil {
-				cascades = append(cascades, man)
+				cascades = append(cascades, shown(p, man))
 				isCascade[man.SHA256] = true
 			}
 		}
@@ -321,10 +349,20 @@ type ActivateRequest struct {
 
 func (m *Manager) handleActivate(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if err := CheckViewName(name); err != nil {
+		httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
+		return
+	}
 	var req ActivateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
 		httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "body: want {\"version\" or \"sha256\", \"policy\"}: %v", err)
 		return
+	}
+	if req.Policy != "" {
+		if err := checkPolicy(req.Policy); err != nil {
+			httpError(w, http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
+			return
+		}
 	}
 	ref := req.SHA256
 	if ref == "" {
@@ -395,8 +433,15 @@ func (m *Manager) handleRollback(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusConflict, wire.CodeBadRequest, "view %q has no previous version to roll back to", name)
 		return
 	}
-	target, err := m.cfg.Store.Resolve("", a.History[len(a.History)-1])
+	prev := a.History[len(a.History)-1]
+	target, err := m.cfg.Store.Resolve("", prev)
 	if err != nil {
+		if m.refuseNonCascade(w, principal(r), "roll back", name) {
+			return
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("view %q rolls back to version %s, which was deleted from the plugin store; activate a stored version instead (GET /v1/plugins lists them): %w", name, prev[:min(12, len(prev))], err)
+		}
 		st, code := errStatus(err)
 		httpError(w, st, code, "%v", err)
 		return

@@ -193,7 +193,7 @@ func (s *Store) Validate(ctx context.Context, wasm []byte, m Manifest) (Manifest
 	if m.Limits.MemoryPages > s.maxPages {
 		return m, reject("limits.memory_pages %d is over the host's maximum of %d pages (%d MiB)", m.Limits.MemoryPages, s.maxPages, s.maxPages/16)
 	}
-	if m.Limits.EventTimeoutMS < 0 || time.Duration(m.Limits.EventTimeoutMS)*time.Millisecond > MaxEventTimeout {
+	if m.Limits.EventTimeoutMS < 0 || m.Limits.EventTimeoutMS > MaxEventTimeout.Milliseconds() {
 		return m, reject("limits.event_timeout_ms %d is outside 0..%d", m.Limits.EventTimeoutMS, MaxEventTimeout.Milliseconds())
 	}
 	mod, err := s.rt.Compile(ctx, wasm)

@@ -118,6 +118,10 @@ func TestBadUploads(t *testing.T) {
 		{"init traps", read(t, "../testdata/initpanic.wasm"), Manifest{Name: "x"}, "_initialize"},
 		{"too much memory", good, Manifest{Name: "x", Limits: Limits{MemoryPages: 1 << 20}}, "over the host's maximum"},
 		{"too long timeout", good, Manifest{Name: "x", Limits: Limits{EventTimeoutMS: 3_600_000}}, "event_timeout_ms"},
+		// In nanoseconds these wrap around int64: to 448384 ns, and to a
+		// negative duration. Both used to pass as within 0..60000 ms.
+		{"timeout wrapping to 0.4 ms", good, Manifest{Name: "x", Limits: Limits{EventTimeoutMS: 18_446_744_073_710}}, "event_timeout_ms"},
+		{"timeout wrapping negative", good, Manifest{Name: "x", Limits: Limits{EventTimeoutMS: 9_223_372_036_855}}, "event_timeout_ms"},
 		{"hash mismatch", good, Manifest{Name: "x", SHA256: strings.Repeat("ab", 32)}, "does not match"},
 		{"bad policy", good, Manifest{Name: "x", SwapPolicy: "sometimes"}, "swap_policy"},
 		{"bad kind", good, Manifest{Name: "x", Kind: "envoy"}, "kind"},

@@ -179,3 +179,16 @@ func TestEventTooLargeAfterCBORToJSON(t *testing.T) {
 		t.Fatalf("log holds %d events, want 1", len(recs))
 	}
 }
+
+// TestServeRefusesDotViewNames: --plugin ..=FILE named a view "..", whose
+// snapshots went to DATA/snapshots/.. (the data directory itself), and whose
+// start removed the data directory's ".tmp-*" files. Refused now, before
+// anything is read.
+func TestServeRefusesDotViewNames(t *testing.T) {
+	for _, name := range []string{"..", "."} {
+		_, stderr, code := run(t, "serve", "--data", t.TempDir(), "--addr", freeAddr(t), "--plugin", name+"=missing.wasm")
+		if code != 1 || !strings.Contains(stderr, "may not be . or ..") {
+			t.Errorf("--plugin %s=…: exit %d, %s", name, code, stderr)
+		}
+	}
+}

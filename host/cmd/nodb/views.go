@@ -32,10 +32,8 @@ func validatePlugins(specs []string) error {
 			return fmt.Errorf("--plugin: view %q given twice", name)
 		}
 		seen[name] = true
-		for _, r := range name {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-				return fmt.Errorf("--plugin: view name %q may hold only letters, digits, '-', '_' and '.'", name)
-			}
+		if err := deploy.CheckViewName(name); err != nil {
+			return fmt.Errorf("--plugin: %w", err)
 		}
 	}
 	return nil
@@ -107,7 +105,9 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			todo = append(todo, boot{a.View, a.SHA256, fmt.Sprintf("view %s (version %s from the plugin store)", a.View, a.SHA256[:12]), true})
 		}
 	}
-	started := map[string]bool{}
+	// A deployed view that cannot start is left out (failed), and so are
+	// the cascades reading it, which then start and fail on the input.
+	started, failed := map[string]bool{}, map[string]bool{}
 	for len(todo) > 0 {
 		var later []boot
 		for _, b := range todo {
@@ -118,7 +118,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			}
 			ready := true
 			for _, in := range man.Inputs {
-				if rv.mgr.Upstream(man, in) == "" && !started[in] && (given[in] || hasActive(st, in)) {
+				if rv.mgr.Upstream(man, in) == "" && !started[in] && !failed[in] && (given[in] || hasActive(st, in)) {
 					ready = false
 				}
 			}
@@ -129,6 +129,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			if _, err := rv.mgr.StartView(ctx, b.name, b.sha); err != nil {
 				if b.fromStore {
 					logger.Error("a deployed view could not start; the host runs without it", "view", b.name, "error", err)
+					failed[b.name] = true
 					continue
 				}
 				rv.stop()
