@@ -170,6 +170,63 @@ func TestMemoryGrowBomb(t *testing.T) {
 	}
 }
 
+// TestDeepNestingRefused: functions whose blocks nest deeply enough to take
+// wazero's compiler minutes are refused before it sees them, with a reason:
+// one function nested past maxNesting, and nine functions each within it
+// whose blocks-times-depth add up past maxNestingWork (together ~4 s of
+// compiling without the check; a module of the first kind, 300,000 deep,
+// did not compile in five minutes).
+func TestDeepNestingRefused(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	leb := func(b []byte, v int) []byte {
+		for ; v >= 0x80; v >>= 7 {
+			b = append(b, byte(v)|0x80)
+		}
+		return append(b, byte(v))
+	}
+	// module is a valid module of n functions () -> (), each nesting depth
+	// blocks (and nothing else, so without the check it compiles, slowly,
+	// and is then refused for its missing exports).
+	module := func(n, depth int) []byte {
+		var fn []byte
+		fn = append(fn, 0) // no locals
+		for range depth {
+			fn = append(fn, 0x02, 0x40)
+		}
+		for range depth {
+			fn = append(fn, 0x0b)
+		}
+		fn = append(fn, 0x0b)
+		code, funcs := leb(nil, n), leb(nil, n)
+		for range n {
+			code = append(leb(code, len(fn)), fn...)
+			funcs = append(funcs, 0) // type 0
+		}
+		m := []byte("\x00asm\x01\x00\x00\x00")
+		m = append(m, 1, 4, 1, 0x60, 0, 0) // type section: () -> ()
+		m = append(leb(append(m, 3), len(funcs)), funcs...)
+		return append(leb(append(m, 10), len(code)), code...)
+	}
+	for name, c := range map[string]struct {
+		wasm []byte
+		want string
+	}{
+		"one deep function":     {module(1, 10_001), "blocks nested 10001 deep, over the limit of 10000"},
+		"many nested functions": {module(9, 6000), "its functions nest blocks so deeply that compiling them would take minutes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, err := r.Compile(context.Background(), c.wasm)
+			if err == nil {
+				_ = m.Close(context.Background())
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, plugins.ErrInvalidModule) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q: want ErrInvalidModule containing %q", err, c.want)
+			}
+		})
+	}
+}
+
 // TestTableGrowthIsBounded: a table declared without a maximum cannot be
 // grown past MaxTableElements (wazero would otherwise allow 2^27 elements,
 // 1 GiB, per table), while growth within the limit still works. The

@@ -466,6 +466,7 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
 	var fn []byte
+	work := uint64(0)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := int(r.u32())
 		start := r.pos
@@ -474,18 +475,45 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 			break
 		}
 		var err error
-		fn, err = instrumentFunc(fn[:0], body[start:r.pos], check)
+		var nest nesting
+		fn, nest, err = instrumentFunc(fn[:0], body[start:r.pos], check)
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
+		work += uint64(nest.blocks) * uint64(nest.depth)
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
 	if r.err == nil && r.pos != len(body) {
 		r.fail("trailing bytes in code section")
 	}
+	if r.err == nil && work > maxNestingWork {
+		return nil, fmt.Errorf("%w: its functions nest blocks so deeply that compiling them would take minutes (%d blocks times nesting depth, over the limit of %d); split deeply nested functions", errMalformed, work, uint64(maxNestingWork))
+	}
 	return out, r.err
 }
+
+// nesting is what instrumentFunc saw of a function's blocks.
+type nesting struct {
+	blocks int // block, loop and if instructions
+	depth  int // the deepest nesting of them
+}
+
+// maxNesting bounds how deeply one function nests blocks, and
+// maxNestingWork the sum over functions of blocks times depth. wazero's
+// compiler takes time in proportion to that product (its dominator and
+// loop analyses walk the nesting for every block): 8,000 nested blocks
+// (24 KB of code, a product of 6.4e7) took 0.76 s to compile here, 32,000
+// (96 KB) 11 s, and 300,000 (900 KB) did not finish in five minutes, while
+// an upload may be 64 MiB. Compilers nest little: the products of the Go
+// todos reducer sum to 2.0e6 (deepest function 296), of a 6 MB Go module
+// importing encoding/json, text/template, regexp and math/big to 9.1e6
+// (deepest 549; Go nests a block per call site), of the C todos reducer to
+// 1.9e3. The limit, 2.5e8, is ~3 s of this work, 27 times the 6 MB module.
+const (
+	maxNesting     = 10_000
+	maxNestingWork = 250_000_000
+)
 
 // maxLocals bounds the locals of one function: what Web engines accept.
 // wazero's decoder builds a slice with one entry per local, so a function
@@ -499,7 +527,7 @@ const maxLocals = 50000
 // that does not end takes infinitely many; entering a loop costs nothing.
 // That matters for Go guests, whose every function body is a loop over its
 // resume points: a check at each loop head was paid on every call.
-func instrumentFunc(dst, body, check []byte) ([]byte, error) {
+func instrumentFunc(dst, body, check []byte) ([]byte, nesting, error) {
 	r := &reader{b: body}
 	groups := r.u32()
 	locals := uint64(0)
@@ -507,8 +535,9 @@ func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 		locals += uint64(r.u32())
 		r.byte()
 	}
+	var nest nesting
 	if locals > maxLocals {
-		return nil, fmt.Errorf("%w: %d locals in one function, over the limit of %d", errMalformed, locals, maxLocals)
+		return nil, nest, fmt.Errorf("%w: %d locals in one function, over the limit of %d", errMalformed, locals, maxLocals)
 	}
 	dst = append(dst, body[:r.pos]...)
 	loops := []bool{false} // the open blocks, innermost last: is it a loop; the function's own block first
@@ -522,6 +551,13 @@ func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
 			blockType(r)
 			loops = append(loops, op == 0x03)
+			nest.blocks++
+			if len(loops)-1 > nest.depth {
+				nest.depth = len(loops) - 1
+				if nest.depth > maxNesting {
+					return nil, nest, fmt.Errorf("%w: blocks nested %d deep, over the limit of %d; split the function", errMalformed, nest.depth, maxNesting)
+				}
+			}
 		case op == 0x0b: // end
 			if len(loops) > 0 {
 				loops = loops[:len(loops)-1]
@@ -570,11 +606,11 @@ func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 		case op == 0xfd:
 			prefixFD(r)
 		default:
-			return nil, fmt.Errorf("%w: unsupported instruction %#x at offset %d", errMalformed, op, start)
+			return nil, nest, fmt.Errorf("%w: unsupported instruction %#x at offset %d", errMalformed, op, start)
 		}
 		dst = append(dst, body[start:r.pos]...)
 	}
-	return dst, r.err
+	return dst, nest, r.err
 }
 
 func blockType(r *reader) {
