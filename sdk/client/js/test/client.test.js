@@ -46,6 +46,63 @@ test('Node without a WebSocket implementation gets a clear error', () => {
   assert.throws(() => createClient({ url: 'ws://127.0.0.1:1/v1/ws' }), /WebSocket implementation/);
 });
 
+// withLocation runs fn with globalThis.location set to href, as in a page.
+async function withLocation(href, fn) {
+  const had = Object.getOwnPropertyDescriptor(globalThis, 'location');
+  const u = new URL(href);
+  globalThis.location = { href: u.href, protocol: u.protocol, host: u.host, origin: u.origin, pathname: u.pathname };
+  try {
+    await fn();
+  } finally {
+    if (had) Object.defineProperty(globalThis, 'location', had);
+    else delete globalThis.location;
+  }
+}
+
+test('a relative url (with a token) resolves against the page location: http becomes ws, https wss', async () => {
+  await withServer(async (srv) => {
+    await withLocation(`http://127.0.0.1:${srv.port}/app/index.html`, async () => {
+      const c = createClient({ url: '/v1/ws', token: 'nodb_tok', WebSocket, storage: memoryStorage(), ...fast });
+      try {
+        await until(() => c.state === 'open', 3000, 'a connection');
+        assert.equal(c.url, srv.url);
+        const ack = await c.publish('set', { key: 'a', value: 1 });
+        assert.equal(ack.seq, 1);
+        assert.equal(srv.requests.at(-1), '/v1/ws?access_token=nodb_tok');
+        assert.equal(c.stats.connects, 1);
+      } finally {
+        c.close();
+      }
+      const dirRelative = createClient({ url: 'v1/ws', WebSocket, autoConnect: false, storage: memoryStorage() });
+      assert.equal(dirRelative.url, `ws://127.0.0.1:${srv.port}/app/v1/ws`, 'resolved like a link on the page');
+    });
+    await withLocation('https://app.example.test/todos/', async () => {
+      const c = createClient({ url: '/v1/ws', token: () => 'nodb_tok', WebSocket, autoConnect: false, storage: memoryStorage() });
+      assert.equal(c.url, 'wss://app.example.test/v1/ws');
+      assert.equal(c._dialURL(), 'wss://app.example.test/v1/ws?access_token=nodb_tok');
+      assert.equal(createClient({ url: '//other.example.test:8443/v1/ws', WebSocket, autoConnect: false }).url, 'wss://other.example.test:8443/v1/ws');
+    });
+  });
+});
+
+test('a relative url with no page location to resolve it against (Node) is a clear error, not a retry loop', () => {
+  assert.equal(globalThis.location, undefined);
+  const made = [];
+  const mk = (o) => made.push(createClient({ WebSocket, storage: memoryStorage(), ...fast, ...o }));
+  try {
+    for (const token of [undefined, 'nodb_tok']) {
+      assert.throws(
+        () => mk({ url: '/v1/ws', token }),
+        (e) => e instanceof NodbError && e.code === 'bad_request' && /"\/v1\/ws" is relative/.test(e.message) && /absolute ws:\/\/ or wss:\/\/ URL/.test(e.message),
+      );
+    }
+    // an absolute url that does not parse would fail every dial the same way
+    assert.throws(() => mk({ url: 'ws://[::1/v1/ws', token: 'nodb_tok' }), /is not a valid URL/);
+  } finally {
+    for (const c of made) c.close();
+  }
+});
+
 test('publish is acked, pipelined, in pseq order; state events', async () => {
   await withServer(async (srv, mk) => {
     const c = mk({ autoConnect: false });
