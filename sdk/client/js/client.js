@@ -189,11 +189,22 @@ export class NodbClient {
   }
 
   _claim() {
+    const gen = this._gen;
     return this._claimProducer(this._fixed).catch((err) => {
-      // Storage unusable: fall back to a fresh in-memory producer.
-      this._emit('error', new NodbError('storage', `producer storage failed, using a fresh producer: ${err?.message ?? err}`));
+      // The claim may have failed after it locked a producer (a throwing
+      // getItem or setItem, a bad id in the list): let the lock go, or that
+      // producer stays locked for every other tab until this page unloads.
+      this._unlock();
+      if (this._gen !== gen) return; // closed meanwhile: connect() claims again
+      // Storage unusable: fall back to a fresh in-memory producer, and drop
+      // whatever was loaded from the storage that failed (those events stay
+      // there, for the next client that can read them).
+      this._emit('error', new NodbError('storage', `producer storage failed, using a fresh producer: ${err?.message ?? err}`, { cause: err }));
       this._storage = memoryStorage();
       this._ns = 'nodb';
+      this.producer = null;
+      this._outbox = [];
+      this._next = 1;
       if (this._pending) return this._claimProducer(undefined);
     });
   }
@@ -255,6 +266,13 @@ export class NodbClient {
     const pending = this._pending;
     this._pending = null;
     for (const e of pending) this._assign(e);
+  }
+
+  // _unlock releases the producer's Web Lock, if one is held.
+  _unlock() {
+    const release = this._release;
+    this._release = null;
+    if (release) release();
   }
 
   _tryLock(id, gen) {
@@ -609,8 +627,7 @@ export class NodbClient {
       for (const w of v.waiters) w.reject(new NodbError('closed', 'client closed'));
     }
     this._views.clear();
-    if (this._release) this._release();
-    this._release = null;
+    this._unlock();
   }
 
   // ---------------------------------------------------------------- subscriptions

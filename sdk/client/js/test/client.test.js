@@ -166,10 +166,11 @@ test('a new client on the same storage continues the producer and re-sends unack
 
 // fakeLocks is a Web Locks stand-in: a lock is granted when free (the
 // callback gets it, and it is held until the callback's promise settles)
-// and refused (null) while held.
+// and refused (null) while held. held has the names of the locks held.
 function fakeLocks() {
   const held = new Set();
   return {
+    held,
     request(name, opts, cb) {
       if (held.has(name)) return Promise.resolve(cb(null));
       held.add(name);
@@ -564,5 +565,82 @@ test('events left by an earlier page are sent before new ones when the host answ
     assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'y'], [2, 'z']]);
     assert.deepEqual(errs.map((e) => e.code), [], 'no pseq_gap, no reconnect');
     assert.equal(c.stats.connects, 1);
+  });
+});
+
+// failingStorage wraps a storage; fails(op, key) says which getItem ("get")
+// and setItem ("set") calls throw, as a full or broken localStorage does.
+function failingStorage(inner, fails) {
+  return {
+    getItem(k) {
+      if (fails('get', k)) throw new Error(`storage refused to read ${k}`);
+      return inner.getItem(k);
+    },
+    setItem(k, v) {
+      if (fails('set', k)) throw Object.assign(new Error('the quota has been exceeded'), { name: 'QuotaExceededError' });
+      inner.setItem(k, v);
+    },
+    removeItem: (k) => inner.removeItem(k),
+  };
+}
+
+test('a storage failure while the producer is claimed releases its lock and is reported; the client goes on with a producer in memory', async () => {
+  await withServer(async (srv, mk) => {
+    const ns = `nodb:${srv.url}`;
+    const mine = (locks) => [...locks.held].filter((n) => n.startsWith(`nodb-producer:${ns}:`));
+
+    // A producer in the list is locked, then reading its counter fails.
+    const locks = fakeLocks();
+    const storage = memoryStorage();
+    storage.setItem(`${ns}:producers`, JSON.stringify(['js-earlier']));
+    const a = mk({ storage: failingStorage(storage, (op, k) => op === 'get' && k === `${ns}:p:js-earlier:next`), locks });
+    const errs = [];
+    a.on('error', (e) => errs.push(e));
+    const ack = await a.publish('set', { key: 'a', value: 1 });
+    assert.equal(ack.seq, 1);
+    assert.notEqual(a.producer, 'js-earlier');
+    assert.deepEqual(errs.map((e) => e.code), ['storage']);
+    assert.match(errs[0].message, /refused to read/);
+    await new Promise((r) => setTimeout(r, 10)); // locks are released asynchronously
+    assert.deepEqual(mine(locks), [], 'the lock on js-earlier is released');
+    assert.match(errs[0].cause.message, /refused to read/);
+    const b = mk({ storage, locks }); // another tab, whose storage works
+    await b.publish('set', { key: 'b', value: 1 });
+    assert.equal(b.producer, 'js-earlier', 'the producer is free for others');
+
+    // A new producer is locked, then adding it to the list fails (quota).
+    const locks2 = fakeLocks();
+    const c = mk({ storage: failingStorage(memoryStorage(), (op, k) => op === 'set' && k.endsWith(':producers')), locks: locks2 });
+    const errs2 = [];
+    c.on('error', (e) => errs2.push(e));
+    await c.publish('set', { key: 'c', value: 1 });
+    assert.deepEqual(errs2.map((e) => e.code), ['storage']);
+    assert.match(errs2[0].message, /quota/);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(mine(locks2), [], 'the new producer\'s lock is released');
+    assert.equal(locks2.held.size, 1, 'only the lock of the producer in memory is held');
+    c.close();
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(locks2.held.size, 0, 'close() releases it');
+  });
+});
+
+test('a storage failure halfway through loading the unacked events: none of them is sent under the fresh producer', async () => {
+  await withServer(async (srv, mk) => {
+    const ns = `nodb:${srv.url}`;
+    const storage = memoryStorage();
+    storage.setItem(`${ns}:producers`, JSON.stringify(['js-earlier']));
+    storage.setItem(`${ns}:p:js-earlier:next`, '3');
+    storage.setItem(`${ns}:p:js-earlier:low`, '1');
+    storage.setItem(`${ns}:p:js-earlier:e:1`, JSON.stringify({ type: 'set', payload: { key: 'y', value: 1 } }));
+    storage.setItem(`${ns}:p:js-earlier:e:2`, JSON.stringify({ type: 'set', payload: { key: 'y', value: 2 } }));
+    const c = mk({ storage: failingStorage(storage, (op, k) => op === 'get' && k === `${ns}:p:js-earlier:e:2`), locks: fakeLocks() });
+    const errs = [];
+    c.on('error', (e) => errs.push(e));
+    const ack = await c.publish('set', { key: 'z', value: 3 });
+    assert.deepEqual(errs.map((e) => e.code), ['storage']);
+    assert.deepEqual(ack, { seq: 1, duplicate: false }, 'z is not taken for a duplicate of an event loaded before the failure');
+    assert.deepEqual(srv.log.map((e) => [e.producer, e.pseq, e.payload.key]), [[c.producer, 1, 'z']]);
+    assert.notEqual(storage.getItem(`${ns}:p:js-earlier:e:1`), null, 'the events stay in storage for a later client');
   });
 });
