@@ -208,6 +208,14 @@ const (
 	MaxPathSize = 4096
 	// MaxDepth bounds the nesting of values and paths.
 	MaxDepth = 256
+	// MaxStateDepth bounds the nesting of a whole state: a state_set whose
+	// path has n tokens puts its value under n containers, so n plus the
+	// value's own nesting (0 for a scalar, 1 more than its deepest element
+	// for an array or map) may be at most MaxStateDepth. Only a path of
+	// MaxDepth tokens with a value MaxDepth+1 deep (an empty array or map
+	// inside MaxDepth others) goes over. The host's state tree enforces it
+	// (statetree.MaxDepth).
+	MaxStateDepth = 512
 	// MaxLogSize is the longest log message kept; longer ones are truncated.
 	MaxLogSize = 4096
 	// MaxErrorSize is the longest set_error message kept.

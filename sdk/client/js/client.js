@@ -44,6 +44,37 @@ function defaultURL() {
   return undefined;
 }
 
+// absoluteURL resolves a relative url ("/v1/ws", "v1/ws", "//host/v1/ws")
+// against the page's location, as a link on the page would be, with http
+// turned into ws and https into wss; an absolute url (one with a scheme) is
+// returned as it is. A url that cannot be used is an error here, not at
+// every dial: new URL(url) (which adds the token) and the WebSocket
+// constructor would throw on each one, and the client would retry for ever.
+// That includes a relative url with no page to resolve it against (Node).
+function absoluteURL(url) {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(url)) {
+    try {
+      new URL(url);
+    } catch {
+      throw new NodbError('bad_request', `url "${url}" is not a valid URL: pass an absolute ws:// or wss:// URL`);
+    }
+    return url;
+  }
+  const base = globalThis.location?.href;
+  let u = null;
+  try {
+    if (base) u = new URL(url, base);
+  } catch {
+    /* reported below */
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:'))
+    throw new NodbError(
+      'bad_request',
+      `url "${url}" is relative and there is no ${base ? `http(s) page location to resolve it against (the page is ${base})` : 'page location to resolve it against'}: pass an absolute ws:// or wss:// URL`,
+    );
+  return `${u.protocol === 'https:' ? 'wss' : 'ws'}:${u.href.slice(u.protocol.length)}`;
+}
+
 /** Creates a client and starts connecting (see NodbClient). */
 export function createClient(options) {
   return new NodbClient(options);
@@ -52,7 +83,8 @@ export function createClient(options) {
 export class NodbClient {
   /**
    * @param {object} [o]
-   * @param {string} [o.url] ws:// or wss:// URL of /v1/ws (http(s):// works too); default: the page's host
+   * @param {string} [o.url] ws:// or wss:// URL of /v1/ws (http(s):// works too; a relative URL is resolved
+   *   against the page's location); default: the page's host
    * @param {Function} [o.WebSocket] a WebSocket implementation (e.g. the `ws` package in Node); default globalThis.WebSocket
    * @param {object} [o.storage] Web Storage-like object for the producer state; default localStorage, else memory
    * @param {object} [o.locks] a Web Locks LockManager used so that two tabs never share a producer; default navigator.locks
@@ -69,13 +101,17 @@ export class NodbClient {
   constructor(o = {}) {
     let url = o.url ?? defaultURL();
     if (!url) throw new NodbError('bad_request', 'no url given and no page location to derive one from');
+    if (typeof url !== 'string') throw new NodbError('bad_request', 'url must be a string');
     url = url.replace(/^http(s?):\/\//, 'ws$1://');
-    this.url = url;
+    this.url = absoluteURL(url);
     this._WS = o.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WS !== 'function')
       throw new NodbError('bad_request', 'no WebSocket implementation: pass { WebSocket } (e.g. from the "ws" package in Node 20)');
     this._storage = o.storage ?? defaultStorage() ?? memoryStorage();
     this._locks = o.locks !== undefined ? o.locks : globalThis.navigator?.locks ?? null;
+    // The url as given, not as resolved: the storage keys of a client made
+    // with a relative url stay what they were before relative urls were
+    // resolved here, so the events it left unacked are still found.
     this._ns = o.namespace ?? `nodb:${url}`;
     this._backoffMin = Math.max(1, o.backoff?.min ?? 100);
     this._backoffMax = Math.max(this._backoffMin, o.backoff?.max ?? 5000);
@@ -153,11 +189,22 @@ export class NodbClient {
   }
 
   _claim() {
+    const gen = this._gen;
     return this._claimProducer(this._fixed).catch((err) => {
-      // Storage unusable: fall back to a fresh in-memory producer.
-      this._emit('error', new NodbError('storage', `producer storage failed, using a fresh producer: ${err?.message ?? err}`));
+      // The claim may have failed after it locked a producer (a throwing
+      // getItem or setItem, a bad id in the list): let the lock go, or that
+      // producer stays locked for every other tab until this page unloads.
+      this._unlock();
+      if (this._gen !== gen) return; // closed meanwhile: connect() claims again
+      // Storage unusable: fall back to a fresh in-memory producer, and drop
+      // whatever was loaded from the storage that failed (those events stay
+      // there, for the next client that can read them).
+      this._emit('error', new NodbError('storage', `producer storage failed, using a fresh producer: ${err?.message ?? err}`, { cause: err }));
       this._storage = memoryStorage();
       this._ns = 'nodb';
+      this.producer = null;
+      this._outbox = [];
+      this._next = 1;
       if (this._pending) return this._claimProducer(undefined);
     });
   }
@@ -219,6 +266,13 @@ export class NodbClient {
     const pending = this._pending;
     this._pending = null;
     for (const e of pending) this._assign(e);
+  }
+
+  // _unlock releases the producer's Web Lock, if one is held.
+  _unlock() {
+    const release = this._release;
+    this._release = null;
+    if (release) release();
   }
 
   _tryLock(id, gen) {
@@ -573,8 +627,7 @@ export class NodbClient {
       for (const w of v.waiters) w.reject(new NodbError('closed', 'client closed'));
     }
     this._views.clear();
-    if (this._release) this._release();
-    this._release = null;
+    this._unlock();
   }
 
   // ---------------------------------------------------------------- subscriptions

@@ -27,7 +27,11 @@ export interface LockManagerLike {
 export type ConnectionState = 'connecting' | 'open' | 'closed';
 
 export interface ClientOptions {
-  /** ws://, wss://, http:// or https:// URL of the host's /v1/ws; default: the page's own host. */
+  /**
+   * ws://, wss://, http:// or https:// URL of the host's /v1/ws; default: the page's own host. A relative
+   * URL ("/v1/ws") is resolved against the page's location (http becomes ws, https wss); without a page
+   * location (Node) it throws a NodbError "bad_request": pass an absolute ws:// or wss:// URL there.
+   */
   url?: string;
   /** WebSocket constructor; default globalThis.WebSocket. In Node 20 pass the `ws` package's default export. */
   WebSocket?: unknown;
@@ -37,7 +41,7 @@ export interface ClientOptions {
   locks?: LockManagerLike | null;
   /** A fixed producer id; you guarantee that nobody else uses it at the same time. */
   producer?: string;
-  /** Storage key prefix; default "nodb:" + url. */
+  /** Storage key prefix; default "nodb:" + url, the url as given (a relative one is not resolved). */
   namespace?: string;
   /** Reconnect delay bounds in ms (default 100 and 5000); doubles per failed attempt, with jitter. */
   backoff?: { min?: number; max?: number };
@@ -97,6 +101,7 @@ export interface ClientStats {
 
 export class NodbClient {
   constructor(options?: ClientOptions);
+  /** The URL dialed, without the token: the url option made absolute (see ClientOptions.url). */
   readonly url: string;
   /** The connection state: "connecting", "open" or "closed" (offline, retrying, or closed for good). */
   readonly state: ConnectionState;

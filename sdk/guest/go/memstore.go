@@ -6,17 +6,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nodb-dev/nodb/abi"
 )
 
 // MemStore is an in-memory Store with the state semantics of ABI.md
 // ("State"): the root is a map; Set creates missing intermediate maps, and on
-// an array takes an index (replace), the length or "-" (append); Delete on an
-// array removes the item. Values are kept decoded (nil, bool, int64, float64,
-// string, []any, map[string]any) and encoded on Get with sorted keys (see
-// CompareKeys), so equal states give equal bytes. It is not safe for
-// concurrent use.
+// an array takes an index (replace), the length or "-" (append); a Set that
+// would nest the state deeper than abi.MaxStateDepth is StatusTooLarge;
+// Delete on an array removes the item. Values are kept decoded (nil, bool,
+// int64, float64, string, []any, map[string]any) and encoded on Get with
+// sorted keys (see CompareKeys), so equal states give equal bytes. It is not
+// safe for concurrent use.
 type MemStore struct {
 	root map[string]any
 	enc  []byte
@@ -68,11 +70,24 @@ func (m *MemStore) lookup(path string) (any, bool, error) {
 	return cur, true, nil
 }
 
-// parent walks to the container holding the last token of path. With
-// create set (a set), it creates missing maps and replaces a null on the
-// way with a map, as the host does; without (a delete), a path that does
-// not lead to a container is StatusNotFound, as on the host.
-func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
+// walk says what parent does on the way to the container of a path.
+type walk int
+
+const (
+	// walkDelete: a path that does not lead to a container is
+	// StatusNotFound, as on the host.
+	walkDelete walk = iota
+	// walkSet: missing maps are created and a null on the way is replaced
+	// with a map, as the host does.
+	walkSet
+	// walkTrySet: as walkSet, with the maps it would create, but nothing
+	// is changed: the checks of a set alone.
+	walkTrySet
+)
+
+// parent walks to the container holding the last token of path (see walk).
+func (m *MemStore) parent(path string, w walk) (any, string, abi.Status) {
+	create := w != walkDelete
 	var cur any = m.root
 	rest := path
 	for {
@@ -92,7 +107,9 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 			}
 			if child == nil && create {
 				child = map[string]any{}
-				c[k] = child
+				if w == walkSet {
+					c[k] = child
+				}
 			}
 			cur = child
 		case []any:
@@ -103,10 +120,13 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 				}
 				return nil, "", abi.StatusInvalidPath
 			}
-			if c[i] == nil && create {
-				c[i] = map[string]any{}
-			}
 			cur = c[i]
+			if cur == nil && create {
+				cur = map[string]any{}
+				if w == walkSet {
+					c[i] = cur
+				}
+			}
 		default:
 			if !create {
 				return nil, "", abi.StatusNotFound
@@ -117,25 +137,80 @@ func (m *MemStore) parent(path string, create bool) (any, string, abi.Status) {
 	}
 }
 
+// settableIn returns the status of a set under tok in container c: a map
+// takes any key, an array an index up to its length or "-".
+func settableIn(c any, tok string) abi.Status {
+	switch c := c.(type) {
+	case map[string]any:
+		return abi.StatusOK
+	case []any:
+		if i, ok := abi.ArrayIndex(tok); !ok || i > len(c) {
+			return abi.StatusInvalidPath
+		}
+		return abi.StatusOK
+	}
+	return abi.StatusTypeMismatch
+}
+
 // setIn stores v under tok in container c; it returns the container to store
 // back (arrays may grow).
 func setIn(c any, tok string, v any) (any, abi.Status) {
+	if st := settableIn(c, tok); st != abi.StatusOK {
+		return nil, st
+	}
 	switch c := c.(type) {
 	case map[string]any:
 		c[abi.Unescape(tok)] = v
-		return c, abi.StatusOK
 	case []any:
-		i, ok := abi.ArrayIndex(tok)
-		switch {
-		case !ok || i > len(c):
-			return nil, abi.StatusInvalidPath
-		case i < 0 || i == len(c):
+		i, _ := abi.ArrayIndex(tok)
+		if i < 0 || i == len(c) {
 			return append(c, v), abi.StatusOK
 		}
 		c[i] = v
-		return c, abi.StatusOK
 	}
-	return nil, abi.StatusTypeMismatch
+	return c, abi.StatusOK
+}
+
+// nesting returns how deeply v nests, as the host counts it: 0 for a
+// scalar, 1 more than its deepest element for an array or map.
+func nesting(v any) int {
+	d := 0
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			d = max(d, nesting(e))
+		}
+	case map[string]any:
+		for _, e := range x {
+			d = max(d, nesting(e))
+		}
+	default:
+		return 0
+	}
+	return d + 1
+}
+
+// checkDepth returns StatusTooLarge for a set of v at path that would nest
+// the state deeper than abi.MaxStateDepth (the path's tokens plus v's
+// nesting), as the host's state tree does. The host reports a path that
+// cannot be set (StatusInvalidPath, StatusTypeMismatch) first, and changes
+// nothing either way, so a set that is too deep is first tried without
+// changes for that status.
+func (m *MemStore) checkDepth(path string, v any) abi.Status {
+	n := strings.Count(path, "/") // one per token: a '/' in a key is "~1"
+	// decodeNode takes values at most abi.MaxDepth+1 deep (an empty array
+	// inside abi.MaxDepth others): a shorter path cannot go over.
+	if n+abi.MaxDepth+1 <= abi.MaxStateDepth || n+nesting(v) <= abi.MaxStateDepth {
+		return abi.StatusOK
+	}
+	c, tok, st := m.parent(path, walkTrySet)
+	if st == abi.StatusOK {
+		st = settableIn(c, tok)
+	}
+	if st != abi.StatusOK {
+		return st
+	}
+	return abi.StatusTooLarge
 }
 
 // Set implements Store.
@@ -152,7 +227,10 @@ func (m *MemStore) Set(path string, value []byte) error {
 		m.root = root
 		return nil
 	}
-	return m.update(path, true, func(c any, tok string) (any, abi.Status) { return setIn(c, tok, v) })
+	if st := m.checkDepth(path, v); st != abi.StatusOK {
+		return st
+	}
+	return m.update(path, walkSet, func(c any, tok string) (any, abi.Status) { return setIn(c, tok, v) })
 }
 
 // add is Set with the add of RFC 6902 on arrays: an index below the
@@ -165,7 +243,10 @@ func (m *MemStore) add(path string, value []byte) error {
 	if st != abi.StatusOK || len(rest) != 0 {
 		return abi.StatusInvalidValue
 	}
-	return m.update(path, true, func(c any, tok string) (any, abi.Status) {
+	if st := m.checkDepth(path, v); st != abi.StatusOK {
+		return st
+	}
+	return m.update(path, walkSet, func(c any, tok string) (any, abi.Status) {
 		if a, ok := c.([]any); ok {
 			if i, ok := abi.ArrayIndex(tok); ok && i >= 0 && i < len(a) {
 				return slices.Insert(a, i, v), abi.StatusOK
@@ -181,7 +262,7 @@ func (m *MemStore) Delete(path string) error {
 		m.root = map[string]any{}
 		return nil
 	}
-	return m.update(path, false, func(c any, tok string) (any, abi.Status) {
+	return m.update(path, walkDelete, func(c any, tok string) (any, abi.Status) {
 		switch c := c.(type) {
 		case map[string]any:
 			k := abi.Unescape(tok)
@@ -203,8 +284,8 @@ func (m *MemStore) Delete(path string) error {
 
 // update applies fn to the parent container of path and stores a grown or
 // shrunk array back into its own parent.
-func (m *MemStore) update(path string, create bool, fn func(c any, tok string) (any, abi.Status)) error {
-	c, tok, st := m.parent(path, create)
+func (m *MemStore) update(path string, w walk, fn func(c any, tok string) (any, abi.Status)) error {
+	c, tok, st := m.parent(path, w)
 	if st != abi.StatusOK {
 		return st
 	}
@@ -225,7 +306,7 @@ func (m *MemStore) setNode(path string, v any) error {
 	if path == "" {
 		return abi.StatusTypeMismatch
 	}
-	c, tok, st := m.parent(path, true)
+	c, tok, st := m.parent(path, walkSet)
 	if st != abi.StatusOK {
 		return st
 	}

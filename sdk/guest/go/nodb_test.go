@@ -355,3 +355,37 @@ func TestHarnessRefusesInvalidUTF8Paths(t *testing.T) {
 		t.Errorf("state %s, want {}", got)
 	}
 }
+
+// TestHarnessStateDepth: as on the host, a set may nest the state at most
+// abi.MaxStateDepth deep, counting the path's tokens and the value's own
+// nesting, each within abi.MaxDepth: one level over is StatusTooLarge and
+// stores nothing, not even the intermediate maps. (host/view's
+// TestStateStatusesMatchTheHarness runs the same calls on the host.)
+func TestHarnessStateDepth(t *testing.T) {
+	h := nodb.NewHarness()
+	nested := func(n int) nodb.JSON { // n arrays, the innermost empty
+		return nodb.JSON(strings.Repeat("[", n) + strings.Repeat("]", n))
+	}
+	path := func(n int) string { return "/a" + strings.Repeat("/b", n-1) } // n tokens
+	nodb.On("state/depth", func(s *nodb.State, e nodb.Event) error {
+		if err := s.Set(path(abi.MaxDepth), nested(abi.MaxDepth+1)); !errors.Is(err, abi.StatusTooLarge) {
+			t.Errorf("%d tokens, %d deep: %v, want StatusTooLarge", abi.MaxDepth, abi.MaxDepth+1, err)
+		}
+		if s.Has("/a") {
+			t.Error("the refused set created /a")
+		}
+		if err := s.Set(path(abi.MaxDepth), nested(abi.MaxDepth)); err != nil {
+			t.Errorf("%d tokens, %d deep: %v", abi.MaxDepth, abi.MaxDepth, err)
+		}
+		if err := s.Set(path(abi.MaxDepth-1), nested(abi.MaxDepth+1)); err != nil {
+			t.Errorf("%d tokens, %d deep: %v", abi.MaxDepth-1, abi.MaxDepth+1, err)
+		}
+		return nil
+	})
+	if err := h.Reduce("state/depth", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.JSON(path(abi.MaxDepth-1)), string(nested(abi.MaxDepth+1)); got != want {
+		t.Errorf("got %.20s..., want %.20s...", got, want)
+	}
+}

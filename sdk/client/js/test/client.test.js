@@ -46,6 +46,63 @@ test('Node without a WebSocket implementation gets a clear error', () => {
   assert.throws(() => createClient({ url: 'ws://127.0.0.1:1/v1/ws' }), /WebSocket implementation/);
 });
 
+// withLocation runs fn with globalThis.location set to href, as in a page.
+async function withLocation(href, fn) {
+  const had = Object.getOwnPropertyDescriptor(globalThis, 'location');
+  const u = new URL(href);
+  globalThis.location = { href: u.href, protocol: u.protocol, host: u.host, origin: u.origin, pathname: u.pathname };
+  try {
+    await fn();
+  } finally {
+    if (had) Object.defineProperty(globalThis, 'location', had);
+    else delete globalThis.location;
+  }
+}
+
+test('a relative url (with a token) resolves against the page location: http becomes ws, https wss', async () => {
+  await withServer(async (srv) => {
+    await withLocation(`http://127.0.0.1:${srv.port}/app/index.html`, async () => {
+      const c = createClient({ url: '/v1/ws', token: 'nodb_tok', WebSocket, storage: memoryStorage(), ...fast });
+      try {
+        await until(() => c.state === 'open', 3000, 'a connection');
+        assert.equal(c.url, srv.url);
+        const ack = await c.publish('set', { key: 'a', value: 1 });
+        assert.equal(ack.seq, 1);
+        assert.equal(srv.requests.at(-1), '/v1/ws?access_token=nodb_tok');
+        assert.equal(c.stats.connects, 1);
+      } finally {
+        c.close();
+      }
+      const dirRelative = createClient({ url: 'v1/ws', WebSocket, autoConnect: false, storage: memoryStorage() });
+      assert.equal(dirRelative.url, `ws://127.0.0.1:${srv.port}/app/v1/ws`, 'resolved like a link on the page');
+    });
+    await withLocation('https://app.example.test/todos/', async () => {
+      const c = createClient({ url: '/v1/ws', token: () => 'nodb_tok', WebSocket, autoConnect: false, storage: memoryStorage() });
+      assert.equal(c.url, 'wss://app.example.test/v1/ws');
+      assert.equal(c._dialURL(), 'wss://app.example.test/v1/ws?access_token=nodb_tok');
+      assert.equal(createClient({ url: '//other.example.test:8443/v1/ws', WebSocket, autoConnect: false }).url, 'wss://other.example.test:8443/v1/ws');
+    });
+  });
+});
+
+test('a relative url with no page location to resolve it against (Node) is a clear error, not a retry loop', () => {
+  assert.equal(globalThis.location, undefined);
+  const made = [];
+  const mk = (o) => made.push(createClient({ WebSocket, storage: memoryStorage(), ...fast, ...o }));
+  try {
+    for (const token of [undefined, 'nodb_tok']) {
+      assert.throws(
+        () => mk({ url: '/v1/ws', token }),
+        (e) => e instanceof NodbError && e.code === 'bad_request' && /"\/v1\/ws" is relative/.test(e.message) && /absolute ws:\/\/ or wss:\/\/ URL/.test(e.message),
+      );
+    }
+    // an absolute url that does not parse would fail every dial the same way
+    assert.throws(() => mk({ url: 'ws://[::1/v1/ws', token: 'nodb_tok' }), /is not a valid URL/);
+  } finally {
+    for (const c of made) c.close();
+  }
+});
+
 test('publish is acked, pipelined, in pseq order; state events', async () => {
   await withServer(async (srv, mk) => {
     const c = mk({ autoConnect: false });
@@ -109,10 +166,11 @@ test('a new client on the same storage continues the producer and re-sends unack
 
 // fakeLocks is a Web Locks stand-in: a lock is granted when free (the
 // callback gets it, and it is held until the callback's promise settles)
-// and refused (null) while held.
+// and refused (null) while held. held has the names of the locks held.
 function fakeLocks() {
   const held = new Set();
   return {
+    held,
     request(name, opts, cb) {
       if (held.has(name)) return Promise.resolve(cb(null));
       held.add(name);
@@ -507,5 +565,82 @@ test('events left by an earlier page are sent before new ones when the host answ
     assert.deepEqual(srv.log.map((e) => [e.pseq, e.payload.key]), [[1, 'y'], [2, 'z']]);
     assert.deepEqual(errs.map((e) => e.code), [], 'no pseq_gap, no reconnect');
     assert.equal(c.stats.connects, 1);
+  });
+});
+
+// failingStorage wraps a storage; fails(op, key) says which getItem ("get")
+// and setItem ("set") calls throw, as a full or broken localStorage does.
+function failingStorage(inner, fails) {
+  return {
+    getItem(k) {
+      if (fails('get', k)) throw new Error(`storage refused to read ${k}`);
+      return inner.getItem(k);
+    },
+    setItem(k, v) {
+      if (fails('set', k)) throw Object.assign(new Error('the quota has been exceeded'), { name: 'QuotaExceededError' });
+      inner.setItem(k, v);
+    },
+    removeItem: (k) => inner.removeItem(k),
+  };
+}
+
+test('a storage failure while the producer is claimed releases its lock and is reported; the client goes on with a producer in memory', async () => {
+  await withServer(async (srv, mk) => {
+    const ns = `nodb:${srv.url}`;
+    const mine = (locks) => [...locks.held].filter((n) => n.startsWith(`nodb-producer:${ns}:`));
+
+    // A producer in the list is locked, then reading its counter fails.
+    const locks = fakeLocks();
+    const storage = memoryStorage();
+    storage.setItem(`${ns}:producers`, JSON.stringify(['js-earlier']));
+    const a = mk({ storage: failingStorage(storage, (op, k) => op === 'get' && k === `${ns}:p:js-earlier:next`), locks });
+    const errs = [];
+    a.on('error', (e) => errs.push(e));
+    const ack = await a.publish('set', { key: 'a', value: 1 });
+    assert.equal(ack.seq, 1);
+    assert.notEqual(a.producer, 'js-earlier');
+    assert.deepEqual(errs.map((e) => e.code), ['storage']);
+    assert.match(errs[0].message, /refused to read/);
+    await new Promise((r) => setTimeout(r, 10)); // locks are released asynchronously
+    assert.deepEqual(mine(locks), [], 'the lock on js-earlier is released');
+    assert.match(errs[0].cause.message, /refused to read/);
+    const b = mk({ storage, locks }); // another tab, whose storage works
+    await b.publish('set', { key: 'b', value: 1 });
+    assert.equal(b.producer, 'js-earlier', 'the producer is free for others');
+
+    // A new producer is locked, then adding it to the list fails (quota).
+    const locks2 = fakeLocks();
+    const c = mk({ storage: failingStorage(memoryStorage(), (op, k) => op === 'set' && k.endsWith(':producers')), locks: locks2 });
+    const errs2 = [];
+    c.on('error', (e) => errs2.push(e));
+    await c.publish('set', { key: 'c', value: 1 });
+    assert.deepEqual(errs2.map((e) => e.code), ['storage']);
+    assert.match(errs2[0].message, /quota/);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(mine(locks2), [], 'the new producer\'s lock is released');
+    assert.equal(locks2.held.size, 1, 'only the lock of the producer in memory is held');
+    c.close();
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(locks2.held.size, 0, 'close() releases it');
+  });
+});
+
+test('a storage failure halfway through loading the unacked events: none of them is sent under the fresh producer', async () => {
+  await withServer(async (srv, mk) => {
+    const ns = `nodb:${srv.url}`;
+    const storage = memoryStorage();
+    storage.setItem(`${ns}:producers`, JSON.stringify(['js-earlier']));
+    storage.setItem(`${ns}:p:js-earlier:next`, '3');
+    storage.setItem(`${ns}:p:js-earlier:low`, '1');
+    storage.setItem(`${ns}:p:js-earlier:e:1`, JSON.stringify({ type: 'set', payload: { key: 'y', value: 1 } }));
+    storage.setItem(`${ns}:p:js-earlier:e:2`, JSON.stringify({ type: 'set', payload: { key: 'y', value: 2 } }));
+    const c = mk({ storage: failingStorage(storage, (op, k) => op === 'get' && k === `${ns}:p:js-earlier:e:2`), locks: fakeLocks() });
+    const errs = [];
+    c.on('error', (e) => errs.push(e));
+    const ack = await c.publish('set', { key: 'z', value: 3 });
+    assert.deepEqual(errs.map((e) => e.code), ['storage']);
+    assert.deepEqual(ack, { seq: 1, duplicate: false }, 'z is not taken for a duplicate of an event loaded before the failure');
+    assert.deepEqual(srv.log.map((e) => [e.producer, e.pseq, e.payload.key]), [[c.producer, 1, 'z']]);
+    assert.notEqual(storage.getItem(`${ns}:p:js-earlier:e:1`), null, 'the events stay in storage for a later client');
   });
 });
