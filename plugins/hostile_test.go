@@ -170,61 +170,95 @@ func TestMemoryGrowBomb(t *testing.T) {
 	}
 }
 
-// TestDeepNestingRefused: functions whose blocks nest deeply enough to take
-// wazero's compiler minutes are refused before it sees them, with a reason:
-// one function nested past maxNesting, and nine functions each within it
-// whose blocks-times-depth add up past maxNestingWork (together ~4 s of
-// compiling without the check; a module of the first kind, 300,000 deep,
-// did not compile in five minutes).
-func TestDeepNestingRefused(t *testing.T) {
-	r := newRuntime(t, plugins.Config{})
+// controlModule is a valid module of n functions () -> () with the body
+// fn each (its locals declaration included), and nothing else, so that
+// without the checks under test it compiles, slowly, and is then refused
+// for its missing exports.
+func controlModule(n int, fn []byte) []byte {
 	leb := func(b []byte, v int) []byte {
 		for ; v >= 0x80; v >>= 7 {
 			b = append(b, byte(v)|0x80)
 		}
 		return append(b, byte(v))
 	}
-	// module is a valid module of n functions () -> (), each nesting depth
-	// blocks (and nothing else, so without the check it compiles, slowly,
-	// and is then refused for its missing exports).
-	module := func(n, depth int) []byte {
-		var fn []byte
-		fn = append(fn, 0) // no locals
-		for range depth {
-			fn = append(fn, 0x02, 0x40)
-		}
-		for range depth {
-			fn = append(fn, 0x0b)
-		}
-		fn = append(fn, 0x0b)
-		code, funcs := leb(nil, n), leb(nil, n)
-		for range n {
-			code = append(leb(code, len(fn)), fn...)
-			funcs = append(funcs, 0) // type 0
-		}
-		m := []byte("\x00asm\x01\x00\x00\x00")
-		m = append(m, 1, 4, 1, 0x60, 0, 0) // type section: () -> ()
-		m = append(leb(append(m, 3), len(funcs)), funcs...)
-		return append(leb(append(m, 10), len(code)), code...)
+	code, funcs := leb(nil, n), leb(nil, n)
+	for range n {
+		code = append(leb(code, len(fn)), fn...)
+		funcs = append(funcs, 0) // type 0
 	}
-	for name, c := range map[string]struct {
-		wasm []byte
-		want string
-	}{
-		"one deep function":     {module(1, 10_001), "blocks nested 10001 deep, over the limit of 10000"},
-		"many nested functions": {module(9, 6000), "its functions nest blocks so deeply that compiling them would take minutes"},
+	m := []byte("\x00asm\x01\x00\x00\x00")
+	m = append(m, 1, 4, 1, 0x60, 0, 0) // type section: () -> ()
+	m = append(leb(append(m, 3), len(funcs)), funcs...)
+	return append(leb(append(m, 10), len(code)), code...)
+}
+
+// nestedBlocks is a function body of depth nested empty blocks.
+func nestedBlocks(depth int) []byte {
+	fn := []byte{0} // no locals
+	for range depth {
+		fn = append(fn, 0x02, 0x40)
+	}
+	for range depth {
+		fn = append(fn, 0x0b)
+	}
+	return append(fn, 0x0b)
+}
+
+// loopsInARow is a function body of n loops one after the other, each
+// with a br_if back to itself (never taken): the shape that costs wazero's
+// compiler most per control instruction.
+func loopsInARow(n int) []byte {
+	fn := []byte{0}
+	for range n {
+		fn = append(fn, 0x03, 0x40, 0x41, 0x00, 0x0d, 0x00, 0x0b)
+	}
+	return append(fn, 0x0b)
+}
+
+// TestCostlyControlFlowRefused: a function with more control instructions
+// than wazero's compiler handles in reasonable time is refused before it
+// sees it, with a reason. Without the check, 300,000 nested blocks did not
+// compile in five minutes; these (just over the limit) take seconds.
+func TestCostlyControlFlowRefused(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	brTable := []byte{0, 0x02, 0x40, 0x41, 0x00, 0x0e, 0xa0, 0x9c, 0x01} // br_table of 20,000 targets
+	brTable = append(append(brTable, make([]byte, 20_001)...), 0x0b, 0x0b)
+	for name, wasm := range map[string][]byte{
+		"nested blocks": controlModule(1, nestedBlocks(10_001)),
+		"loops in a row": controlModule(1, loopsInARow(5001)),
+		"a wide br_table": controlModule(1, brTable),
 	} {
 		t.Run(name, func(t *testing.T) {
-			m, err := r.Compile(context.Background(), c.wasm)
+			m, err := r.Compile(context.Background(), wasm)
 			if err == nil {
 				_ = m.Close(context.Background())
 				t.Fatal("accepted")
 			}
-			if !errors.Is(err, plugins.ErrInvalidModule) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %q: want ErrInvalidModule containing %q", err, c.want)
+			want := "over 10000 blocks and branches in one function, which would take minutes to compile; split the function"
+			if !errors.Is(err, plugins.ErrInvalidModule) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("error %q: want ErrInvalidModule containing %q", err, want)
 			}
 		})
 	}
+}
+
+// TestCompileTimeout: a module whose functions are each within the limit
+// but take long together is refused once compiling it passes
+// CompileTimeout, instead of keeping the host's cores busy for as long as
+// it takes (here ~1.5 s per function, ~9 s in all on one core).
+func TestCompileTimeout(t *testing.T) {
+	r := newRuntime(t, plugins.Config{CompileTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	m, err := r.Compile(context.Background(), controlModule(6, loopsInARow(2000)))
+	if err == nil {
+		_ = m.Close(context.Background())
+		t.Fatal("accepted")
+	}
+	want := "compiling it took over 300ms, the host's limit; split or simplify its largest functions"
+	if !errors.Is(err, plugins.ErrInvalidModule) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q: want ErrInvalidModule containing %q", err, want)
+	}
+	t.Logf("refused after %s", time.Since(start).Round(time.Millisecond))
 }
 
 // TestTableGrowthIsBounded: a table declared without a maximum cannot be

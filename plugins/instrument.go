@@ -466,7 +466,6 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
 	var fn []byte
-	work := uint64(0)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := int(r.u32())
 		start := r.pos
@@ -475,45 +474,32 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 			break
 		}
 		var err error
-		var nest nesting
-		fn, nest, err = instrumentFunc(fn[:0], body[start:r.pos], check)
+		fn, err = instrumentFunc(fn[:0], body[start:r.pos], check)
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
-		work += uint64(nest.blocks) * uint64(nest.depth)
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
 	if r.err == nil && r.pos != len(body) {
 		r.fail("trailing bytes in code section")
 	}
-	if r.err == nil && work > maxNestingWork {
-		return nil, fmt.Errorf("%w: its functions nest blocks so deeply that compiling them would take minutes (%d blocks times nesting depth, over the limit of %d); split deeply nested functions", errMalformed, work, uint64(maxNestingWork))
-	}
 	return out, r.err
 }
 
-// nesting is what instrumentFunc saw of a function's blocks.
-type nesting struct {
-	blocks int // block, loop and if instructions
-	depth  int // the deepest nesting of them
-}
-
-// maxNesting bounds how deeply one function nests blocks, and
-// maxNestingWork the sum over functions of blocks times depth. wazero's
-// compiler takes time in proportion to that product (its dominator and
-// loop analyses walk the nesting for every block): 8,000 nested blocks
-// (24 KB of code, a product of 6.4e7) took 0.76 s to compile here, 32,000
-// (96 KB) 11 s, and 300,000 (900 KB) did not finish in five minutes, while
-// an upload may be 64 MiB. Compilers nest little: the products of the Go
-// todos reducer sum to 2.0e6 (deepest function 296), of a 6 MB Go module
-// importing encoding/json, text/template, regexp and math/big to 9.1e6
-// (deepest 549; Go nests a block per call site), of the C todos reducer to
-// 1.9e3. The limit, 2.5e8, is ~3 s of this work, 27 times the 6 MB module.
-const (
-	maxNesting     = 10_000
-	maxNestingWork = 250_000_000
-)
+// maxControl bounds the control instructions of one function: block,
+// loop and if, br and br_if, and each target of a br_table. wazero's
+// compiler takes time superlinear in them when they follow one another or
+// nest (its dominator and loop analyses walk the dominator tree from every
+// block): 8,000 nested blocks (24 KB of code) took 0.76 s to compile here,
+// 2,000 loops in a row (4,000 control instructions) 1.6 s and 5,000 loops
+// 9 to 20 s (with the machine's load), and 300,000 nested blocks (900 KB) did not finish in five minutes,
+// while an upload may be 64 MiB. Compilers stay far below: the largest
+// function of the Go todos reducer has 1,157, of a 6 MB Go module using
+// encoding/json, text/template, regexp and math/big 2,783 (Go nests a
+// block per call site). What a module's functions cost together is bounded
+// by Config.CompileTimeout.
+const maxControl = 10_000
 
 // maxLocals bounds the locals of one function: what Web engines accept.
 // wazero's decoder builds a slice with one entry per local, so a function
@@ -527,7 +513,7 @@ const maxLocals = 50000
 // that does not end takes infinitely many; entering a loop costs nothing.
 // That matters for Go guests, whose every function body is a loop over its
 // resume points: a check at each loop head was paid on every call.
-func instrumentFunc(dst, body, check []byte) ([]byte, nesting, error) {
+func instrumentFunc(dst, body, check []byte) ([]byte, error) {
 	r := &reader{b: body}
 	groups := r.u32()
 	locals := uint64(0)
@@ -535,11 +521,11 @@ func instrumentFunc(dst, body, check []byte) ([]byte, nesting, error) {
 		locals += uint64(r.u32())
 		r.byte()
 	}
-	var nest nesting
 	if locals > maxLocals {
-		return nil, nest, fmt.Errorf("%w: %d locals in one function, over the limit of %d", errMalformed, locals, maxLocals)
+		return nil, fmt.Errorf("%w: %d locals in one function, over the limit of %d", errMalformed, locals, maxLocals)
 	}
 	dst = append(dst, body[:r.pos]...)
+	control := 0
 	loops := []bool{false} // the open blocks, innermost last: is it a loop; the function's own block first
 	toLoop := func(depth uint32) bool {
 		return int(depth) < len(loops) && loops[len(loops)-1-int(depth)]
@@ -551,23 +537,19 @@ func instrumentFunc(dst, body, check []byte) ([]byte, nesting, error) {
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
 			blockType(r)
 			loops = append(loops, op == 0x03)
-			nest.blocks++
-			if len(loops)-1 > nest.depth {
-				nest.depth = len(loops) - 1
-				if nest.depth > maxNesting {
-					return nil, nest, fmt.Errorf("%w: blocks nested %d deep, over the limit of %d; split the function", errMalformed, nest.depth, maxNesting)
-				}
-			}
+			control++
 		case op == 0x0b: // end
 			if len(loops) > 0 {
 				loops = loops[:len(loops)-1]
 			}
 		case op == 0x0c, op == 0x0d: // br, br_if
+			control++
 			if toLoop(r.u32()) {
 				dst = append(dst, check...)
 			}
 		case op == 0x0e: // br_table
 			k := r.u32()
+			control += int(k) + 1
 			back := false
 			for j := uint32(0); j <= k && r.err == nil; j++ {
 				back = toLoop(r.u32()) || back
@@ -606,11 +588,14 @@ func instrumentFunc(dst, body, check []byte) ([]byte, nesting, error) {
 		case op == 0xfd:
 			prefixFD(r)
 		default:
-			return nil, nest, fmt.Errorf("%w: unsupported instruction %#x at offset %d", errMalformed, op, start)
+			return nil, fmt.Errorf("%w: unsupported instruction %#x at offset %d", errMalformed, op, start)
+		}
+		if control > maxControl {
+			return nil, fmt.Errorf("%w: over %d blocks and branches in one function, which would take minutes to compile; split the function", errMalformed, maxControl)
 		}
 		dst = append(dst, body[start:r.pos]...)
 	}
-	return dst, nest, r.err
+	return dst, r.err
 }
 
 func blockType(r *reader) {

@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/nodb-dev/nodb/abi"
 )
@@ -38,6 +40,11 @@ const (
 	DefaultEventTimeout = 2 * time.Second
 	// MaxMemoryPagesLimit is the largest memory cap accepted (4 GiB).
 	MaxMemoryPagesLimit = 65536
+	// DefaultCompileTimeout bounds compiling one module. A 6 MB Go module
+	// compiles in a few seconds here; the limit is for modules built to
+	// keep the compiler busy (instrument.go refuses the worst shapes
+	// before compiling).
+	DefaultCompileTimeout = 2 * time.Minute
 )
 
 // Config configures a Runtime. The zero value is usable: no on-disk cache, a
@@ -55,6 +62,12 @@ type Config struct {
 	// EventTimeout is the default time limit of one event. Zero means
 	// DefaultEventTimeout.
 	EventTimeout time.Duration
+	// CompileTimeout bounds compiling one module to machine code; a module
+	// that takes longer is refused. Zero means DefaultCompileTimeout. The
+	// compiler stops at the next function after the limit, so one
+	// function may run past it (instrument.go bounds what one function
+	// may cost).
+	CompileTimeout time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -72,6 +85,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.EventTimeout < 0 {
 		return errors.New("plugins: negative EventTimeout")
+	}
+	if c.CompileTimeout == 0 {
+		c.CompileTimeout = DefaultCompileTimeout
+	}
+	if c.CompileTimeout < 0 {
+		return errors.New("plugins: negative CompileTimeout")
 	}
 	return nil
 }
@@ -234,9 +253,9 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	if minPages > r.cfg.MaxMemoryPages {
 		return nil, errInvalid(fmt.Sprintf("memory minimum of %d pages is over the cap of %d pages", minPages, r.cfg.MaxMemoryPages), nil)
 	}
-	cm, err := e.r.CompileModule(ctx, wasm)
+	cm, err := r.compile(ctx, e, wasm)
 	if err != nil {
-		return nil, errInvalid("compile", err)
+		return nil, err
 	}
 	minPages, err = validate(cm, r.cfg.MaxMemoryPages)
 	if err != nil {
@@ -324,6 +343,22 @@ func (s *typeSet) has(t string) bool {
 	return false
 }
 
+// compile compiles an instrumented module in e, on every core and within
+// the CompileTimeout. wazero checks the context only when it compiles with
+// more than one worker, between functions.
+func (r *Runtime) compile(ctx context.Context, e *engine, wasm []byte) (wazero.CompiledModule, error) {
+	cctx, cancel := context.WithTimeout(experimental.WithCompilationWorkers(ctx, max(2, runtime.GOMAXPROCS(0))), r.cfg.CompileTimeout)
+	defer cancel()
+	cm, err := e.r.CompileModule(cctx, wasm)
+	switch {
+	case err == nil:
+		return cm, nil
+	case ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded):
+		return nil, errInvalid(fmt.Sprintf("compiling it took over %s, the host's limit; split or simplify its largest functions", r.cfg.CompileTimeout), nil)
+	}
+	return nil, errInvalid("compile", err)
+}
+
 // compiledFor returns the module compiled in the engine for limit.
 func (m *Module) compiledFor(ctx context.Context, limit uint32) (*engine, wazero.CompiledModule, error) {
 	e, err := m.rt.engine(ctx, limit)
@@ -335,9 +370,9 @@ func (m *Module) compiledFor(ctx context.Context, limit uint32) (*engine, wazero
 	if cm := m.compiled[limit]; cm != nil {
 		return e, cm, nil
 	}
-	cm, err := e.r.CompileModule(ctx, m.wasm)
+	cm, err := m.rt.compile(ctx, e, m.wasm)
 	if err != nil {
-		return nil, nil, errInvalid("compile", err)
+		return nil, nil, err
 	}
 	m.compiled[limit] = cm
 	return e, cm, nil
