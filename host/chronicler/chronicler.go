@@ -7,6 +7,11 @@
 // the previous batch is being written and synced goes into the next batch, so
 // many producers share one fsync.
 //
+// Memory is bounded in bytes as well as in counts: the events waiting for
+// the writer hold at most Config.MaxQueueBytes (Submit blocks beyond it) and
+// one batch at most Config.MaxBatchBytes, so large events slow producers
+// down instead of exhausting memory or making one write enormous.
+//
 // Dedupe is exact and permanent (Kafka's idempotent-producer rules): each
 // producer numbers its events 1, 2, 3, …; a pseq at or below the last one
 // accepted is a duplicate and is acked again with the seq it was given; a pseq
@@ -38,9 +43,21 @@ var (
 type Config struct {
 	// MaxBatch bounds the events written by one fsync. Default 4096.
 	MaxBatch int
+	// MaxBatchBytes bounds the bytes (Size) of the events written by one
+	// fsync; a batch holds at least one event, however large. Default
+	// DefaultMaxBatchBytes.
+	MaxBatchBytes int
 	// QueueLen is the capacity of the request queue in front of the writer.
 	// Default 65536.
 	QueueLen int
+	// MaxQueueBytes bounds the bytes (Size) of the events queued in front of
+	// the writer: Submit blocks while one more would exceed it. An event
+	// larger than MaxQueueBytes is queued alone, once the queue is empty.
+	// The batch being written is not counted, so the events accepted but
+	// not yet durable hold at most MaxQueueBytes + MaxBatchBytes (a single
+	// event larger than a bound takes that bound's place). Default
+	// DefaultMaxQueueBytes.
+	MaxQueueBytes int
 	// Logger receives the chronicler's logs. Default: a null logger.
 	Logger hclog.Logger
 	// Metrics, when set, is updated as events are processed.
@@ -57,6 +74,28 @@ type Config struct {
 	// like any append error, stop all acknowledgements until a restart.
 	MaxRecordSize int
 }
+
+// Defaults of the byte bounds in Config.
+const (
+	// DefaultMaxQueueBytes is the default Config.MaxQueueBytes: 256 MiB,
+	// enough for 65536 queued events of 4 KiB, so small events meet the
+	// count bound (QueueLen) first and never see it; large ones (up to
+	// nodb serve --max-frame each) wait for the disk instead of filling
+	// memory.
+	DefaultMaxQueueBytes = 256 << 20
+	// DefaultMaxBatchBytes is the default Config.MaxBatchBytes: 16 MiB,
+	// a quarter of a file log segment (filelog.DefaultSegmentSize). Writing it takes tens of
+	// milliseconds, so the fsync it shares is already a small part of the
+	// cost and a larger batch would only add latency (and memory: the file
+	// log encodes a batch into one buffer before writing it).
+	DefaultMaxBatchBytes = 16 << 20
+)
+
+// Size is what an event counts against Config.MaxQueueBytes and
+// Config.MaxBatchBytes: the bytes it holds and the log stores,
+// len(Producer)+len(Type)+len(Payload) (the measure of
+// Config.MaxRecordSize too).
+func Size(ev *wire.Event) int { return len(ev.Producer) + len(ev.Type) + len(ev.Payload) }
 
 // Result is the outcome of one publish.
 type Result struct {
@@ -79,6 +118,14 @@ type Request struct {
 	Ctx any
 
 	queued time.Time
+	size   int // Size(&Event), counted in Chronicler.queued
+}
+
+// waiter is a Submit blocked until its request fits in the queue.
+type waiter struct {
+	r        *Request
+	ready    chan struct{} // closed when r was queued for it
+	admitted bool          // guarded by Chronicler.mu
 }
 
 // Chronicler is the accepted history's only writer.
@@ -90,14 +137,17 @@ type Chronicler struct {
 	stop    chan struct{}
 	stopped chan struct{}
 
-	mu        sync.Mutex // guards closed, and the send side of in
+	mu        sync.Mutex // guards closed, queued, waiters, and the send side of in
 	closed    bool
+	queued    int       // bytes (Size) of the requests in in and carry
+	waiters   []*waiter // Submits blocked, oldest first: they go in in this order
 	failed    atomic.Pointer[wire.Error]
 	pmu       sync.RWMutex // guards producers; written only by the writer
 	producers map[string]*producer
 	nextSeq   uint64
 	lastTime  int64
 
+	carry *Request // taken from in but left for the next batch (MaxBatchBytes)
 	batch []*Request
 	recs  []eventlog.Record
 	res   []Result
@@ -120,6 +170,12 @@ func New(ctx context.Context, log eventlog.Log, cfg Config) (*Chronicler, error)
 	}
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = 65536
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -256,11 +312,15 @@ func (c *Chronicler) Failed() error {
 	return nil
 }
 
-// Submit queues r for the writer. It blocks while the queue is full (back
-// pressure) or until ctx ends. When the chronicler is closed or failed, Done
-// is called at once with an unavailable error.
+// Submit queues r for the writer. It blocks while the queue is full, by
+// count (Config.QueueLen) or by bytes (Config.MaxQueueBytes), which is the
+// back pressure on producers, until r fits; blocked Submits are queued in
+// the order they came. When the chronicler is closed or failed, Done is
+// called at once with an unavailable error, and so it is when ctx ends
+// before r is queued (once queued, r is decided whatever ctx does).
 func (c *Chronicler) Submit(ctx context.Context, r *Request) {
 	r.queued = time.Now()
+	r.size = Size(&r.Event)
 	if e := c.failed.Load(); e != nil {
 		r.Done(r, Result{Err: e})
 		return
@@ -271,37 +331,84 @@ func (c *Chronicler) Submit(ctx context.Context, r *Request) {
 		r.Done(r, Result{Err: ErrClosed})
 		return
 	}
-	select {
-	case c.in <- r:
-		c.mu.Unlock()
-		return
-	default:
-	}
-	c.mu.Unlock()
-	// The queue is full: wait outside the lock, re-checking closure.
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			r.Done(r, Result{Err: ErrClosed})
-			return
-		}
+	if len(c.waiters) == 0 && c.fits(r.size) {
 		select {
 		case c.in <- r:
+			c.queued += r.size
 			c.mu.Unlock()
 			return
 		default:
 		}
+	}
+	// The queue is full: wait for the writer to make room (admit).
+	w := &waiter{r: r, ready: make(chan struct{})}
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	var err *wire.Error
+	select {
+	case <-w.ready:
+		return
+	case <-ctx.Done():
+		err = &wire.Error{Code: wire.CodeUnavailable, Message: "gave up waiting for the write queue: " + ctx.Err().Error()}
+	case <-c.stop:
+		err = ErrClosed
+	}
+	c.mu.Lock()
+	if w.admitted { // queued after all, while we were woken
 		c.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			r.Done(r, Result{Err: &wire.Error{Code: wire.CodeUnavailable, Message: "gave up waiting for the write queue: " + ctx.Err().Error()}})
-			return
-		case <-t.C:
+		return
+	}
+	for i, o := range c.waiters {
+		if o == w {
+			copy(c.waiters[i:], c.waiters[i+1:])
+			c.waiters[len(c.waiters)-1] = nil
+			c.waiters = c.waiters[:len(c.waiters)-1]
+			break
 		}
 	}
+	if !c.closed {
+		c.admit() // the requests behind w may fit
+	}
+	c.mu.Unlock()
+	r.Done(r, Result{Err: err})
+}
+
+// fits reports whether a request of size bytes may join the queue: the
+// queue stays within MaxQueueBytes with it, or it is empty. c.mu is held.
+func (c *Chronicler) fits(size int) bool {
+	return c.queued == 0 || c.queued+size <= c.cfg.MaxQueueBytes
+}
+
+// admit queues the blocked Submits' requests, oldest first, while they fit.
+// c.mu is held.
+func (c *Chronicler) admit() {
+	for len(c.waiters) > 0 {
+		w := c.waiters[0]
+		if !c.fits(w.r.size) {
+			return
+		}
+		select {
+		case c.in <- w.r:
+		default:
+			return
+		}
+		c.queued += w.r.size
+		w.admitted = true
+		close(w.ready)
+		c.waiters[0] = nil
+		c.waiters = c.waiters[1:]
+	}
+}
+
+// release is called by the writer when it has taken n bytes of requests off
+// the queue for a batch; it lets blocked Submits in.
+func (c *Chronicler) release(n int) {
+	c.mu.Lock()
+	c.queued -= n
+	if len(c.waiters) > 0 && !c.closed {
+		c.admit()
+	}
+	c.mu.Unlock()
 }
 
 // Publish submits one event and waits for its outcome. The error is a
@@ -338,19 +445,23 @@ func (c *Chronicler) Close() error {
 func (c *Chronicler) run() {
 	defer close(c.stopped)
 	for {
-		var first *Request
-		select {
-		case first = <-c.in:
-		case <-c.stop:
-			// Drain whatever was queued before Close.
-			for {
-				select {
-				case r := <-c.in:
-					c.batch = append(c.batch[:0], r)
+		first := c.carry
+		if first == nil {
+			select {
+			case first = <-c.in:
+			case <-c.stop:
+				// Drain whatever was queued before Close.
+				for {
+					if first = c.carry; first == nil {
+						select {
+						case first = <-c.in:
+						default:
+							return
+						}
+					}
+					c.batch = append(c.batch[:0], first)
 					c.fill()
 					c.commit()
-				default:
-					return
 				}
 			}
 		}
@@ -360,16 +471,29 @@ func (c *Chronicler) run() {
 	}
 }
 
-// fill adds every request already waiting, up to MaxBatch.
+// fill adds every request already waiting to the batch (which holds its
+// first), up to MaxBatch requests and MaxBatchBytes; a request that would
+// take the batch over MaxBatchBytes is kept in carry to start the next one.
+// It then releases the batch's bytes from the queue.
 func (c *Chronicler) fill() {
+	c.carry = nil
+	n := c.batch[0].size
 	for len(c.batch) < c.cfg.MaxBatch {
 		select {
 		case r := <-c.in:
+			if n+r.size > c.cfg.MaxBatchBytes {
+				c.carry = r
+				c.release(n)
+				return
+			}
 			c.batch = append(c.batch, r)
+			n += r.size
+			continue
 		default:
-			return
 		}
+		break
 	}
+	c.release(n)
 }
 
 // commit decides each request of the batch, appends the new events in one
@@ -399,7 +523,7 @@ func (c *Chronicler) commit() {
 		case ev.PSeq <= last:
 			c.res = append(c.res, Result{Ack: wire.Ack{Seq: p.seqs[ev.PSeq-1], Duplicate: true}})
 		case ev.PSeq == last+1:
-			if n := len(ev.Producer) + len(ev.Type) + len(ev.Payload); c.cfg.MaxRecordSize > 0 && n > c.cfg.MaxRecordSize {
+			if n := r.size; c.cfg.MaxRecordSize > 0 && n > c.cfg.MaxRecordSize {
 				c.res = append(c.res, Result{Err: &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf(
 					"the event is %d bytes as stored (producer, type and the payload as JSON), over the limit of %d; send a smaller event", n, c.cfg.MaxRecordSize)}})
 				continue

@@ -184,6 +184,29 @@ func TestPublishJSONAndCBOR(t *testing.T) {
 	}
 }
 
+// TestAckedPublishLetsGoOfItsEvent: once a publish is decided, its slot
+// keeps only the reply. A slot waits in the connection's queue until the
+// client reads the replies before it, and MaxInFlight slots each keeping an
+// event of up to MaxFrame bytes would let one client that sends without
+// reading hold MaxInFlight × MaxFrame bytes of the server's memory, past
+// the chronicler's byte bounds.
+func TestAckedPublishLetsGoOfItsEvent(t *testing.T) {
+	h := startHost(t, Config{})
+	c := &conn{format: wire.JSON}
+	sl := newSlot(7)
+	sl.req = chronicler.Request{Event: wire.Event{Producer: "p", PSeq: 1, Type: "t", Payload: []byte(`"` + strings.Repeat("x", 1000) + `"`)},
+		Done: c.publishDone, Ctx: sl}
+	h.chron.Submit(context.Background(), &sl.req)
+	<-sl.done
+	var r wire.Reply
+	if err := json.Unmarshal(sl.msg, &r); err != nil || r.Type != wire.TypeAck || r.ID != 7 || r.Seq != 1 {
+		t.Fatalf("reply %s (%v), want the ack of seq 1 for id 7", sl.msg, err)
+	}
+	if e := sl.req.Event; e.Payload != nil || e.Producer != "" || e.Type != "" {
+		t.Fatalf("the acked slot still holds its event (%d payload bytes)", len(e.Payload))
+	}
+}
+
 func TestBadInputGetsClearErrorsAndWritesNothing(t *testing.T) {
 	h := startHost(t, Config{})
 	ws := mustDial(t, h.addr, wire.SubprotocolJSON)

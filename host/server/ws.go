@@ -359,6 +359,10 @@ func (c *conn) publish(req *wire.Request) {
 }
 
 // publishDone runs on the chronicler's writer goroutine: encode and hand over.
+// The event is dropped at once: the slot may wait in c.slots for a client
+// that does not read its replies, and MaxInFlight slots each holding a
+// payload of up to MaxFrame bytes would let one connection hold far more
+// than the chronicler's own byte bounds allow.
 func (c *conn) publishDone(r *chronicler.Request, res chronicler.Result) {
 	sl := r.Ctx.(*slot)
 	if res.Err != nil {
@@ -366,6 +370,7 @@ func (c *conn) publishDone(r *chronicler.Request, res chronicler.Result) {
 	} else {
 		sl.msg = wire.AppendAck(c.format, sl.msg, sl.id, res.Ack)
 	}
+	r.Event = wire.Event{}
 	sl.complete()
 }
 
