@@ -350,8 +350,11 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		var we *wire.Error
 		if errors.As(err, &we) {
 			status := http.StatusServiceUnavailable
-			if we.Code == wire.CodePSeqGap {
+			switch we.Code {
+			case wire.CodePSeqGap:
 				status = http.StatusConflict
+			case wire.CodeTooLarge:
+				status = http.StatusRequestEntityTooLarge
 			}
 			httpError(w, status, we)
 			return

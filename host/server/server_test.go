@@ -64,6 +64,13 @@ type testHost struct {
 
 func startHost(t *testing.T, cfg Config) *testHost {
 	t.Helper()
+	return startHostWith(t, cfg, chronicler.Config{})
+}
+
+// startHostWith is startHost with the chronicler configured by ccfg (its
+// Metrics are the server's).
+func startHostWith(t *testing.T, cfg Config, ccfg chronicler.Config) *testHost {
+	t.Helper()
 	h := &testHost{fs: &failFS{}, done: make(chan error, 1)}
 	lcfg := filelog.DefaultConfig(t.TempDir())
 	lcfg.FS = h.fs
@@ -72,7 +79,8 @@ func startHost(t *testing.T, cfg Config) *testHost {
 		t.Fatal(err)
 	}
 	h.srv = New(cfg)
-	if h.chron, err = chronicler.New(context.Background(), h.log, chronicler.Config{Metrics: h.srv.ChronMetrics}); err != nil {
+	ccfg.Metrics = h.srv.ChronMetrics
+	if h.chron, err = chronicler.New(context.Background(), h.log, ccfg); err != nil {
 		t.Fatal(err)
 	}
 	h.srv.SetChronicler(h.chron)
@@ -316,6 +324,21 @@ func TestHTTPPublish(t *testing.T) {
 	}
 	if h.log.LastSeq() != 1 {
 		t.Fatalf("log head %d", h.log.LastSeq())
+	}
+}
+
+// TestHTTPPublishOverRecordSize: an event within the request limit but over
+// the log's record limit (as stored) is answered 413 too_large, as
+// PROTOCOL.md says, not 503, which tells a client to retry the same event
+// for ever.
+func TestHTTPPublishOverRecordSize(t *testing.T) {
+	h := startHostWith(t, Config{MaxFrame: 4096}, chronicler.Config{MaxRecordSize: 100})
+	code, m := post(t, h.addr, `{"producer":"curl","pseq":1,"type":"t","payload":"`+strings.Repeat("x", 500)+`"}`)
+	if code != http.StatusRequestEntityTooLarge || m["code"] != wire.CodeTooLarge {
+		t.Fatalf("over the record limit: %d %v", code, m)
+	}
+	if code, m := post(t, h.addr, `{"producer":"curl","pseq":1,"type":"t","payload":"small"}`); code != 200 || m["seq"] != 1.0 {
+		t.Fatalf("a small event after it: %d %v", code, m)
 	}
 }
 
