@@ -136,7 +136,8 @@ type Config struct {
 	Inputs []Input
 	// Instance configures the plugin's instances (limits, logger).
 	Instance plugins.InstanceConfig
-	// Retain bounds the frames the feed keeps (0: DefaultRetain).
+	// Retain bounds the frames the feed keeps, and the changes it keeps of
+	// an input while another lags (0: DefaultRetain).
 	Retain int
 	// Logger receives the view's logs.
 	Logger hclog.Logger

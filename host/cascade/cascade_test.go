@@ -467,3 +467,127 @@ func TestCascadeOverBudgetIsHalted(t *testing.T) {
 	e.publish(r, 100)
 	waitSeq(t, good.View, e.seq)
 }
+
+// haltingReducer runs a view's reducer but fails at events of type bad, as
+// a reducer with a bug would: the view halts there.
+type haltingReducer struct {
+	view.Reducer
+	bad string
+}
+
+func (h haltingReducer) Consumes(t string) bool { return t == h.bad || h.Reducer.Consumes(t) }
+func (h haltingReducer) Reduce(ctx context.Context, rec *eventlog.Record, tx *statetree.Tx) error {
+	if rec.Type == h.bad {
+		return fmt.Errorf("%s: this reducer cannot handle it", rec.Type)
+	}
+	return h.Reducer.Reduce(ctx, rec, tx)
+}
+
+// TestCascadeBoundedWhileAnInputIsHalted: the owners view halts at a bad
+// event while the todos view goes on for 3000 events. The join cascade over
+// both waits at the halt, and its feed holds at most about its retention of
+// todos' changes (it used to hold every one, growing without a bound); its
+// note says why it waits. Once owners is healed (a hot swap to a reducer
+// that ignores the bad event), the cascade catches up and equals both a
+// rebuild and the model.
+func TestCascadeBoundedWhileAnInputIsHalted(t *testing.T) {
+	const retain = 16
+	e := newEnv(t)
+	todos := e.startView("todos", "todos")
+	m := e.mods["owners"]
+	red, err := view.NewWasmReducer(e.ctx, m, "owners", plugins.InstanceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners, err := view.New(view.Config{Name: "owners", Reducer: haltingReducer{red, "owner/bad"}, Log: e.log, Factory: func(ctx context.Context, start uint64) (view.Reducer, error) {
+		return view.NewWasmReducer(ctx, m, "owners", plugins.InstanceConfig{StartSeq: start})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.goRun(owners.Run, e.ctx)
+	e.mu.Lock()
+	e.views["owners"] = owners
+	e.mu.Unlock()
+	r := rand.New(rand.NewPCG(9, 10))
+	e.publish(r, 300)
+	c := e.startJoin(e.ctx, retain)
+	waitSeq(t, c.View, e.seq)
+
+	e.publishOne("owner/bad", `{}`)
+	bad := e.seq
+	deadline := time.Now().Add(30 * time.Second)
+	for owners.Status().Phase != view.PhaseHalted {
+		if time.Now().After(deadline) {
+			t.Fatalf("owners did not halt at the bad event: %+v", owners.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.publish(r, 3000)
+	waitSeq(t, todos, e.seq)
+	// The feed has had every change of todos once its input reached the
+	// log's head.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		seqs, _ := cascade.Held(c.Feed)
+		if seqs[0] == e.seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cascade's todos input is at seq %d, want %d", seqs[0], e.seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, held := cascade.Held(c.Feed)
+	t.Logf("while owners is halted: the feed holds %v changes (todos, owners) after %d events (retention %d)", held, e.seq-bad, retain)
+	if held[0] > retain+1 {
+		t.Fatalf("the feed holds %d changes of todos while owners is halted (retention %d)", held[0], retain)
+	}
+	if _, s := c.View.State(); s != bad-1 {
+		t.Fatalf("the cascade is at seq %d while owners is halted before seq %d", s, bad)
+	}
+	if note := c.View.Status().Note; !strings.Contains(note, "input owners") || !strings.Contains(note, "catch-up") {
+		t.Fatalf("the cascade's note while owners is halted: %q", note)
+	}
+
+	// Heal owners: a reducer that ignores the bad event replaces it.
+	shadow, err := view.NewWasmReducer(e.ctx, m, "owners", plugins.InstanceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := view.Replay(e.ctx, view.ReplayConfig{Log: e.log, Reducer: shadow})
+	shadow.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := view.NewWasmReducer(e.ctx, m, "owners", plugins.InstanceConfig{StartSeq: res.Seq + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With a factory, as the deploy manager swaps: the cascade reads
+	// owners' past states when it falls behind what its feed retains.
+	factory := func(ctx context.Context, start uint64) (view.Reducer, error) {
+		return view.NewWasmReducer(ctx, m, "owners", plugins.InstanceConfig{StartSeq: start})
+	}
+	if rep, err := owners.Swap(e.ctx, view.SwapRequest{Reducer: next, Factory: factory, Replay: res}); err != nil || !rep.Swapped {
+		t.Fatalf("swap: %v %+v", err, rep)
+	}
+	e.publish(r, 300)
+	waitSeq(t, todos, e.seq)
+	waitSeq(t, owners, e.seq)
+	waitSeq(t, c.View, e.seq)
+	tr, _ := todos.State()
+	or, _ := owners.State()
+	live, _ := c.View.State()
+	if got, want := byOwner(t, live), model(t, tr, or); got != want {
+		t.Fatalf("the cascade after owners was healed:\n got %s\nwant %s", got, want)
+	}
+	fresh := e.startJoin(e.ctx, 0)
+	waitSeq(t, fresh.View, e.seq)
+	if fr, _ := fresh.View.State(); fr.Hash() != live.Hash() {
+		t.Fatalf("the cascade after owners was healed differs from a rebuild:\n got %s\nwant %s", live.AppendJSON(nil), fr.AppendJSON(nil))
+	}
+	if note := c.View.Status().Note; note != "" {
+		t.Fatalf("the cascade's note once owners follows again: %q", note)
+	}
+}

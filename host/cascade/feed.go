@@ -19,13 +19,18 @@
 // falls behind what the Feed retains receives one catch-up patch: the
 // difference between the inputs' states at its position and now. That is
 // what makes cascades rebuildable from their inputs without a log of their
-// own (RATIONALE.md, "Cascades").
+// own (RATIONALE.md, "Cascades"). It also bounds the Feed's memory: while
+// one input lags the others by more than the Feed retains (its upstream
+// stopped, say), the Feed merges the others' changes instead of keeping
+// every one, and the cascade gets catch-up patches at the seqs where every
+// input's state is known.
 package cascade
 
 import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -45,7 +50,8 @@ const (
 )
 
 // DefaultRetain is how many frames (seqs at which some input changed) a
-// Feed keeps for consumers that lag.
+// Feed keeps for consumers that lag, and how many changes of one input it
+// keeps while another input lags.
 const DefaultRetain = 8192
 
 // frame is the inputs' changes at one seq.
@@ -66,10 +72,16 @@ func (f *frame) changed() bool {
 	return false
 }
 
+// change is an input's state as of seq, with the ops that led there from
+// its previous change. A merged change stands for several changes, or for
+// a jump (a reset over seqs the input was not seen at): its ops are nil,
+// and the input's states after its previous change and before seq are
+// unknown.
 type change struct {
-	seq  uint64
-	ops  []statetree.Op
-	root statetree.Value
+	seq    uint64
+	ops    []statetree.Op
+	root   statetree.Value
+	merged bool
 }
 
 type inputState struct {
@@ -82,6 +94,36 @@ type inputState struct {
 	pending []change        // changes above the merged seq
 }
 
+// add appends c to the input's pending changes (after the feed started).
+// Over retain (another input lags, so no frame takes them), every change
+// after the oldest merges into one at the newest seq: the input's states
+// in between are then unknown, and frames are built only where every
+// input's state is known. The oldest stays where it is, so an input that
+// lags but follows reaches it and the cascade moves on; the merged change
+// is then the oldest, and stays in its turn. An input holds at most retain
+// changes (two if retain is smaller), and only two states far apart: an
+// evenly spaced sample over the lag pinned an old version of every key
+// changed between its states, and its memory grew with the changes
+// (RATIONALE.md, "Cascades").
+func (in *inputState) add(c change, retain int) {
+	in.pending = append(in.pending, c)
+	if n := len(in.pending); n > retain && n > 2 {
+		in.pending[1] = change{seq: c.seq, root: c.root, merged: true}
+		clear(in.pending[2:])
+		in.pending = in.pending[:2]
+	}
+}
+
+// unknownUntil returns the seq of the merged change that hides the input's
+// state as of seq (0 if that state is known).
+func (in *inputState) unknownUntil(seq uint64) uint64 {
+	k := sort.Search(len(in.pending), func(k int) bool { return in.pending[k].seq >= seq })
+	if k < len(in.pending) && in.pending[k].merged && in.pending[k].seq > seq {
+		return in.pending[k].seq
+	}
+	return 0
+}
+
 // Feed merges the changes of a cascade's inputs by seq into records a
 // view.View reads (it implements view.Source). Inputs push their changes
 // with the push functions Run hands them.
@@ -92,7 +134,7 @@ type Feed struct {
 	mu      sync.Mutex
 	notify  chan struct{} // closed and replaced when merged grows
 	in      []*inputState
-	merged  uint64 // every input has reached it; 0 until all are ready
+	merged  uint64 // every input has reached it and its state there is known; 0 until all are ready
 	started bool
 	base    frame // the inputs as of base.seq; frames start after it
 	frames  []*frame
@@ -105,7 +147,8 @@ type Feed struct {
 }
 
 // NewFeed returns a Feed over inputs (in the plugin's declaration order).
-// retain bounds the frames kept for lagging consumers (0: DefaultRetain).
+// retain bounds the frames kept for lagging consumers, and the changes kept
+// of an input while another lags (0: DefaultRetain).
 func NewFeed(inputs []Input, retain int) *Feed {
 	if retain <= 0 {
 		retain = DefaultRetain
@@ -169,27 +212,40 @@ func (f *Feed) push(i int, seq uint64, ops []statetree.Op, root statetree.Value,
 		}
 		return
 	default:
-		if reset || in.dirty {
+		// A reset past the next seq leaves the input's states in between
+		// unknown (it resubscribed, or its upstream forgot the changes
+		// missed): it is a merged change, so that no frame pairs another
+		// input's state there with this input's stale one.
+		jump := reset && seq > in.seq+1
+		switch {
+		case jump:
+			ops = nil
+		case reset || in.dirty:
 			ops = statetree.Diff(in.root, root)
-			in.dirty = false
 		}
-		if len(ops) > 0 {
-			in.pending = append(in.pending, change{seq, ops, root})
-		}
+		in.dirty = false
 		in.seq, in.root = seq, root
-		if !f.started && len(in.pending) > f.retain {
+		switch {
+		case len(ops) == 0 && !jump:
+		case !f.started && (jump || len(in.pending) >= f.retain):
 			// Another input is not following yet (an upstream refusing
 			// it, say), so nothing merges: instead of every change until
 			// it comes, keep this input's newest state as its first. The
-			// feed starts at the newest first state anyway.
+			// feed starts at the newest first state anyway (and not
+			// before a jump).
 			in.first, in.startAt, in.pending = root, seq, nil
+		case !f.started:
+			in.pending = append(in.pending, change{seq: seq, ops: ops, root: root})
+		default:
+			in.add(change{seq: seq, ops: ops, root: root, merged: jump}, f.retain)
 		}
 	}
 	f.advanceLocked()
 }
 
 // advanceLocked turns pending changes at or below every input's position
-// into frames.
+// into frames, at the seqs where every input's state is known (all of them
+// unless an input holds merged changes).
 func (f *Feed) advanceLocked() {
 	to := uint64(0)
 	for i, in := range f.in {
@@ -229,31 +285,106 @@ func (f *Feed) advanceLocked() {
 		cur = f.frames[n-1].roots
 	}
 	prev := f.lastFrameSeqLocked()
+	last := uint64(0) // the seq of the last frame built (or found empty)
 	for {
-		// The smallest pending seq at or below to.
-		next := uint64(0)
-		for _, in := range f.in {
-			if len(in.pending) > 0 && in.pending[0].seq <= to && (next == 0 || in.pending[0].seq < next) {
-				next = in.pending[0].seq
-			}
-		}
+		next := f.nextFrameLocked(to)
 		if next == 0 {
 			break
 		}
 		fr := &frame{seq: next, prev: prev, roots: make([]statetree.Value, len(f.in)), ops: make([][]statetree.Op, len(f.in))}
 		for i, in := range f.in {
 			fr.roots[i] = cur[i]
-			if len(in.pending) > 0 && in.pending[0].seq == next {
-				fr.ops[i] = in.pending[0].ops
-				fr.roots[i] = in.pending[0].root
-				in.pending = in.pending[1:]
+			k := 0
+			for k < len(in.pending) && in.pending[k].seq <= next {
+				k++
+			}
+			switch {
+			case k == 1 && !in.pending[0].merged:
+				fr.ops[i], fr.roots[i] = in.pending[0].ops, in.pending[0].root
+			case k > 0:
+				// A catch-up: the changes of seqs no frame could be built
+				// at, or merged ones, as the difference from the previous
+				// frame's state (the cascade's state is a function of its
+				// inputs' states, ABI.md §13.4).
+				fr.roots[i] = in.pending[k-1].root
+				if ops := statetree.Diff(cur[i], fr.roots[i]); len(ops) > 0 {
+					fr.ops[i] = ops
+				}
+			}
+			clear(in.pending[:k])
+			in.pending = in.pending[k:]
+		}
+		if fr.changed() {
+			f.addFrameLocked(fr)
+			cur, prev = fr.roots, fr.seq
+		}
+		last = next
+	}
+	// Every input has reached to, but the cascade is there only if every
+	// input's state there is known; else at the last frame.
+	m := to
+	for _, in := range f.in {
+		if in.unknownUntil(to) != 0 {
+			m = last
+			break
+		}
+	}
+	if m > f.merged {
+		f.merged = m
+		f.wakeLocked()
+	}
+}
+
+// nextFrameLocked returns the smallest seq at or below to at which some
+// input changed and every input's state is known (0 if none): a frame
+// there pairs states that coexisted.
+func (f *Feed) nextFrameLocked(to uint64) uint64 {
+	next := uint64(0)
+	for _, in := range f.in {
+		if len(in.pending) > 0 && (next == 0 || in.pending[0].seq < next) {
+			next = in.pending[0].seq
+		}
+	}
+	for next != 0 && next <= to {
+		moved := false
+		for _, in := range f.in {
+			if u := in.unknownUntil(next); u != 0 {
+				next, moved = u, true
 			}
 		}
-		f.addFrameLocked(fr)
-		cur, prev = fr.roots, fr.seq
+		if !moved {
+			return next
+		}
 	}
-	f.merged = to
-	f.wakeLocked()
+	return 0
+}
+
+// lagLocked describes the inputs that lag behind merged changes of others
+// ("" if no input holds a merged change).
+func (f *Feed) lagLocked() string {
+	u := uint64(0) // the newest merged change
+	for _, in := range f.in {
+		for k := len(in.pending) - 1; k >= 0; k-- {
+			if in.pending[k].merged {
+				u = max(u, in.pending[k].seq)
+				break
+			}
+		}
+	}
+	if u == 0 {
+		return ""
+	}
+	var behind, ahead []string
+	for i, in := range f.inputs {
+		at := fmt.Sprintf("%s (at seq %d)", in.Name(), f.in[i].seq)
+		if f.in[i].seq < u {
+			behind = append(behind, at)
+		} else {
+			ahead = append(ahead, at)
+		}
+	}
+	return fmt.Sprintf("input %s lags behind input %s: the changes in between reach the cascade as catch-up patches",
+		strings.Join(behind, ", input "), strings.Join(ahead, ", input "))
 }
 
 // rootAt is an input's state as of seq (before the feed started: its first
@@ -320,7 +451,9 @@ func (f *Feed) setTrouble(i int, why string) {
 }
 
 // Note says what the feed is waiting for: inputs that cannot be followed
-// now, or inputs that have not reported a state yet ("" if none).
+// now, inputs that have not reported a state yet, or inputs that lag so far
+// behind the others that the others' changes meanwhile reach the cascade
+// as catch-up patches ("" if none).
 func (f *Feed) Note() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -333,10 +466,14 @@ func (f *Feed) Note() string {
 			parts = append(parts, fmt.Sprintf("waiting for input %s", in.Name()))
 		}
 	}
+	if lag := f.lagLocked(); lag != "" {
+		parts = append(parts, lag)
+	}
 	return strings.Join(parts, "; ")
 }
 
-// LastSeq implements view.Source: the seq every input has reached.
+// LastSeq implements view.Source: the seq every input has reached (and
+// where every input's state is known).
 func (f *Feed) LastSeq() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +292,289 @@ func TestFeedHoldsLittleWhileAnInputIsMissing(t *testing.T) {
 	if f.merged != 1001 || len(f.frames) != 1 || f.frames[0].roots[0].Hash() != nr.Hash() {
 		t.Fatalf("after the start: merged %d, %d frames", f.merged, len(f.frames))
 	}
+}
+
+// reset records input's state at seq and pushes it as a reset (a fresh
+// state, the changes since its last push unknown).
+func (f *fakeInput) reset(seq uint64, root statetree.Value) {
+	f.mu.Lock()
+	f.states[seq] = root
+	f.mu.Unlock()
+	done := make(chan struct{})
+	f.push <- func(p PushFunc) { p(seq, nil, root, true); close(done) }
+	<-done
+}
+
+// record records input's state at seq without pushing it (a change its
+// upstream made while the feed could not follow it).
+func (f *fakeInput) record(seq uint64, root statetree.Value) {
+	f.mu.Lock()
+	f.states[seq] = root
+	f.mu.Unlock()
+}
+
+// frameChecker reads every frame a Feed builds, right after the push that
+// built it, and checks it against its inputs' true histories.
+type frameChecker struct {
+	t       *testing.T
+	f       *Feed
+	ins     []*fakeInput
+	changed []map[uint64]bool // per input: the seqs at which it changed
+	handle  uint64            // the newest frame read
+	seq     uint64            // the seq of the newest frame read
+	roots   []statetree.Value // the inputs' states in the newest frame read
+	frames  int               // frames read
+	catchUp int               // frames that skip a change of some input
+	held    int               // the most pending changes an input held
+}
+
+// check reads the frames built since the last check: each frame's states
+// are its inputs' true states as of its seq (no frame pairs states that
+// never coexisted), and its ops lead from the previous frame's states to
+// its own.
+func (c *frameChecker) check() {
+	c.t.Helper()
+	c.f.mu.Lock()
+	var frs []*frame
+	for h := c.handle + 1; h <= c.f.nextH; h++ {
+		fr := c.f.handles[h]
+		if fr == nil {
+			c.f.mu.Unlock()
+			c.t.Fatalf("frame %d was forgotten before the test read it", h)
+		}
+		frs = append(frs, fr)
+	}
+	c.handle = c.f.nextH
+	for _, in := range c.f.in {
+		c.held = max(c.held, len(in.pending))
+	}
+	c.f.mu.Unlock()
+	for _, fr := range frs {
+		if fr.seq <= c.seq || fr.prev != c.seq {
+			c.t.Fatalf("frame at seq %d (prev %d) after a frame at seq %d", fr.seq, fr.prev, c.seq)
+		}
+		skips := false
+		for i, in := range c.ins {
+			want, _ := in.StateAt(context.Background(), fr.seq)
+			if fr.roots[i].Hash() != want.Hash() {
+				c.t.Fatalf("the frame at seq %d holds input %s as %s; its state then was %s", fr.seq, in.name, fr.roots[i].AppendJSON(nil), want.AppendJSON(nil))
+			}
+			got := c.roots[i]
+			if fr.ops[i] != nil {
+				var err error
+				if got, err = statetree.Apply(got, fr.ops[i]); err != nil {
+					c.t.Fatalf("the ops of input %s at seq %d do not apply to the previous frame: %v", in.name, fr.seq, err)
+				}
+			}
+			if got.Hash() != fr.roots[i].Hash() {
+				c.t.Fatalf("the ops of input %s at seq %d lead to %s, not to the frame's %s", in.name, fr.seq, got.AppendJSON(nil), fr.roots[i].AppendJSON(nil))
+			}
+			for s := c.seq + 1; s < fr.seq && !skips; s++ {
+				skips = c.changed[i][s]
+			}
+		}
+		if skips {
+			c.catchUp++
+		}
+		c.roots, c.seq = fr.roots, fr.seq
+		c.frames++
+	}
+}
+
+// TestFeedBoundsAnInputAheadOfAStalledOne: after the feed has started,
+// input b stops following (its upstream halted, say) while input a changes
+// 5000 times. The feed used to keep every one of those changes until b came
+// back (memory grew without a bound); it now holds at most its retention
+// of them (the oldest, and one standing for all the others), and delivers
+// nothing it cannot pair with b's state. When b comes back, seq by seq or with one jump to its current
+// state (a reset: its states in between are unknown), the feed delivers
+// catch-up frames, then follows again: every frame holds the inputs' true
+// states as of its seq, its ops lead from the previous frame's states to
+// its own, and the last one holds both inputs' final states. A jump over a
+// few seqs (no more changes than the retention) is delivered the same way;
+// the feed used to pair a's states in between with b's stale one.
+func TestFeedBoundsAnInputAheadOfAStalledOne(t *testing.T) {
+	for _, tc := range []struct {
+		stalled uint64 // seqs b misses
+		jump    bool   // b comes back with a reset
+	}{{5000, false}, {5000, true}, {5, true}} {
+		t.Run(fmt.Sprintf("stalled=%d,jump=%v", tc.stalled, tc.jump), func(t *testing.T) {
+			const retain = 8
+			jump := tc.jump
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a, b, f := runTwoInputFeed(ctx, retain)
+			ins := []*fakeInput{a, b}
+			roots := []statetree.Value{statetree.EmptyMap(), statetree.EmptyMap()}
+			c := &frameChecker{t: t, f: f, ins: ins, changed: []map[uint64]bool{{}, {}}, roots: slices.Clone(roots)}
+			a.reset(0, roots[0])
+			b.reset(0, roots[1])
+			r := rand.New(rand.NewPCG(7, 8))
+			// change gives input i's next state at seq (nil ops: unchanged).
+			change := func(i int, seq uint64, p int) []statetree.Op {
+				if r.IntN(p) != 0 {
+					return nil
+				}
+				nr, ops, err := roots[i].Set(statetree.Path{fmt.Sprint("k", r.IntN(50))}, statetree.Int(int64(seq)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				roots[i] = nr
+				c.changed[i][seq] = true
+				return ops
+			}
+			// Both follow.
+			const stall uint64 = 20
+			back := stall + tc.stalled
+			last := back + 20
+			for seq := uint64(1); seq <= stall; seq++ {
+				for i, in := range ins {
+					in.set(seq, roots[i], change(i, seq, 2))
+				}
+				c.check()
+			}
+			// b stalls; a changes at every seq.
+			before := c.frames
+			for seq := stall + 1; seq <= back; seq++ {
+				a.set(seq, roots[0], change(0, seq, 1))
+				c.check()
+			}
+			t.Logf("while b stalled: at most %d changes held for %d changes of a (retention %d)", c.held, back-stall, retain)
+			if c.held > retain+1 {
+				t.Fatalf("the feed held %d changes of input a while b stalled (retention %d)", c.held, retain)
+			}
+			if c.frames != before || f.LastSeq() != stall {
+				t.Fatalf("while b stalled the feed built %d frames and reached seq %d, want none and %d", c.frames-before, f.LastSeq(), stall)
+			}
+			if note := f.Note(); tc.stalled > retain && (!strings.Contains(note, "catch-up") || !strings.Contains(note, "input b")) {
+				t.Fatalf("while b stalled the note is %q", note)
+			}
+			// b comes back: its changes meanwhile arrive one by one, or as
+			// one jump to its current state.
+			for seq := stall + 1; seq <= back; seq++ {
+				ops := change(1, seq, 3)
+				if jump {
+					b.record(seq, roots[1])
+					continue
+				}
+				b.set(seq, roots[1], ops)
+				c.check()
+			}
+			if jump {
+				b.reset(back, roots[1])
+				c.check()
+			}
+			if f.LastSeq() != back || c.catchUp == 0 {
+				t.Fatalf("after b came back the feed is at seq %d with %d catch-up frames, want seq %d and some", f.LastSeq(), c.catchUp, back)
+			}
+			// Both follow again.
+			for seq := back + 1; seq <= last; seq++ {
+				for i, in := range ins {
+					in.set(seq, roots[i], change(i, seq, 2))
+				}
+				c.check()
+			}
+			t.Logf("%d frames, %d of them catch-ups; at most %d changes held", c.frames, c.catchUp, c.held)
+			if c.held > retain+1 {
+				t.Fatalf("the feed held %d changes of an input (retention %d)", c.held, retain)
+			}
+			if f.LastSeq() != last {
+				t.Fatalf("the feed is at seq %d, want %d", f.LastSeq(), last)
+			}
+			for i, in := range ins {
+				if c.roots[i].Hash() != roots[i].Hash() {
+					t.Fatalf("the last frame holds input %s as %s, want %s", in.name, c.roots[i].AppendJSON(nil), roots[i].AppendJSON(nil))
+				}
+			}
+			if note := f.Note(); note != "" {
+				t.Fatalf("the note is %q once both inputs follow", note)
+			}
+		})
+	}
+}
+
+// TestFeedFollowsAnInputThatLags: input b follows, but at half the pace of
+// input a, which changes at every seq, so b lags further and further
+// behind. The feed holds at most its retention of a's changes, and the
+// cascade still moves on with b, in coarser steps, instead of waiting for
+// b to catch up with a (it stayed at seq 7 when a's changes merged into
+// one at a's newest seq, which moved on as a did): once b reaches the seq
+// a was at when the feed last moved, the feed moves again. Every frame
+// holds the inputs' true states as of its seq; once b has caught up, the
+// last one holds both inputs' final states.
+func TestFeedFollowsAnInputThatLags(t *testing.T) {
+	const retain = 8
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b, f := runTwoInputFeed(ctx, retain)
+	ins := []*fakeInput{a, b}
+	roots := []statetree.Value{statetree.EmptyMap(), statetree.EmptyMap()}
+	c := &frameChecker{t: t, f: f, ins: ins, changed: []map[uint64]bool{{}, {}}, roots: slices.Clone(roots)}
+	a.reset(0, roots[0])
+	b.reset(0, roots[1])
+	r := rand.New(rand.NewPCG(11, 12))
+	change := func(i int, seq uint64) []statetree.Op {
+		nr, ops, err := roots[i].Set(statetree.Path{fmt.Sprint("k", r.IntN(50))}, statetree.Int(int64(seq)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[i] = nr
+		c.changed[i][seq] = true
+		return ops
+	}
+	// b's history is written ahead, as its upstream's: b changes at every
+	// third seq and follows at half a's pace.
+	const last = 8000
+	bRoots := make([]statetree.Value, last+1)
+	bOps := make([][]statetree.Op, last+1)
+	bRoots[0] = roots[1]
+	for seq := uint64(1); seq <= last; seq++ {
+		if seq%3 == 0 {
+			bOps[seq] = change(1, seq)
+		}
+		bRoots[seq] = roots[1]
+	}
+	bSeq := uint64(0)
+	merged, aThen, moves := uint64(0), uint64(0), 0 // the feed's seq, a's when it moved there
+	for seq := uint64(1); seq <= last; seq++ {
+		a.set(seq, roots[0], change(0, seq))
+		if seq%2 == 0 {
+			bSeq++
+			b.set(bSeq, bRoots[bSeq], bOps[bSeq])
+		}
+		c.check()
+		switch m := f.LastSeq(); {
+		case m != merged:
+			merged, aThen = m, seq
+			moves++
+		case seq%2 == 0 && bSeq >= aThen:
+			t.Fatalf("b is at seq %d, at or past seq %d where a was when the feed moved to seq %d, and the feed has not moved since", bSeq, aThen, merged)
+		}
+		if seq%2000 == 0 {
+			t.Logf("a at seq %d, b at seq %d: the feed at seq %d, %d frames", seq, bSeq, merged, c.frames)
+		}
+	}
+	if c.held > retain+1 {
+		t.Fatalf("the feed held %d changes of an input (retention %d)", c.held, retain)
+	}
+	if note := f.Note(); !strings.Contains(note, "input b (at seq 4000) lags behind input a (at seq 8000)") {
+		t.Fatalf("the note while b lags: %q", note)
+	}
+	for bSeq < last {
+		bSeq++
+		b.set(bSeq, bRoots[bSeq], bOps[bSeq])
+		c.check()
+	}
+	if f.LastSeq() != last {
+		t.Fatalf("the feed is at seq %d, want %d", f.LastSeq(), last)
+	}
+	for i, in := range ins {
+		if c.roots[i].Hash() != roots[i].Hash() {
+			t.Fatalf("the last frame holds input %s as %s, want %s", in.name, c.roots[i].AppendJSON(nil), roots[i].AppendJSON(nil))
+		}
+	}
+	if note := f.Note(); note != "" {
+		t.Fatalf("the note once b caught up: %q", note)
+	}
+	t.Logf("%d frames, %d of them catch-ups; the feed moved %d times while b lagged; at most %d changes held", c.frames, c.catchUp, moves, c.held)
 }
