@@ -463,6 +463,7 @@ func (i *Instance) Close(ctx context.Context) error {
 		return nil
 	}
 	i.closed = true
+	defer i.m.release(ctx)
 	i.m.rt.wd.remove(&i.watch)
 	if p := i.next; p != nil {
 		i.next = nil

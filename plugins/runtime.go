@@ -229,6 +229,8 @@ type Module struct {
 
 	mu       sync.Mutex
 	compiled map[uint32]wazero.CompiledModule // by engine limit
+	live     int  // instances not closed yet: they instantiate it again at every epoch
+	closed   bool // Close was called; the compiled code goes with the last instance
 }
 
 // Info returns the module's description.
@@ -359,7 +361,8 @@ func (r *Runtime) compile(ctx context.Context, e *engine, wasm []byte) (wazero.C
 	return nil, errInvalid("compile", err)
 }
 
-// compiledFor returns the module compiled in the engine for limit.
+// compiledFor returns the module compiled in the engine for limit, for a
+// new instance, which counts as live until it calls release.
 func (m *Module) compiledFor(ctx context.Context, limit uint32) (*engine, wazero.CompiledModule, error) {
 	e, err := m.rt.engine(ctx, limit)
 	if err != nil {
@@ -367,7 +370,11 @@ func (m *Module) compiledFor(ctx context.Context, limit uint32) (*engine, wazero
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, nil, errors.New("plugins: the module was closed; compile it again")
+	}
 	if cm := m.compiled[limit]; cm != nil {
+		m.live++
 		return e, cm, nil
 	}
 	cm, err := m.rt.compile(ctx, e, m.wasm)
@@ -375,14 +382,33 @@ func (m *Module) compiledFor(ctx context.Context, limit uint32) (*engine, wazero
 		return nil, nil, err
 	}
 	m.compiled[limit] = cm
+	m.live++
 	return e, cm, nil
 }
 
-// Close releases the module's compiled code. Instances already created keep
-// working until closed.
+// release ends a live instance's use of the module (see compiledFor).
+func (m *Module) release(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live--; m.live == 0 && m.closed {
+		m.closeLocked(ctx)
+	}
+}
+
+// Close releases the module's compiled code once its instances are closed:
+// they keep working until then (each instantiates it again at every epoch
+// boundary). No new instance can be made.
 func (m *Module) Close(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.closed = true
+	if m.live > 0 {
+		return nil
+	}
+	return m.closeLocked(ctx)
+}
+
+func (m *Module) closeLocked(ctx context.Context) error {
 	var errs []error
 	for k, cm := range m.compiled {
 		errs = append(errs, cm.Close(ctx))

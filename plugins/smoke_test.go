@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/plugins"
 	nodb "github.com/nodb-dev/nodb/sdk/guest/go"
 )
@@ -75,5 +76,36 @@ func TestModuleConsumes(t *testing.T) {
 				t.Errorf("%s: Consumes(%q) = %v, Info says %v", name, typ, got, want)
 			}
 		}
+	}
+}
+
+// TestInstancesOutliveTheirModule: an instance made before its Module was
+// closed goes on reducing across epoch boundaries, where it instantiates
+// the module's compiled code again (closing the code at once broke that:
+// "source module must be compiled before instantiation"), while no new
+// instance can be made. host/deploy closes a version's Module as soon as
+// no view or activation holds it.
+func TestInstancesOutliveTheirModule(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	m := compile(t, r, "noop")
+	i := instance(t, m, plugins.InstanceConfig{})
+	st := nodb.NewMemStore()
+	if err := i.Reduce(context.Background(), ev(1, "todo/toggle", `{"id":"a"}`), st); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.NewInstance(context.Background(), plugins.InstanceConfig{View: "late"}); err == nil || !strings.Contains(err.Error(), "the module was closed") {
+		t.Fatalf("a new instance of a closed module: %v", err)
+	}
+	for e := uint64(1); e <= 3; e++ {
+		seq := e*abi.EpochSize + 1 // the first of epoch e: a new guest
+		if err := i.Reduce(context.Background(), ev(seq, "todo/toggle", `{"id":"a"}`), st); err != nil {
+			t.Fatalf("seq %d, after the module was closed: %v", seq, err)
+		}
+	}
+	if err := i.Close(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
