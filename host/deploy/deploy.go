@@ -63,15 +63,24 @@ type Manager struct {
 
 	mu       sync.Mutex
 	views    map[string]*entry
-	starting map[string]bool            // views an activation is starting
-	modules  map[string]*plugins.Module // by sha256
+	starting map[string]bool // views an activation is starting
+	// modules are the compiled versions, by sha256, kept while a version
+	// is in use (using or holds) and closed when it no longer is: each is
+	// megabytes of machine code, and every deploy compiles one.
+	modules map[string]*plugins.Module
 	// using counts, by sha256, the activations, confirmations and manual
 	// swaps awaiting confirmation that use a version: Delete refuses it.
 	using map[string]int
+	// holds counts the other uses of a compiled version: each running
+	// view holds the version it runs, and a factory holds its version while
+	// it makes an instance (an instance keeps working after its module is
+	// closed; only new instances need the module).
+	holds map[string]int
 }
 
 type entry struct {
 	v       *view.View
+	sha     string           // the version the view runs (held, see Manager.holds)
 	cas     *cascade.Cascade // nil for reducer views
 	busy    bool
 	pending *pending // a manual swap awaiting confirmation
@@ -89,7 +98,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}, using: map[string]int{}}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}, using: map[string]int{}, holds: map[string]int{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -97,6 +106,9 @@ func New(cfg Config) *Manager {
 // Store returns the manager's plugin store.
 func (m *Manager) Store() *store.Store { return m.cfg.Store }
 
+// module returns version sha's manifest and compiled module, compiling it
+// on first use. The caller must use or hold sha (see Manager.holds) while it
+// uses the module, so that it is not closed under it.
 func (m *Manager) module(ctx context.Context, sha string) (store.Manifest, *plugins.Module, error) {
 	man, wasm, err := m.cfg.Store.Get(sha)
 	if err != nil {
@@ -127,6 +139,8 @@ func (m *Manager) module(ctx context.Context, sha string) (store.Manifest, *plug
 // reducers read the feed of the running cascade view (cas).
 func (m *Manager) factory(viewName, sha string, cas *cascade.Cascade) view.Factory {
 	return func(ctx context.Context, startSeq uint64) (view.Reducer, error) {
+		m.hold(sha) // until the instance is made; it outlives the module
+		defer m.unhold(sha)
 		man, mod, err := m.module(ctx, sha)
 		if err != nil {
 			return nil, err
@@ -238,6 +252,13 @@ func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, 
 	if err := CheckViewName(name); err != nil {
 		return nil, err
 	}
+	m.hold(sha) // the view's, from now on; released if it does not start
+	started := false
+	defer func() {
+		if !started {
+			m.unhold(sha)
+		}
+	}()
 	man, mod, err := m.module(ctx, sha)
 	if err != nil {
 		return nil, err
@@ -282,8 +303,9 @@ func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, 
 		}
 	}
 	m.mu.Lock()
-	m.views[name] = &entry{v: v, cas: cas}
+	m.views[name] = &entry{v: v, cas: cas, sha: sha}
 	m.mu.Unlock()
+	started = true
 	if m.cfg.AddView != nil {
 		m.cfg.AddView(v)
 	}
@@ -399,7 +421,59 @@ func (m *Manager) unuse(sha string) {
 	if m.using[sha]--; m.using[sha] <= 0 {
 		delete(m.using, sha)
 	}
+	mod := m.unusedLocked(sha)
 	m.mu.Unlock()
+	closeModule(mod)
+}
+
+// hold keeps version sha's compiled module (see Manager.holds).
+func (m *Manager) hold(sha string) {
+	m.mu.Lock()
+	m.holds[sha]++
+	m.mu.Unlock()
+}
+
+// unhold ends one hold of version sha.
+func (m *Manager) unhold(sha string) {
+	m.mu.Lock()
+	if m.holds[sha]--; m.holds[sha] <= 0 {
+		delete(m.holds, sha)
+	}
+	mod := m.unusedLocked(sha)
+	m.mu.Unlock()
+	closeModule(mod)
+}
+
+// swapped records that view e now runs version sha: the view's hold moves
+// from its old version to sha.
+func (m *Manager) swapped(e *entry, sha string) {
+	m.mu.Lock()
+	old := e.sha
+	e.sha = sha
+	m.holds[sha]++
+	if m.holds[old]--; m.holds[old] <= 0 {
+		delete(m.holds, old)
+	}
+	mod := m.unusedLocked(old)
+	m.mu.Unlock()
+	closeModule(mod)
+}
+
+// unusedLocked forgets version sha's compiled module and returns it (to be
+// closed) when nothing uses or holds sha any more; else nil.
+func (m *Manager) unusedLocked(sha string) *plugins.Module {
+	if m.using[sha] > 0 || m.holds[sha] > 0 {
+		return nil
+	}
+	mod := m.modules[sha]
+	delete(m.modules, sha)
+	return mod
+}
+
+func closeModule(mod *plugins.Module) {
+	if mod != nil {
+		mod.Close(context.Background())
+	}
 }
 
 // Delete removes version sha from the store. It refuses a version a view
@@ -482,10 +556,6 @@ type authorizer func(man store.Manifest) error
 
 func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress), authz authorizer) (Report, error) {
 	start := time.Now()
-	man, _, err := m.module(ctx, sha)
-	if err != nil {
-		return Report{}, err
-	}
 	if err := m.use(sha); err != nil {
 		return Report{}, err
 	}
@@ -495,6 +565,10 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 			m.unuse(sha)
 		}
 	}()
+	man, _, err := m.module(ctx, sha)
+	if err != nil {
+		return Report{}, err
+	}
 	if policy == "" {
 		policy = man.SwapPolicy
 	}
@@ -588,6 +662,7 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		return rep, nil
 	}
 	rep.Outcome = "swapped"
+	m.swapped(e, sha)
 	m.recordSwap(ctx, name, sr.OldPlugin, sha)
 	if err := m.cfg.Store.SetActive(name, sha, rollback, ""); err != nil {
 		return rep, fmt.Errorf("swapped, but recording the active version failed: %w", err)
@@ -630,6 +705,7 @@ func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (R
 		return rep, nil
 	}
 	rep.Outcome = "swapped"
+	m.swapped(e, p.man.SHA256)
 	m.recordSwap(ctx, name, sr.OldPlugin, p.man.SHA256)
 	return rep, m.cfg.Store.SetActive(name, p.man.SHA256, false, "")
 }
