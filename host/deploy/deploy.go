@@ -61,6 +61,14 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// Operations (activations, rollbacks, confirmations, dry runs) in
+	// progress: Shutdown cancels them through opsCtx (cause
+	// ErrShuttingDown) and waits for them before modules are closed.
+	opsCtx    context.Context
+	opsCancel context.CancelFunc
+	ops       sync.WaitGroup
+	draining  bool // under mu: no new operation starts
+
 	mu       sync.Mutex
 	views    map[string]*entry
 	starting map[string]bool // views an activation is starting
@@ -100,7 +108,54 @@ func New(cfg Config) *Manager {
 	}
 	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}, using: map[string]int{}, holds: map[string]int{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.opsCtx, m.opsCancel = context.WithCancel(context.Background())
 	return m
+}
+
+// ErrShuttingDown ends the activations, rollbacks, confirmations and dry
+// runs that were in progress when the host began to shut down, and refuses
+// new ones (503 unavailable).
+var ErrShuttingDown = errors.New("deploy: the host is shutting down")
+
+// begin starts an operation: its context is ctx, also cancelled (with
+// cause ErrShuttingDown) by Shutdown, which waits for done.
+func (m *Manager) begin(ctx context.Context) (context.Context, func(), error) {
+	m.mu.Lock()
+	if m.draining {
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w; try again once it is back", ErrShuttingDown)
+	}
+	m.ops.Add(1)
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(m.opsCtx, func() { cancel(ErrShuttingDown) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+		m.ops.Done()
+	}, nil
+}
+
+// shutdownError returns the error of an operation (what) that ctx, begun
+// by begin, ended because the host is shutting down; nil if it did not.
+func shutdownError(ctx context.Context, what string) error {
+	if errors.Is(context.Cause(ctx), ErrShuttingDown) {
+		return fmt.Errorf("%w: %s was abandoned and the live view is untouched; do it again once the host is back", ErrShuttingDown, what)
+	}
+	return nil
+}
+
+// Shutdown cancels the activations, rollbacks, confirmations and dry runs
+// in progress (each answers ErrShuttingDown and leaves its view as it
+// was), refuses new ones and waits until they have ended. The views keep
+// running until Stop. Call it when the host begins to shut down, at the
+// same time as the HTTP server's shutdown, which waits for those requests.
+func (m *Manager) Shutdown() {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
+	m.opsCancel()
+	m.ops.Wait()
 }
 
 // Store returns the manager's plugin store.
@@ -360,8 +415,10 @@ func (m *Manager) Views() []*view.View {
 	return out
 }
 
-// Stop stops every view, snapshots it and releases the compiled modules.
+// Stop ends the operations in progress (Shutdown), then stops every view,
+// snapshots it and releases the compiled modules.
 func (m *Manager) Stop() {
+	m.Shutdown()
 	m.cancel()
 	m.wg.Wait()
 	for _, v := range m.Views() {
@@ -555,6 +612,25 @@ func checkPolicy(policy string) error {
 type authorizer func(man store.Manifest) error
 
 func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress), authz authorizer) (Report, error) {
+	ctx, done, err := m.begin(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	defer done()
+	rep, err := m.activateOp(ctx, name, sha, policy, rollback, prog, authz)
+	if rep.Outcome == "failed" || err != nil {
+		what := fmt.Sprintf("the activation of version %s in view %q", sha[:min(12, len(sha))], name)
+		if rollback {
+			what = fmt.Sprintf("the rollback of view %q", name)
+		}
+		if serr := shutdownError(ctx, what); serr != nil {
+			return rep, serr
+		}
+	}
+	return rep, err
+}
+
+func (m *Manager) activateOp(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress), authz authorizer) (Report, error) {
 	start := time.Now()
 	if err := m.use(sha); err != nil {
 		return Report{}, err
@@ -676,6 +752,21 @@ func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
 }
 
 func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (Report, error) {
+	ctx, done, err := m.begin(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	defer done()
+	rep, err := m.confirmOp(ctx, name, authz)
+	if rep.Outcome == "failed" || err != nil {
+		if serr := shutdownError(ctx, fmt.Sprintf("the confirmation of view %q's swap", name)); serr != nil {
+			return rep, serr
+		}
+	}
+	return rep, err
+}
+
+func (m *Manager) confirmOp(ctx context.Context, name string, authz authorizer) (Report, error) {
 	e, err := m.acquire(name)
 	if err != nil {
 		return Report{}, err
@@ -786,6 +877,21 @@ func (m *Manager) compare(ctx context.Context, e *entry, name, oldSHA, newSHA st
 // name's active version over the whole log (for a cascade: over its inputs
 // from scratch, up to the view's position).
 func (m *Manager) DryRun(ctx context.Context, name string, wasm []byte, prog func(view.Progress)) (view.CompareReport, error) {
+	ctx, done, err := m.begin(ctx)
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer done()
+	rep, err := m.dryRun(ctx, name, wasm, prog)
+	if err != nil {
+		if serr := shutdownError(ctx, fmt.Sprintf("the dry run in view %q", name)); serr != nil {
+			return rep, serr
+		}
+	}
+	return rep, err
+}
+
+func (m *Manager) dryRun(ctx context.Context, name string, wasm []byte, prog func(view.Progress)) (view.CompareReport, error) {
 	m.mu.Lock()
 	e := m.views[name]
 	m.mu.Unlock()
@@ -835,6 +941,9 @@ type ndjson struct {
 func newNDJSON(w http.ResponseWriter) *ndjson {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush() // the client learns at once that the operation began
+	}
 	return &ndjson{w: w, enc: json.NewEncoder(w)}
 }
 
