@@ -51,7 +51,7 @@ func startHost(t *testing.T, a *auth.Authenticator) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "plugins"), rt, 0)
+	st, err := store.Open(filepath.Join(dir, "plugins"), rt, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

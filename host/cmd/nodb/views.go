@@ -58,7 +58,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 		return nil, err
 	}
 	rv := &runningViews{rt: rt}
-	st, err := store.Open(filepath.Join(o.data, "plugins"), rt, 0)
+	st, err := store.Open(filepath.Join(o.data, "plugins"), rt, 0, logger.Named("plugins"))
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
