@@ -564,7 +564,7 @@ func (e noViewError) Error() string {
 }
 
 // errBusy is returned when a view already has a swap in progress.
-var errBusy = errors.New("a swap of this view is already in progress; wait for it (or confirm/abandon the pending one)")
+var errBusy = errors.New("a swap of this view is already in progress; wait for it")
 
 func (m *Manager) acquire(name string) (*entry, error) {
 	m.mu.Lock()
