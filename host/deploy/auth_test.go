@@ -30,6 +30,8 @@ type host struct {
 	base  string
 	log   *filelog.Log
 	store *store.Store
+	mgr   *deploy.Manager
+	chron *chronicler.Chronicler
 }
 
 func startHost(t *testing.T, a *auth.Authenticator) *host {
@@ -49,7 +51,7 @@ func startHost(t *testing.T, a *auth.Authenticator) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "plugins"), rt, 0)
+	st, err := store.Open(filepath.Join(dir, "plugins"), rt, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func startHost(t *testing.T, a *auth.Authenticator) *host {
 			t.Fatal(err)
 		}
 	}
-	return &host{base: "http://" + l.Addr().String(), log: lg, store: st}
+	return &host{base: "http://" + l.Addr().String(), log: lg, store: st, mgr: mgr, chron: chron}
 }
 
 type result = authtest.Result

@@ -61,17 +61,34 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// Operations (activations, rollbacks, confirmations, dry runs) in
+	// progress: Shutdown cancels them through opsCtx (cause
+	// ErrShuttingDown) and waits for them before modules are closed.
+	opsCtx    context.Context
+	opsCancel context.CancelFunc
+	ops       sync.WaitGroup
+	draining  bool // under mu: no new operation starts
+
 	mu       sync.Mutex
 	views    map[string]*entry
-	starting map[string]bool            // views an activation is starting
-	modules  map[string]*plugins.Module // by sha256
+	starting map[string]bool // views an activation is starting
+	// modules are the compiled versions, by sha256, kept while a version
+	// is in use (using or holds) and closed when it no longer is: each is
+	// megabytes of machine code, and every deploy compiles one.
+	modules map[string]*plugins.Module
 	// using counts, by sha256, the activations, confirmations and manual
 	// swaps awaiting confirmation that use a version: Delete refuses it.
 	using map[string]int
+	// holds counts the other uses of a compiled version: each running
+	// view holds the version it runs, and a factory holds its version while
+	// it makes an instance (an instance keeps working after its module is
+	// closed; only new instances need the module).
+	holds map[string]int
 }
 
 type entry struct {
 	v       *view.View
+	sha     string           // the version the view runs (held, see Manager.holds)
 	cas     *cascade.Cascade // nil for reducer views
 	busy    bool
 	pending *pending // a manual swap awaiting confirmation
@@ -89,14 +106,64 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}, using: map[string]int{}}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, views: map[string]*entry{}, starting: map[string]bool{}, modules: map[string]*plugins.Module{}, using: map[string]int{}, holds: map[string]int{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.opsCtx, m.opsCancel = context.WithCancel(context.Background())
 	return m
+}
+
+// ErrShuttingDown ends the activations, rollbacks, confirmations and dry
+// runs that were in progress when the host began to shut down, and refuses
+// new ones (503 unavailable).
+var ErrShuttingDown = errors.New("deploy: the host is shutting down")
+
+// begin starts an operation: its context is ctx, also cancelled (with
+// cause ErrShuttingDown) by Shutdown, which waits for done.
+func (m *Manager) begin(ctx context.Context) (context.Context, func(), error) {
+	m.mu.Lock()
+	if m.draining {
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w; try again once it is back", ErrShuttingDown)
+	}
+	m.ops.Add(1)
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(m.opsCtx, func() { cancel(ErrShuttingDown) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+		m.ops.Done()
+	}, nil
+}
+
+// shutdownError returns the error of an operation (what) that ctx, begun
+// by begin, ended because the host is shutting down; nil if it did not.
+func shutdownError(ctx context.Context, what string) error {
+	if errors.Is(context.Cause(ctx), ErrShuttingDown) {
+		return fmt.Errorf("%w: %s was abandoned and the live view is untouched; do it again once the host is back", ErrShuttingDown, what)
+	}
+	return nil
+}
+
+// Shutdown cancels the activations, rollbacks, confirmations and dry runs
+// in progress (each answers ErrShuttingDown and leaves its view as it
+// was), refuses new ones and waits until they have ended. The views keep
+// running until Stop. Call it when the host begins to shut down, at the
+// same time as the HTTP server's shutdown, which waits for those requests.
+func (m *Manager) Shutdown() {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
+	m.opsCancel()
+	m.ops.Wait()
 }
 
 // Store returns the manager's plugin store.
 func (m *Manager) Store() *store.Store { return m.cfg.Store }
 
+// module returns version sha's manifest and compiled module, compiling it
+// on first use. The caller must use or hold sha (see Manager.holds) while it
+// uses the module, so that it is not closed under it.
 func (m *Manager) module(ctx context.Context, sha string) (store.Manifest, *plugins.Module, error) {
 	man, wasm, err := m.cfg.Store.Get(sha)
 	if err != nil {
@@ -127,6 +194,8 @@ func (m *Manager) module(ctx context.Context, sha string) (store.Manifest, *plug
 // reducers read the feed of the running cascade view (cas).
 func (m *Manager) factory(viewName, sha string, cas *cascade.Cascade) view.Factory {
 	return func(ctx context.Context, startSeq uint64) (view.Reducer, error) {
+		m.hold(sha) // until the instance is made; it outlives the module
+		defer m.unhold(sha)
 		man, mod, err := m.module(ctx, sha)
 		if err != nil {
 			return nil, err
@@ -238,6 +307,13 @@ func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, 
 	if err := CheckViewName(name); err != nil {
 		return nil, err
 	}
+	m.hold(sha) // the view's, from now on; released if it does not start
+	started := false
+	defer func() {
+		if !started {
+			m.unhold(sha)
+		}
+	}()
 	man, mod, err := m.module(ctx, sha)
 	if err != nil {
 		return nil, err
@@ -282,8 +358,9 @@ func (m *Manager) StartView(ctx context.Context, name, sha string) (*view.View, 
 		}
 	}
 	m.mu.Lock()
-	m.views[name] = &entry{v: v, cas: cas}
+	m.views[name] = &entry{v: v, cas: cas, sha: sha}
 	m.mu.Unlock()
+	started = true
 	if m.cfg.AddView != nil {
 		m.cfg.AddView(v)
 	}
@@ -338,8 +415,10 @@ func (m *Manager) Views() []*view.View {
 	return out
 }
 
-// Stop stops every view, snapshots it and releases the compiled modules.
+// Stop ends the operations in progress (Shutdown), then stops every view,
+// snapshots it and releases the compiled modules.
 func (m *Manager) Stop() {
+	m.Shutdown()
 	m.cancel()
 	m.wg.Wait()
 	for _, v := range m.Views() {
@@ -399,7 +478,59 @@ func (m *Manager) unuse(sha string) {
 	if m.using[sha]--; m.using[sha] <= 0 {
 		delete(m.using, sha)
 	}
+	mod := m.unusedLocked(sha)
 	m.mu.Unlock()
+	closeModule(mod)
+}
+
+// hold keeps version sha's compiled module (see Manager.holds).
+func (m *Manager) hold(sha string) {
+	m.mu.Lock()
+	m.holds[sha]++
+	m.mu.Unlock()
+}
+
+// unhold ends one hold of version sha.
+func (m *Manager) unhold(sha string) {
+	m.mu.Lock()
+	if m.holds[sha]--; m.holds[sha] <= 0 {
+		delete(m.holds, sha)
+	}
+	mod := m.unusedLocked(sha)
+	m.mu.Unlock()
+	closeModule(mod)
+}
+
+// swapped records that view e now runs version sha: the view's hold moves
+// from its old version to sha.
+func (m *Manager) swapped(e *entry, sha string) {
+	m.mu.Lock()
+	old := e.sha
+	e.sha = sha
+	m.holds[sha]++
+	if m.holds[old]--; m.holds[old] <= 0 {
+		delete(m.holds, old)
+	}
+	mod := m.unusedLocked(old)
+	m.mu.Unlock()
+	closeModule(mod)
+}
+
+// unusedLocked forgets version sha's compiled module and returns it (to be
+// closed) when nothing uses or holds sha any more; else nil.
+func (m *Manager) unusedLocked(sha string) *plugins.Module {
+	if m.using[sha] > 0 || m.holds[sha] > 0 {
+		return nil
+	}
+	mod := m.modules[sha]
+	delete(m.modules, sha)
+	return mod
+}
+
+func closeModule(mod *plugins.Module) {
+	if mod != nil {
+		mod.Close(context.Background())
+	}
 }
 
 // Delete removes version sha from the store. It refuses a version a view
@@ -433,7 +564,7 @@ func (e noViewError) Error() string {
 }
 
 // errBusy is returned when a view already has a swap in progress.
-var errBusy = errors.New("a swap of this view is already in progress; wait for it (or confirm/abandon the pending one)")
+var errBusy = errors.New("a swap of this view is already in progress; wait for it")
 
 func (m *Manager) acquire(name string) (*entry, error) {
 	m.mu.Lock()
@@ -481,11 +612,26 @@ func checkPolicy(policy string) error {
 type authorizer func(man store.Manifest) error
 
 func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress), authz authorizer) (Report, error) {
-	start := time.Now()
-	man, _, err := m.module(ctx, sha)
+	ctx, done, err := m.begin(ctx)
 	if err != nil {
 		return Report{}, err
 	}
+	defer done()
+	rep, err := m.activateOp(ctx, name, sha, policy, rollback, prog, authz)
+	if rep.Outcome == "failed" || err != nil {
+		what := fmt.Sprintf("the activation of version %s in view %q", sha[:min(12, len(sha))], name)
+		if rollback {
+			what = fmt.Sprintf("the rollback of view %q", name)
+		}
+		if serr := shutdownError(ctx, what); serr != nil {
+			return rep, serr
+		}
+	}
+	return rep, err
+}
+
+func (m *Manager) activateOp(ctx context.Context, name, sha, policy string, rollback bool, prog func(view.Progress), authz authorizer) (Report, error) {
+	start := time.Now()
 	if err := m.use(sha); err != nil {
 		return Report{}, err
 	}
@@ -495,6 +641,10 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 			m.unuse(sha)
 		}
 	}()
+	man, _, err := m.module(ctx, sha)
+	if err != nil {
+		return Report{}, err
+	}
 	if policy == "" {
 		policy = man.SwapPolicy
 	}
@@ -588,6 +738,7 @@ func (m *Manager) activate(ctx context.Context, name, sha, policy string, rollba
 		return rep, nil
 	}
 	rep.Outcome = "swapped"
+	m.swapped(e, sha)
 	m.recordSwap(ctx, name, sr.OldPlugin, sha)
 	if err := m.cfg.Store.SetActive(name, sha, rollback, ""); err != nil {
 		return rep, fmt.Errorf("swapped, but recording the active version failed: %w", err)
@@ -601,6 +752,21 @@ func (m *Manager) Confirm(ctx context.Context, name string) (Report, error) {
 }
 
 func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (Report, error) {
+	ctx, done, err := m.begin(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	defer done()
+	rep, err := m.confirmOp(ctx, name, authz)
+	if rep.Outcome == "failed" || err != nil {
+		if serr := shutdownError(ctx, fmt.Sprintf("the confirmation of view %q's swap", name)); serr != nil {
+			return rep, serr
+		}
+	}
+	return rep, err
+}
+
+func (m *Manager) confirmOp(ctx context.Context, name string, authz authorizer) (Report, error) {
 	e, err := m.acquire(name)
 	if err != nil {
 		return Report{}, err
@@ -630,6 +796,7 @@ func (m *Manager) confirm(ctx context.Context, name string, authz authorizer) (R
 		return rep, nil
 	}
 	rep.Outcome = "swapped"
+	m.swapped(e, p.man.SHA256)
 	m.recordSwap(ctx, name, sr.OldPlugin, p.man.SHA256)
 	return rep, m.cfg.Store.SetActive(name, p.man.SHA256, false, "")
 }
@@ -710,6 +877,21 @@ func (m *Manager) compare(ctx context.Context, e *entry, name, oldSHA, newSHA st
 // name's active version over the whole log (for a cascade: over its inputs
 // from scratch, up to the view's position).
 func (m *Manager) DryRun(ctx context.Context, name string, wasm []byte, prog func(view.Progress)) (view.CompareReport, error) {
+	ctx, done, err := m.begin(ctx)
+	if err != nil {
+		return view.CompareReport{}, err
+	}
+	defer done()
+	rep, err := m.dryRun(ctx, name, wasm, prog)
+	if err != nil {
+		if serr := shutdownError(ctx, fmt.Sprintf("the dry run in view %q", name)); serr != nil {
+			return rep, serr
+		}
+	}
+	return rep, err
+}
+
+func (m *Manager) dryRun(ctx context.Context, name string, wasm []byte, prog func(view.Progress)) (view.CompareReport, error) {
 	m.mu.Lock()
 	e := m.views[name]
 	m.mu.Unlock()
@@ -759,6 +941,9 @@ type ndjson struct {
 func newNDJSON(w http.ResponseWriter) *ndjson {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush() // the client learns at once that the operation began
+	}
 	return &ndjson{w: w, enc: json.NewEncoder(w)}
 }
 

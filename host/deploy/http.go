@@ -147,6 +147,8 @@ func errStatus(err error) (int, string) {
 		return http.StatusNotFound, wire.CodeNotFound
 	case errors.Is(err, errBusy):
 		return http.StatusConflict, "busy"
+	case errors.Is(err, ErrShuttingDown):
+		return http.StatusServiceUnavailable, wire.CodeUnavailable
 	}
 	return http.StatusBadRequest, wire.CodeBadRequest
 }

@@ -8,8 +8,11 @@
 //	<sha256>.json   its Manifest
 //	active.json     the active version of each view and the versions before it
 //
-// Every file is written to a temp file, synced, renamed into place and the
-// directory synced, so a crash leaves either the old or the new file. An
+// Every file is written to a temp file (.tmp-<digits>), synced, renamed into
+// place and the directory synced, so a crash leaves either the old or the new
+// file, and perhaps the temp file; a version's module is written before its
+// manifest and deleted after it, so a crash may leave a module without its
+// manifest. Open removes both kinds of leftovers. An
 // upload is validated before anything is written (Put); a rejection changes
 // nothing and says what was wrong.
 package store
@@ -28,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/nodb-dev/nodb/abi"
 	"github.com/nodb-dev/nodb/plugins"
@@ -125,13 +130,21 @@ type Store struct {
 }
 
 // Open opens (creating) the store in dir. rt validates uploads; maxPages
-// is the host's memory cap (0: plugins.DefaultMaxMemoryPages).
-func Open(dir string, rt *plugins.Runtime, maxPages uint32) (*Store, error) {
+// is the host's memory cap (0: plugins.DefaultMaxMemoryPages). It removes
+// what interrupted writes left (temp files, a module without its manifest)
+// and logs each file removed to logger (nil: no logging).
+func Open(dir string, rt *plugins.Runtime, maxPages uint32, logger hclog.Logger) (*Store, error) {
 	if maxPages == 0 {
 		maxPages = plugins.DefaultMaxMemoryPages
 	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := removeLeftovers(dir, logger); err != nil {
+		return nil, err
 	}
 	s := &Store{dir: dir, rt: rt, maxPages: maxPages, active: map[string]*Active{}}
 	data, err := os.ReadFile(filepath.Join(dir, "active.json"))
@@ -148,6 +161,61 @@ func Open(dir string, rt *plugins.Runtime, maxPages uint32) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// removeLeftovers removes, from the store's directory, the files that only
+// an interrupted write leaves: temp files (named as writeFile names them)
+// and modules whose manifest is missing (PutValidated writes the module
+// first, Delete removes it last). Nothing else is touched.
+func removeLeftovers(dir string, logger hclog.Logger) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	removed := false
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		name, why := e.Name(), ""
+		if isTempName(name) {
+			why = "a temp file of a write that did not finish"
+		} else if sha, ok := strings.CutSuffix(name, ".wasm"); ok && ValidSHA(sha) {
+			if _, err := os.Lstat(filepath.Join(dir, sha+".json")); errors.Is(err, os.ErrNotExist) {
+				why = "a module without its manifest (an upload or delete that did not finish)"
+			}
+		}
+		if why == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("store: removing %s, %s: %w", p, why, err)
+		}
+		logger.Warn("removed a leftover from the plugin store", "file", p, "what", why)
+		removed = true
+	}
+	if removed {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// tempPrefix begins the names of writeFile's temp files; os.CreateTemp
+// puts decimal digits after it.
+const tempPrefix = ".tmp-"
+
+func isTempName(name string) bool {
+	digits, ok := strings.CutPrefix(name, tempPrefix)
+	if !ok || digits == "" {
+		return false
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Dir returns the store's directory.
@@ -454,7 +522,7 @@ func (s *Store) saveActive() error {
 
 // writeFile writes dir/name atomically and durably.
 func writeFile(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

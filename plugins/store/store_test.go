@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/nodb-dev/nodb/internal/gowasm"
 	"github.com/nodb-dev/nodb/plugins"
@@ -21,7 +24,7 @@ func newStore(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
-	s, err := Open(t.TempDir(), rt, 0)
+	s, err := Open(t.TempDir(), rt, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +92,7 @@ func TestPutListActivateDelete(t *testing.T) {
 		t.Fatalf("deleting the active version: %v", err)
 	}
 	// The active record survives a reopen.
-	s2, err := Open(s.dir, s.rt, 0)
+	s2, err := Open(s.dir, s.rt, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +151,73 @@ func TestBadUploads(t *testing.T) {
 		t.Fatalf("list after rejections: %v", list)
 	}
 	_ = filepath.Join
+}
+
+// TestOpenRemovesLeftovers: a crash can leave temp files (.tmp-<digits>)
+// and a module whose manifest was never written (or already deleted) in
+// the store's directory. Open removes exactly those, logs each, and leaves
+// the stored versions, the active record and every other file alone. They
+// used to stay forever.
+func TestOpenRemovesLeftovers(t *testing.T) {
+	s := newStore(t)
+	m, _, err := s.Put(context.Background(), todosWasm(t), Manifest{Name: "todos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive("todos", m.SHA256, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	sha := func(b string) string { sum := sha256.Sum256([]byte(b)); return hex.EncodeToString(sum[:]) }
+	orphan, lone := sha("orphan"), sha("lone manifest")
+	plant := map[string]bool{ // name: removed
+		".tmp-1234567890":                 true,
+		".tmp-7":                          true,
+		orphan + ".wasm":                  true,
+		".tmp-planted":                    false, // not a name writeFile makes
+		".tmp-":                           false,
+		"notes.txt":                       false,
+		"abc.wasm":                        false, // not a sha256
+		lone + ".json":                    false, // a manifest alone: not the store's leftover
+		strings.ToUpper(orphan) + ".wasm": false,
+	}
+	for name := range plant {
+		data := []byte("x")
+		if name == lone+".json" {
+			data = []byte(`{"name":"lone","sha256":"` + lone + `"}`)
+		}
+		if err := os.WriteFile(filepath.Join(s.dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(s.dir, ".tmp-42"), 0o755); err != nil { // a directory: not ours
+		t.Fatal(err)
+	}
+	plant[".tmp-42"] = false
+
+	var logged bytes.Buffer
+	s2, err := Open(s.dir, s.rt, 0, hclog.New(&hclog.LoggerOptions{Output: &logged}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, removed := range plant {
+		_, err := os.Stat(filepath.Join(s.dir, name))
+		switch {
+		case removed && err == nil:
+			t.Errorf("%s was left", name)
+		case !removed && err != nil:
+			t.Errorf("%s was removed: %v", name, err)
+		}
+		if got := strings.Contains(logged.String(), filepath.Join(s.dir, name)+" "); got != removed {
+			t.Errorf("%s: logged %v, removed %v:\n%s", name, got, removed, logged.String())
+		}
+	}
+	if _, wasm, err := s2.Get(m.SHA256); err != nil || len(wasm) != m.Size {
+		t.Errorf("the stored version after Open: %d bytes, %v", len(wasm), err)
+	}
+	if a, ok := s2.Active("todos"); !ok || a.SHA256 != m.SHA256 {
+		t.Errorf("the active record after Open: %+v %v", a, ok)
+	}
+	if list, err := s2.List(); err != nil || len(list) != 2 {
+		t.Errorf("versions after Open: %v %v", list, err) // todos and the lone manifest's
+	}
 }

@@ -219,6 +219,12 @@ token with deploy:cascade may deploy cascades over the views it may read.`,
 			if err != nil {
 				return err
 			}
+			var r struct {
+				Outcome string `json:"outcome"`
+			}
+			if json.Unmarshal(raw, &r); r.Outcome == "awaiting-confirm" && !quiet {
+				fmt.Fprintf(os.Stderr, "the swap awaits confirmation: nodb confirm --view %s\n", name)
+			}
 			return outcomeErr(raw)
 		},
 	}
@@ -363,6 +369,44 @@ func rollbackCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&viewName, "view", "", "view to roll back (required)")
 	f.BoolVar(&quiet, "quiet", false, "no progress output")
+	cmd.MarkFlagRequired("view")
+	return cmd
+}
+
+func confirmCmd() *cobra.Command {
+	var cf clientOptions
+	var viewName string
+	cmd := &cobra.Command{
+		Use:   "confirm --view VIEW",
+		Short: "Perform the swap of a view that awaits confirmation (nodb deploy --policy manual)",
+		Long: `A deploy with --policy manual replays and compares the new version, then
+waits (outcome "awaiting-confirm") with the live view unchanged. nodb confirm
+performs that swap and prints the report as JSON; exit status 3 if the swap
+failed (the live view is then untouched). To drop a waiting swap instead,
+deploy another version (or the active one) to the view.`,
+		Example: `  nodb deploy --name todos --policy manual v2.wasm
+  nodb confirm --view todos`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			base, err := cf.base()
+			if err != nil {
+				return err
+			}
+			resp, err := cf.do(cmd.Context(), "POST", base+"/v1/views/"+url.PathEscape(viewName)+"/confirm", nil, nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			printJSON(raw)
+			return outcomeErr(raw)
+		},
+	}
+	cf.addFlags(cmd)
+	cmd.Flags().StringVar(&viewName, "view", "", "view whose waiting swap to perform (required)")
 	cmd.MarkFlagRequired("view")
 	return cmd
 }

@@ -22,7 +22,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(serveCmd(), publishCmd(), logCmd(), verifyCmd(), stateCmd(), watchCmd(), deployCmd(), pluginsCmd(), replayCmd(), rollbackCmd())
+	root.AddCommand(serveCmd(), publishCmd(), logCmd(), verifyCmd(), stateCmd(), watchCmd(), deployCmd(), pluginsCmd(), replayCmd(), rollbackCmd(), confirmCmd())
 	root.AddCommand(tokenCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "nodb:", err)

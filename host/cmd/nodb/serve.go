@@ -45,7 +45,9 @@ func serveCmd() *cobra.Command {
 		Long: `Run the nodb host: accept events over WebSocket (GET /v1/ws) and HTTP
 (POST /v1/events), store them durably in --data, and serve the operational
 endpoints /livez, /readyz and /metrics. SIGINT or SIGTERM shut it down
-gracefully: in-flight publishes are acked, then WebSockets close with 1001.`,
+gracefully: in-flight publishes are acked, then WebSockets close with 1001;
+activations and dry runs in progress are abandoned (the views keep their
+versions).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), o) },
 	}
@@ -147,6 +149,12 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		<-serveErr
 		return err
 	}
+	// On SIGINT/SIGTERM, end the activations and dry runs in progress at
+	// once: the HTTP server's shutdown waits for their requests, which
+	// could otherwise replay until its timeout and then race views.stop
+	// for the modules and the log.
+	stopOps := context.AfterFunc(ctx, views.mgr.Shutdown)
+	defer stopOps()
 	srv.SetChronicler(chron)
 	logger.Info("ready", "head", elog.LastSeq(), "recovery", time.Since(start).Round(time.Millisecond))
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -70,4 +71,45 @@ func TestManualSwapAndFailingShadow(t *testing.T) {
 	}
 	postEvent(t, addr, "m", 21, "todo/add", `{"id":"after","text":"still live"}`)
 	waitSeq(22)
+}
+
+// TestConfirmCommand: a manual deploy through the CLI ends awaiting
+// confirmation (and says how to confirm); nodb confirm performs the swap
+// and prints the report; confirming again, with nothing waiting, fails
+// with the host's reason. Confirming used to need curl.
+func TestConfirmCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	startServe(t, dir, addr, "--plugin", "todos="+todosWasm(t))
+	postEvent(t, addr, "m", 1, "todo/add", `{"id":"a","text":"x"}`)
+	old := viewPlugin(t, addr, "todos")
+	out, errOut, code := run(t, "deploy", "--addr", addr, "--name", "todos", "--policy", "manual", reducerWasm(t, "v2changed"))
+	if code != 0 || !strings.Contains(out, `"awaiting-confirm"`) || !strings.Contains(errOut, "nodb confirm --view todos") {
+		t.Fatalf("manual deploy: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got := viewPlugin(t, addr, "todos"); got != old {
+		t.Fatalf("the view runs %s before confirmation, want %s", got, old)
+	}
+	out, errOut, code = run(t, "confirm", "--addr", addr, "--view", "todos")
+	var rep struct {
+		Outcome string `json:"outcome"`
+		SHA256  string `json:"sha256"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Outcome != "swapped" {
+		t.Fatalf("nodb confirm: exit %d %v\n%s\n%s", code, err, out, errOut)
+	}
+	if got := viewPlugin(t, addr, "todos"); got != rep.SHA256 || got == old {
+		t.Errorf("after nodb confirm the view runs %s, want %s", got, rep.SHA256)
+	}
+	_, errOut, code = run(t, "confirm", "--addr", addr, "--view", "todos")
+	if code == 0 || !strings.Contains(errOut, "no swap awaiting confirmation") {
+		t.Errorf("nodb confirm with nothing waiting: exit %d %s", code, errOut)
+	}
+	_, errOut, code = run(t, "confirm", "--addr", addr, "--view", "nope")
+	if code == 0 || !strings.Contains(errOut, `no view named "nope"`) {
+		t.Errorf("nodb confirm of a missing view: exit %d %s", code, errOut)
+	}
 }

@@ -58,7 +58,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 		return nil, err
 	}
 	rv := &runningViews{rt: rt}
-	st, err := store.Open(filepath.Join(o.data, "plugins"), rt, 0)
+	st, err := store.Open(filepath.Join(o.data, "plugins"), rt, 0, logger.Named("plugins"))
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -107,12 +107,24 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 	}
 	// A deployed view that cannot start is left out (failed), and so are
 	// the cascades reading it, which then start and fail on the input.
+	// A --plugin view that cannot start stops the host: its command line
+	// asked for it.
 	started, failed := map[string]bool{}, map[string]bool{}
+	skip := func(b boot, err error) {
+		logger.Error("a deployed view could not start; the host runs without it", "view", b.name, "version", b.sha[:12],
+			"file", filepath.Join(st.Dir(), b.sha+".wasm"), "error", err,
+			"fix", fmt.Sprintf("restore the file from a backup and restart, or start the view with another version: nodb deploy --name %s FILE.wasm", b.name))
+		failed[b.name] = true
+	}
 	for len(todo) > 0 {
 		var later []boot
 		for _, b := range todo {
 			man, _, err := st.Get(b.sha)
 			if err != nil {
+				if b.fromStore {
+					skip(b, err)
+					continue
+				}
 				rv.stop()
 				return nil, fmt.Errorf("%s: %w", b.what, err)
 			}
@@ -128,8 +140,7 @@ func startViews(ctx context.Context, o *serveOptions, log eventlog.Log, chron *c
 			}
 			if _, err := rv.mgr.StartView(ctx, b.name, b.sha); err != nil {
 				if b.fromStore {
-					logger.Error("a deployed view could not start; the host runs without it", "view", b.name, "error", err)
-					failed[b.name] = true
+					skip(b, err)
 					continue
 				}
 				rv.stop()
