@@ -224,8 +224,8 @@ func TestCostlyControlFlowRefused(t *testing.T) {
 	brTable := []byte{0, 0x02, 0x40, 0x41, 0x00, 0x0e, 0xa0, 0x9c, 0x01} // br_table of 20,000 targets
 	brTable = append(append(brTable, make([]byte, 20_001)...), 0x0b, 0x0b)
 	for name, wasm := range map[string][]byte{
-		"nested blocks": controlModule(1, nestedBlocks(10_001)),
-		"loops in a row": controlModule(1, loopsInARow(5001)),
+		"nested blocks":   controlModule(1, nestedBlocks(10_001)),
+		"loops in a row":  controlModule(1, loopsInARow(5001)),
 		"a wide br_table": controlModule(1, brTable),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -229,8 +229,8 @@ type Module struct {
 
 	mu       sync.Mutex
 	compiled map[uint32]wazero.CompiledModule // by engine limit
-	live     int  // instances not closed yet: they instantiate it again at every epoch
-	closed   bool // Close was called; the compiled code goes with the last instance
+	live     int                              // instances not closed yet: they instantiate it again at every epoch
+	closed   bool                             // Close was called; the compiled code goes with the last instance
 }
 
 // Info returns the module's description.
