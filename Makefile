@@ -51,6 +51,7 @@ test: build fixtures test-go test-e2e
 
 test-go:
 	$(GO) mod tidy -diff
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt -w these files: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) -timeout 15m ./...
 
