@@ -214,9 +214,10 @@ func hostConsume(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 	case len(b) == 0 || len(b) > abi.MaxTypeSize || !utf8.Valid(b):
 		ret(stack, abi.StatusInvalidValue)
-	case len(i.declared) >= abi.MaxConsumes:
+	case i.consumes >= abi.MaxConsumes:
 		ret(stack, abi.StatusTooLarge)
 	default:
+		i.consumes++
 		if i.probe {
 			i.declared = append(i.declared, string(b))
 		}
@@ -233,12 +234,12 @@ func hostInput(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 	case !abi.ValidViewName(string(b)):
 		ret(stack, abi.StatusInvalidValue)
+	case slices.Contains(i.inputs, string(b)): // no allocation
+		ret(stack, abi.StatusOK)
 	case len(i.inputs) >= abi.MaxInputs:
 		ret(stack, abi.StatusTooLarge)
 	default:
-		if i.probe && !slices.Contains(i.inputs, string(b)) {
-			i.inputs = append(i.inputs, string(b))
-		}
+		i.inputs = append(i.inputs, string(b))
 		ret(stack, abi.StatusOK)
 	}
 }

@@ -103,7 +103,8 @@ type Instance struct {
 	initializing bool
 	probe        bool     // the load-time instance that learns the declarations
 	declared     []string // consume declarations (probe only)
-	inputs       []string // input declarations (probe only)
+	consumes     int      // consume declarations of the current guest's _initialize
+	inputs       []string // input declarations of the current guest's _initialize
 	pendingFrom  string   // the input whose value pending is ("" for the plugin's own state)
 	state        State
 	clock        int64
@@ -225,6 +226,7 @@ func (i *Instance) instantiate(e uint64) error {
 	}
 	i.bufPtr, i.bufSize = 0, 0
 	i.epoch, i.epochCalls = e, 0
+	i.consumes, i.inputs = 0, i.inputs[:0] // the limits count per _initialize
 	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
 	i.watch.begin()
