@@ -27,3 +27,43 @@ func TestDeclarationLimitsInEveryInstance(t *testing.T) {
 		}
 	}
 }
+
+// scribbler is a State that reuses one buffer for what Get returns and
+// writes over it on every call, as the State contract allows (the host
+// copies a value out before its next call into State).
+type scribbler struct {
+	st  *nodb.MemStore
+	buf []byte
+}
+
+func (s *scribbler) scribble() {
+	for k := range s.buf {
+		s.buf[k] = 0xff
+	}
+}
+
+func (s *scribbler) Get(p string) ([]byte, bool, error) {
+	s.scribble()
+	v, ok, err := s.st.Get(p)
+	s.buf = append(s.buf[:0], v...)
+	return s.buf, ok, err
+}
+
+func (s *scribbler) Has(p string) (bool, error) { s.scribble(); return s.st.Has(p) }
+
+func (s *scribbler) Set(p string, v []byte) error { s.scribble(); return s.st.Set(p, v) }
+
+func (s *scribbler) Delete(p string) error { s.scribble(); return s.st.Delete(p) }
+
+// TestRetryKeepsItsValue: the value kept for the retry of a state_get whose
+// buffer was too small is the value read, even when the State reused its
+// buffer for other calls in between (view.TxState does: a state_get of a
+// value over 16 MiB in between used to hand the retry that value's first
+// bytes).
+func TestRetryKeepsItsValue(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "retry"), plugins.InstanceConfig{})
+	if err := i.Reduce(context.Background(), ev(1, "x", ""), &scribbler{st: nodb.NewMemStore()}); err != nil {
+		t.Fatal(err)
+	}
+}

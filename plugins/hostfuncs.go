@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -323,7 +324,10 @@ func (i *Instance) answer(stack []uint64, buf []byte, bufCap uint32, from, p str
 		return
 	}
 	if uint32(len(v)) > bufCap {
-		i.pendingFrom, i.pendingPath, i.pending = from, p, v
+		if len(i.pending) == 0 || &v[0] != &i.pending[0] { // not already the kept value
+			// A copy: the State may reuse its buffer in its next call.
+			i.pendingFrom, i.pendingPath, i.pending = from, p, bytes.Clone(v)
+		}
 	} else {
 		copy(buf, v)
 		i.clearPending()
