@@ -44,7 +44,8 @@ func deepPath(first string, n int) string {
 // array's end used to be TypeMismatch on the host and InvalidPath in the
 // Harness; a set whose path tokens and value nesting add up to more than
 // the state's limit (abi.MaxStateDepth) was TooLarge on the host and
-// stored in the Harness.
+// stored in the Harness. The host let a set of the root store a scalar or
+// an array, which the Harness refuses (StatusTypeMismatch).
 func TestStateStatusesMatchTheHarness(t *testing.T) {
 	one := statetree.EncodeCBOR(statetree.Int(1))
 	// Within the limits of the path and of the value (abi.MaxDepth), but
@@ -77,6 +78,10 @@ func TestStateStatusesMatchTheHarness(t *testing.T) {
 		{"set", deepPath("m", abi.MaxDepth-1), tooDeep, abi.StatusOK},             // intermediate maps in /m
 		{"set", deepPath("l/0", abi.MaxDepth-1), tooDeep, abi.StatusTypeMismatch}, // through the scalar /l/0
 		{"set", deepPath("l/9", abi.MaxDepth-1), tooDeep, abi.StatusInvalidPath},  // through a missing item
+		// The root is always a map.
+		{"set", "", nil, abi.StatusTypeMismatch},
+		{"set", "", statetree.EncodeCBOR(statetree.Array()), abi.StatusTypeMismatch},
+		{"set", "/m", nil, abi.StatusOK}, // still a map
 	}
 	if abi.ValidatePath(deepest) != abi.StatusOK || abi.ValidateValue(tooDeep) != abi.StatusOK {
 		t.Fatal("the too deep set is not one a plugin can make")

@@ -124,6 +124,9 @@ func (s *TxState) Set(path string, value []byte) error {
 	if err != nil {
 		return &statusError{abi.StatusInvalidValue, err}
 	}
+	if path == "" && v.Kind() != statetree.KindMap { // the root is always a map
+		return &statusError{abi.StatusTypeMismatch, errors.New("view: the root must be a map")}
+	}
 	if err := s.tx.SetPointer(&s.ptr, v); err != nil {
 		switch {
 		case errors.Is(err, statetree.ErrForbiddenKey), errors.Is(err, statetree.ErrNoElement):
