@@ -45,7 +45,8 @@ func deepPath(first string, n int) string {
 // Harness; a set whose path tokens and value nesting add up to more than
 // the state's limit (abi.MaxStateDepth) was TooLarge on the host and
 // stored in the Harness. The host let a set of the root store a scalar or
-// an array, which the Harness refuses (StatusTypeMismatch).
+// an array, which the Harness refuses (StatusTypeMismatch), and answered
+// a delete of the root with StatusTypeMismatch instead of emptying it.
 func TestStateStatusesMatchTheHarness(t *testing.T) {
 	one := statetree.EncodeCBOR(statetree.Int(1))
 	// Within the limits of the path and of the value (abi.MaxDepth), but
@@ -82,6 +83,9 @@ func TestStateStatusesMatchTheHarness(t *testing.T) {
 		{"set", "", nil, abi.StatusTypeMismatch},
 		{"set", "", statetree.EncodeCBOR(statetree.Array()), abi.StatusTypeMismatch},
 		{"set", "/m", nil, abi.StatusOK}, // still a map
+		{"delete", "", nil, abi.StatusOK}, // empties the root
+		{"delete", "", nil, abi.StatusOK}, // an empty root too
+		{"set", "/m", nil, abi.StatusOK},
 	}
 	if abi.ValidatePath(deepest) != abi.StatusOK || abi.ValidateValue(tooDeep) != abi.StatusOK {
 		t.Fatal("the too deep set is not one a plugin can make")

@@ -144,6 +144,9 @@ func (s *TxState) Delete(path string) error {
 	if _, err := s.parse(path); err != nil {
 		return err
 	}
+	if path == "" { // deleting the root empties it (ABI.md 6.3)
+		return s.tx.SetPointer(&s.ptr, statetree.EmptyMap())
+	}
 	removed, err := s.tx.RemovePointer(&s.ptr)
 	if err != nil {
 		return &statusError{abi.StatusTypeMismatch, err}
