@@ -46,7 +46,9 @@ func deepPath(first string, n int) string {
 // the state's limit (abi.MaxStateDepth) was TooLarge on the host and
 // stored in the Harness. The host let a set of the root store a scalar or
 // an array, which the Harness refuses (StatusTypeMismatch), and answered
-// a delete of the root with StatusTypeMismatch instead of emptying it.
+// a delete of the root with StatusTypeMismatch instead of emptying it. The
+// Harness stored maps with duplicate keys or a forbidden key (__proto__,
+// constructor, prototype), which the host refuses (StatusInvalidValue).
 func TestStateStatusesMatchTheHarness(t *testing.T) {
 	one := statetree.EncodeCBOR(statetree.Int(1))
 	// Within the limits of the path and of the value (abi.MaxDepth), but
@@ -83,6 +85,12 @@ func TestStateStatusesMatchTheHarness(t *testing.T) {
 		{"set", "", nil, abi.StatusTypeMismatch},
 		{"set", "", statetree.EncodeCBOR(statetree.Array()), abi.StatusTypeMismatch},
 		{"set", "/m", nil, abi.StatusOK}, // still a map
+		// Values: no duplicate or forbidden keys, at any depth.
+		{"set", "/v", []byte{0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02}, abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0x81, 0xa1, 0x69}, "__proto__\x01"...), abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0xa1, 0x6b}, "constructor\xf6"...), abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0xa1, 0x69}, "prototype\xf6"...), abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0xa1, 0x63}, "__p\xf6"...), abi.StatusOK},
 		{"delete", "", nil, abi.StatusOK}, // empties the root
 		{"delete", "", nil, abi.StatusOK}, // an empty root too
 		{"set", "/m", nil, abi.StatusOK},

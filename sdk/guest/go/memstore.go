@@ -403,7 +403,10 @@ func decodeNode(b []byte, depth int) (any, []byte, abi.Status) {
 		for k := uint64(0); k < arg; k++ {
 			key, rest, st := decodeNode(b, depth+1)
 			ks, isStr := key.(string)
-			if st != abi.StatusOK || !isStr {
+			if st != abi.StatusOK || !isStr || abi.IsForbiddenKey(ks) {
+				return nil, nil, abi.StatusInvalidValue
+			}
+			if _, dup := out[ks]; dup { // the host refuses duplicate keys
 				return nil, nil, abi.StatusInvalidValue
 			}
 			var it any
