@@ -425,7 +425,11 @@ func decodeNode(b []byte, depth int) (any, []byte, abi.Status) {
 		case 22:
 			return nil, b[n:], abi.StatusOK
 		case 25, 26, 27:
-			return abi.FloatValue(info, arg), b[n:], abi.StatusOK
+			f := abi.FloatValue(info, arg)
+			if f == 0 {
+				f = 0 // -0 too, as the host stores it
+			}
+			return f, b[n:], abi.StatusOK
 		}
 	}
 	return nil, nil, abi.StatusInvalidValue

@@ -3,6 +3,7 @@
 package nodb_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -387,5 +388,20 @@ func TestHarnessStateDepth(t *testing.T) {
 	}
 	if got, want := h.JSON(path(abi.MaxDepth-1)), string(nested(abi.MaxDepth+1)); got != want {
 		t.Errorf("got %.20s..., want %.20s...", got, want)
+	}
+}
+
+// TestMemStoreNegativeZero: MemStore stores -0.0 as 0, as the host's state
+// does (statetree.NewFloat), so a reducer sees the same value natively and
+// in the host (math.Signbit, 1/x).
+func TestMemStoreNegativeZero(t *testing.T) {
+	st := nodb.NewMemStore()
+	for _, v := range [][]byte{{0xf9, 0x80, 0x00}, {0xfa, 0x80, 0, 0, 0}, {0xfb, 0x80, 0, 0, 0, 0, 0, 0, 0}} {
+		if err := st.Set("/f", v); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := st.CBOR(), []byte{0xa1, 0x61, 0x66, 0xfb, 0, 0, 0, 0, 0, 0, 0, 0}; !bytes.Equal(got, want) {
+			t.Errorf("set %x: state %x, want %x", v, got, want)
+		}
 	}
 }
