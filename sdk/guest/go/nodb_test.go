@@ -405,3 +405,33 @@ func TestMemStoreNegativeZero(t *testing.T) {
 		}
 	}
 }
+
+// TestDeclarationsTheHostRefusesPanic: On and OnPatch panic (a trap in
+// _initialize: the module is refused at load) for a declaration the host
+// refuses (ABI.md 6.1, 13.1), natively as in Wasm. They ignored the status:
+// the host then delivered none of the type's events (or, if nothing else
+// was declared, every type; or treated a cascade as a reducer) while the
+// Harness delivered them.
+func TestDeclarationsTheHostRefusesPanic(t *testing.T) {
+	panics := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s: no panic", name)
+			}
+		}()
+		f()
+	}
+	h := func(*nodb.State, nodb.Event) error { return nil }
+	panics("On empty", func() { nodb.On("", h) })
+	panics("On too long", func() { nodb.On(strings.Repeat("t", abi.MaxTypeSize+1), h) })
+	panics("On invalid UTF-8", func() { nodb.On("t\xff", h) })
+	p := func(*nodb.State, nodb.Patch) error { return nil }
+	panics("OnPatch bad name", func() { nodb.OnPatch("no spaces", p) })
+	panics("OnPatch empty", func() { nodb.OnPatch("", p) })
+	for _, c := range nodb.Consumes() {
+		if c == "" || strings.HasPrefix(c, "ttt") || strings.HasPrefix(c, "t\xff") {
+			t.Errorf("declared %q", c)
+		}
+	}
+}
