@@ -69,6 +69,8 @@ func TestStateStatusesMatchTheHarness(t *testing.T) {
 		{"set", "/l/0/k", nil, abi.StatusTypeMismatch},
 		{"set", "/m/a/b", nil, abi.StatusOK}, // intermediate maps are created
 		{"set", "/m/a/b/c", nil, abi.StatusTypeMismatch},
+		{"set", "/n", []byte{0xf6}, abi.StatusOK},
+		{"set", "/n/a/b", nil, abi.StatusOK}, // a null in the way is replaced by maps
 		{"delete", "/l/9", nil, abi.StatusNotFound},
 		{"delete", "/m/zz", nil, abi.StatusNotFound},
 		{"delete", "/m/a/b", nil, abi.StatusOK},
