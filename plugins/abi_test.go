@@ -2,6 +2,7 @@ package plugins_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/nodb-dev/nodb/abi"
@@ -65,5 +66,20 @@ func TestRetryKeepsItsValue(t *testing.T) {
 	i := instance(t, compile(t, r, "retry"), plugins.InstanceConfig{})
 	if err := i.Reduce(context.Background(), ev(1, "x", ""), &scribbler{st: nodb.NewMemStore()}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInitializeFailsAtALaterEpoch: an _initialize that fails in the guest
+// made for a later epoch (not at load) fails the event that needed the
+// guest as a trap, and the instance is unusable afterwards (ABI.md 8).
+func TestInitializeFailsAtALaterEpoch(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "initepoch"), plugins.InstanceConfig{View: "test"})
+	st := nodb.NewMemStore()
+	if err := i.Reduce(context.Background(), ev(1, "x", ""), st); err != nil {
+		t.Fatal(err)
+	}
+	if te := trapAt(t, i, ev(abi.EpochSize+1, "x", "")); !strings.Contains(te.Error(), "_initialize failed") {
+		t.Errorf("trap: %v", te)
 	}
 }

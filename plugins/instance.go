@@ -203,7 +203,7 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 		i.probe = true
 		i.declared = []string{}
 	}
-	if err := i.instantiate(abi.Epoch(cfg.StartSeq)); err != nil {
+	if err := i.instantiate(abi.Epoch(cfg.StartSeq), 0); err != nil {
 		_ = i.Close(ctx)
 		var te *TrapError
 		if errors.As(err, &te) && errors.Is(err, ErrTimeout) {
@@ -218,8 +218,9 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 }
 
 // instantiate replaces the guest with a fresh one for epoch e and runs its
-// _initialize (clock 0, random seeded from (view, e)).
-func (i *Instance) instantiate(e uint64) error {
+// _initialize (clock 0, random seeded from (view, e)). seq is the event
+// that needs the guest, for the TrapError of a failure (0: none yet).
+func (i *Instance) instantiate(e, seq uint64) error {
 	if i.mod != nil {
 		_ = i.mod.Close(i.ctx)
 		i.mod, i.lin = nil, nil
@@ -255,7 +256,7 @@ func (i *Instance) instantiate(e uint64) error {
 		err = ErrTimeout
 	}
 	if err != nil {
-		return i.trap(0, "_initialize failed", err)
+		return i.trap(seq, "_initialize failed", err)
 	}
 	return nil
 }
@@ -266,7 +267,7 @@ func (i *Instance) instantiate(e uint64) error {
 // with clock 0 and the random source of (view, e). If its preparation failed
 // (a time-out on a loaded machine, say), instantiate runs it again here and
 // reports what happens this time.
-func (i *Instance) switchTo(e uint64) error {
+func (i *Instance) switchTo(e, seq uint64) error {
 	if p := i.next; p != nil {
 		i.next = nil
 		<-p.done
@@ -278,7 +279,7 @@ func (i *Instance) switchTo(e uint64) error {
 			_ = p.inst.Close(i.ctx)
 		}
 	}
-	return i.instantiate(e)
+	return i.instantiate(e, seq)
 }
 
 // prefetch starts preparing the guest for epoch e in the background.
@@ -363,7 +364,7 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 		return nil
 	}
 	if e := abi.Epoch(ev.Seq); e != i.epoch || i.mod == nil {
-		if err := i.switchTo(e); err != nil {
+		if err := i.switchTo(e, ev.Seq); err != nil {
 			return err
 		}
 	}
