@@ -2,6 +2,7 @@ package plugins_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -81,5 +82,22 @@ func TestInitializeFailsAtALaterEpoch(t *testing.T) {
 	}
 	if te := trapAt(t, i, ev(abi.EpochSize+1, "x", "")); !strings.Contains(te.Error(), "_initialize failed") {
 		t.Errorf("trap: %v", te)
+	}
+}
+
+// TestWASIEdges: what ABI.md 9.2 says of WASI calls outside the common
+// path: a WASI function checks only the memory it reads or writes.
+func TestWASIEdges(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	m := compile(t, r, "wasiedge")
+	for seq, want := range map[uint64]int32{1: 0, 2: 21, 3: 0, 4: 28, 5: 28, 6: 8, 7: 0, 8: 8} {
+		err := instance(t, m, plugins.InstanceConfig{}).Reduce(context.Background(), ev(seq, "x", ""), nodb.NewMemStore())
+		var re *plugins.ReducerError
+		switch {
+		case err == nil && want == 0:
+		case errors.As(err, &re) && re.Status == want:
+		default:
+			t.Errorf("case %d: %v, want errno %d", seq, err, want)
+		}
 	}
 }
