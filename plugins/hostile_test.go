@@ -33,6 +33,7 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"initpanic", "initialization failed", false},
 		{"bigtable", "its tables declare 100000000 elements at least, over the 1048576 a plugin may have", false},
 		{"manytables", "its tables declare 1600000 elements at least", false},
+		{"reserved", `duplicates name "__nodb_fuel"`, false},
 	} {
 		t.Run(c.fixture, func(t *testing.T) {
 			m, err := r.Compile(context.Background(), fixture(t, c.fixture))
