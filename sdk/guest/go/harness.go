@@ -233,6 +233,9 @@ func storeGet(st Store, path string, buf []byte) int32 {
 	if !ok {
 		return int32(abi.StatusNotFound)
 	}
+	if len(v) > abi.MaxValueSize {
+		return int32(abi.StatusTooLarge)
+	}
 	if len(v) <= len(buf) {
 		copy(buf, v)
 	}

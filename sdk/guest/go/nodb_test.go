@@ -435,3 +435,28 @@ func TestDeclarationsTheHostRefusesPanic(t *testing.T) {
 		}
 	}
 }
+
+// TestHarnessGetTooLarge: a value over abi.MaxValueSize is not returned by
+// state_get, natively as on the host (StatusTooLarge: State.Get reports it
+// missing); the Harness returned it.
+func TestHarnessGetTooLarge(t *testing.T) {
+	h := nodb.NewHarness()
+	half := append([]byte{0x7a, 0, 0x90, 0, 0}, make([]byte, 9<<20)...) // a text of 9 MiB
+	for _, p := range []string{"/a", "/b"} {
+		if err := h.Store.Set(p, half); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodb.On("state/toolarge", func(s *nodb.State, e nodb.Event) error {
+		if _, ok := s.Get("/a"); !ok {
+			t.Error("/a: missing")
+		}
+		if _, ok := s.Get(""); ok {
+			t.Error("the root, over 16 MiB: returned")
+		}
+		return nil
+	})
+	if err := h.Reduce("state/toolarge", "{}"); err != nil {
+		t.Fatal(err)
+	}
+}
