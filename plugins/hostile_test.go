@@ -34,6 +34,8 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"bigtable", "its tables declare 100000000 elements at least, over the 1048576 a plugin may have", false},
 		{"manytables", "its tables declare 1600000 elements at least", false},
 		{"reserved", `duplicates name "__nodb_fuel"`, false},
+		{"importglobal", "imports global env.g", false},
+		{"importtable", "imports table nodb_v1.tbl", false},
 	} {
 		t.Run(c.fixture, func(t *testing.T) {
 			m, err := r.Compile(context.Background(), fixture(t, c.fixture))
