@@ -36,6 +36,7 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"reserved", `duplicates name "__nodb_fuel"`, false},
 		{"importglobal", "imports global env.g", false},
 		{"importtable", "imports table nodb_v1.tbl", false},
+		{"badsig", "host function nodb_v1.consume imported with type (i32)->(i32), want (i32,i32)->(i32)", false},
 	} {
 		t.Run(c.fixture, func(t *testing.T) {
 			m, err := r.Compile(context.Background(), fixture(t, c.fixture))
