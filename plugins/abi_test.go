@@ -101,3 +101,14 @@ func TestWASIEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestFdWriteIsBounded: fd_write handles at most 16 MiB a call and says so
+// in nwritten (a short write, which writers retry), so one call cannot keep
+// the host busy past the time limit, which only guest code can notice.
+func TestFdWriteIsBounded(t *testing.T) {
+	r := newRuntime(t, plugins.Config{})
+	i := instance(t, compile(t, r, "bigwrite"), plugins.InstanceConfig{})
+	if err := i.Reduce(context.Background(), ev(1, "x", ""), nodb.NewMemStore()); err != nil {
+		t.Fatal(err)
+	}
+}
