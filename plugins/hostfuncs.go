@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -214,9 +215,10 @@ func hostConsume(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 	case len(b) == 0 || len(b) > abi.MaxTypeSize || !utf8.Valid(b):
 		ret(stack, abi.StatusInvalidValue)
-	case len(i.declared) >= abi.MaxConsumes:
+	case i.consumes >= abi.MaxConsumes:
 		ret(stack, abi.StatusTooLarge)
 	default:
+		i.consumes++
 		if i.probe {
 			i.declared = append(i.declared, string(b))
 		}
@@ -233,12 +235,12 @@ func hostInput(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 	case !abi.ValidViewName(string(b)):
 		ret(stack, abi.StatusInvalidValue)
+	case slices.Contains(i.inputs, string(b)): // no allocation
+		ret(stack, abi.StatusOK)
 	case len(i.inputs) >= abi.MaxInputs:
 		ret(stack, abi.StatusTooLarge)
 	default:
-		if i.probe && !slices.Contains(i.inputs, string(b)) {
-			i.inputs = append(i.inputs, string(b))
-		}
+		i.inputs = append(i.inputs, string(b))
 		ret(stack, abi.StatusOK)
 	}
 }
@@ -322,7 +324,10 @@ func (i *Instance) answer(stack []uint64, buf []byte, bufCap uint32, from, p str
 		return
 	}
 	if uint32(len(v)) > bufCap {
-		i.pendingFrom, i.pendingPath, i.pending = from, p, v
+		if len(i.pending) == 0 || &v[0] != &i.pending[0] { // not already the kept value
+			// A copy: the State may reuse its buffer in its next call.
+			i.pendingFrom, i.pendingPath, i.pending = from, p, bytes.Clone(v)
+		}
 	} else {
 		copy(buf, v)
 		i.clearPending()

@@ -33,6 +33,10 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"initpanic", "initialization failed", false},
 		{"bigtable", "its tables declare 100000000 elements at least, over the 1048576 a plugin may have", false},
 		{"manytables", "its tables declare 1600000 elements at least", false},
+		{"reserved", `duplicates name "__nodb_fuel"`, false},
+		{"importglobal", "imports global env.g", false},
+		{"importtable", "imports table nodb_v1.tbl", false},
+		{"badsig", "host function nodb_v1.consume imported with type (i32)->(i32), want (i32,i32)->(i32)", false},
 	} {
 		t.Run(c.fixture, func(t *testing.T) {
 			m, err := r.Compile(context.Background(), fixture(t, c.fixture))

@@ -103,7 +103,8 @@ type Instance struct {
 	initializing bool
 	probe        bool     // the load-time instance that learns the declarations
 	declared     []string // consume declarations (probe only)
-	inputs       []string // input declarations (probe only)
+	consumes     int      // consume declarations of the current guest's _initialize
+	inputs       []string // input declarations of the current guest's _initialize
 	pendingFrom  string   // the input whose value pending is ("" for the plugin's own state)
 	state        State
 	clock        int64
@@ -202,7 +203,7 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 		i.probe = true
 		i.declared = []string{}
 	}
-	if err := i.instantiate(abi.Epoch(cfg.StartSeq)); err != nil {
+	if err := i.instantiate(abi.Epoch(cfg.StartSeq), 0); err != nil {
 		_ = i.Close(ctx)
 		var te *TrapError
 		if errors.As(err, &te) && errors.Is(err, ErrTimeout) {
@@ -217,14 +218,16 @@ func (m *Module) newInstance(ctx context.Context, cfg InstanceConfig, probe bool
 }
 
 // instantiate replaces the guest with a fresh one for epoch e and runs its
-// _initialize (clock 0, random seeded from (view, e)).
-func (i *Instance) instantiate(e uint64) error {
+// _initialize (clock 0, random seeded from (view, e)). seq is the event
+// that needs the guest, for the TrapError of a failure (0: none yet).
+func (i *Instance) instantiate(e, seq uint64) error {
 	if i.mod != nil {
 		_ = i.mod.Close(i.ctx)
 		i.mod, i.lin = nil, nil
 	}
 	i.bufPtr, i.bufSize = 0, 0
 	i.epoch, i.epochCalls = e, 0
+	i.consumes, i.inputs = 0, i.inputs[:0] // the limits count per _initialize
 	i.beginCall(0, 'i', e, nil)
 	i.initializing = true
 	i.watch.begin()
@@ -253,7 +256,7 @@ func (i *Instance) instantiate(e uint64) error {
 		err = ErrTimeout
 	}
 	if err != nil {
-		return i.trap(0, "_initialize failed", err)
+		return i.trap(seq, "_initialize failed", err)
 	}
 	return nil
 }
@@ -264,7 +267,7 @@ func (i *Instance) instantiate(e uint64) error {
 // with clock 0 and the random source of (view, e). If its preparation failed
 // (a time-out on a loaded machine, say), instantiate runs it again here and
 // reports what happens this time.
-func (i *Instance) switchTo(e uint64) error {
+func (i *Instance) switchTo(e, seq uint64) error {
 	if p := i.next; p != nil {
 		i.next = nil
 		<-p.done
@@ -276,7 +279,7 @@ func (i *Instance) switchTo(e uint64) error {
 			_ = p.inst.Close(i.ctx)
 		}
 	}
-	return i.instantiate(e)
+	return i.instantiate(e, seq)
 }
 
 // prefetch starts preparing the guest for epoch e in the background.
@@ -361,7 +364,7 @@ func (i *Instance) Reduce(ctx context.Context, ev *Event, st State) error {
 		return nil
 	}
 	if e := abi.Epoch(ev.Seq); e != i.epoch || i.mod == nil {
-		if err := i.switchTo(e); err != nil {
+		if err := i.switchTo(e, ev.Seq); err != nil {
 			return err
 		}
 	}

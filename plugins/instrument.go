@@ -456,20 +456,18 @@ func countImportedGlobals(body []byte) (uint32, error) {
 	n := r.u32()
 	globals := uint32(0)
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.name()
-		r.name()
+		mod, name := r.name(), r.name()
 		switch kind := r.byte(); kind {
 		case 0x00:
 			r.u32()
 		case 0x01:
-			r.byte()
-			r.limits()
+			// The host provides none: refused here, naming the import,
+			// rather than failing to instantiate (ABI.md 3).
+			return 0, fmt.Errorf("the module imports table %s.%s; a plugin imports functions only", mod, name)
 		case 0x02:
 			r.limits()
 		case 0x03:
-			r.byte()
-			r.byte()
-			globals++
+			return 0, fmt.Errorf("the module imports global %s.%s; a plugin imports functions only", mod, name)
 		default:
 			r.fail("import kind %#x", kind)
 		}

@@ -143,6 +143,12 @@ func randomSeed(view string, kind byte, n uint64) [32]byte {
 	return s
 }
 
+// maxFdWrite bounds the bytes one fd_write takes (ABI.md 9.2): the rest is
+// a short write. A host function runs out of reach of the time limit (only
+// guest code checks the stop flag), and n iovecs of the whole memory would
+// otherwise be n times its size.
+const maxFdWrite = 16 << 20
+
 // fd_write: fds 1 and 2 go to the plugin's log, line by line, rate limited.
 func wasiFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 	i := instanceOf(ctx)
@@ -159,7 +165,7 @@ func wasiFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	total := uint32(0)
-	for k := uint32(0); k < n; k++ {
+	for k := uint32(0); k < n && total < maxFdWrite; k++ {
 		p := binary.LittleEndian.Uint32(vec[k*8:])
 		l := binary.LittleEndian.Uint32(vec[k*8+4:])
 		b, ok := m.Read(p, l)
@@ -167,8 +173,9 @@ func wasiFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 			errno(stack, errnoFault)
 			return
 		}
+		b = b[:min(l, maxFdWrite-total)]
 		i.out.write(int(fd), b)
-		total += l
+		total += uint32(len(b))
 	}
 	if !m.WriteUint32Le(resultPtr, total) {
 		errno(stack, errnoFault)

@@ -44,7 +44,11 @@ func deepPath(first string, n int) string {
 // array's end used to be TypeMismatch on the host and InvalidPath in the
 // Harness; a set whose path tokens and value nesting add up to more than
 // the state's limit (abi.MaxStateDepth) was TooLarge on the host and
-// stored in the Harness.
+// stored in the Harness. The host let a set of the root store a scalar or
+// an array, which the Harness refuses (StatusTypeMismatch), and answered
+// a delete of the root with StatusTypeMismatch instead of emptying it. The
+// Harness stored maps with duplicate keys or a forbidden key (__proto__,
+// constructor, prototype), which the host refuses (StatusInvalidValue).
 func TestStateStatusesMatchTheHarness(t *testing.T) {
 	one := statetree.EncodeCBOR(statetree.Int(1))
 	// Within the limits of the path and of the value (abi.MaxDepth), but
@@ -65,6 +69,8 @@ func TestStateStatusesMatchTheHarness(t *testing.T) {
 		{"set", "/l/0/k", nil, abi.StatusTypeMismatch},
 		{"set", "/m/a/b", nil, abi.StatusOK}, // intermediate maps are created
 		{"set", "/m/a/b/c", nil, abi.StatusTypeMismatch},
+		{"set", "/n", []byte{0xf6}, abi.StatusOK},
+		{"set", "/n/a/b", nil, abi.StatusOK}, // a null in the way is replaced by maps
 		{"delete", "/l/9", nil, abi.StatusNotFound},
 		{"delete", "/m/zz", nil, abi.StatusNotFound},
 		{"delete", "/m/a/b", nil, abi.StatusOK},
@@ -77,6 +83,19 @@ func TestStateStatusesMatchTheHarness(t *testing.T) {
 		{"set", deepPath("m", abi.MaxDepth-1), tooDeep, abi.StatusOK},             // intermediate maps in /m
 		{"set", deepPath("l/0", abi.MaxDepth-1), tooDeep, abi.StatusTypeMismatch}, // through the scalar /l/0
 		{"set", deepPath("l/9", abi.MaxDepth-1), tooDeep, abi.StatusInvalidPath},  // through a missing item
+		// The root is always a map.
+		{"set", "", nil, abi.StatusTypeMismatch},
+		{"set", "", statetree.EncodeCBOR(statetree.Array()), abi.StatusTypeMismatch},
+		{"set", "/m", nil, abi.StatusOK}, // still a map
+		// Values: no duplicate or forbidden keys, at any depth.
+		{"set", "/v", []byte{0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02}, abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0x81, 0xa1, 0x69}, "__proto__\x01"...), abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0xa1, 0x6b}, "constructor\xf6"...), abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0xa1, 0x69}, "prototype\xf6"...), abi.StatusInvalidValue},
+		{"set", "/v", append([]byte{0xa1, 0x63}, "__p\xf6"...), abi.StatusOK},
+		{"delete", "", nil, abi.StatusOK}, // empties the root
+		{"delete", "", nil, abi.StatusOK}, // an empty root too
+		{"set", "/m", nil, abi.StatusOK},
 	}
 	if abi.ValidatePath(deepest) != abi.StatusOK || abi.ValidateValue(tooDeep) != abi.StatusOK {
 		t.Fatal("the too deep set is not one a plugin can make")

@@ -124,6 +124,9 @@ func (s *TxState) Set(path string, value []byte) error {
 	if err != nil {
 		return &statusError{abi.StatusInvalidValue, err}
 	}
+	if path == "" && v.Kind() != statetree.KindMap { // the root is always a map
+		return &statusError{abi.StatusTypeMismatch, errors.New("view: the root must be a map")}
+	}
 	if err := s.tx.SetPointer(&s.ptr, v); err != nil {
 		switch {
 		case errors.Is(err, statetree.ErrForbiddenKey), errors.Is(err, statetree.ErrNoElement):
@@ -140,6 +143,9 @@ func (s *TxState) Set(path string, value []byte) error {
 func (s *TxState) Delete(path string) error {
 	if _, err := s.parse(path); err != nil {
 		return err
+	}
+	if path == "" { // deleting the root empties it (ABI.md 6.3)
+		return s.tx.SetPointer(&s.ptr, statetree.EmptyMap())
 	}
 	removed, err := s.tx.RemovePointer(&s.ptr)
 	if err != nil {

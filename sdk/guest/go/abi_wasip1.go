@@ -47,7 +47,7 @@ func strPtr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s
 
 func bytesPtr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
 
-func hostConsume(t string) { wasmConsume(strPtr(t), uint32(len(t))) }
+func hostConsume(t string) int32 { return wasmConsume(strPtr(t), uint32(len(t))) }
 
 func hostGet(path string, buf []byte) int32 {
 	return wasmStateGet(strPtr(path), uint32(len(path)), bytesPtr(buf), uint32(len(buf)))
@@ -65,7 +65,7 @@ func hostLog(level int32, msg string) { wasmLog(level, strPtr(msg), uint32(len(m
 
 func hostSetError(msg string) { wasmSetError(strPtr(msg), uint32(len(msg))) }
 
-func hostInput(name string) { wasmInput(strPtr(name), uint32(len(name))) }
+func hostInput(name string) int32 { return wasmInput(strPtr(name), uint32(len(name))) }
 
 func hostInputGet(name, path string, buf []byte) int32 {
 	return wasmInputGet(strPtr(name), uint32(len(name)), strPtr(path), uint32(len(path)), bytesPtr(buf), uint32(len(buf)))

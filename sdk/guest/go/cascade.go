@@ -1,6 +1,8 @@
 package nodb
 
 import (
+	"strconv"
+
 	"github.com/nodb-dev/nodb/abi"
 )
 
@@ -33,10 +35,14 @@ var patchHandlers = map[string]PatchHandler{}
 // OnPatch registers h for the changes of the upstream view input and
 // declares the input to the host (which makes the plugin a cascade). Call it
 // from an init function only. Patches of one seq are delivered in the order
-// the inputs were first registered.
+// the inputs were first registered. It panics if the host refuses the input
+// (not a view name; over 16 inputs).
 func OnPatch(input string, h PatchHandler) {
 	if _, ok := patchHandlers[input]; !ok {
-		hostInput(input)
+		if st := hostInput(input); st != 0 {
+			// The host would not deliver its patches: fail at load.
+			panic("nodb: OnPatch(" + strconv.Quote(input) + "): " + abi.Status(st).Error())
+		}
 	}
 	patchHandlers[input] = h
 }

@@ -4,6 +4,8 @@ package nodb
 
 import (
 	"errors"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/nodb-dev/nodb/abi"
 )
@@ -128,7 +130,18 @@ func (h *Harness) JSON(path string) string {
 // Logs returns the messages logged with Log and LogAt so far.
 func (h *Harness) Logs() []string { return h.logs }
 
-func hostConsume(t string) { consumed = append(consumed, t) }
+// hostConsume declares t as the host does (ABI.md 6.1), but at any time:
+// natively, there is no _initialize to tell init functions from handlers.
+func hostConsume(t string) int32 {
+	switch {
+	case len(t) == 0 || len(t) > abi.MaxTypeSize || !utf8.ValidString(t):
+		return int32(abi.StatusInvalidValue)
+	case len(consumed) >= abi.MaxConsumes:
+		return int32(abi.StatusTooLarge)
+	}
+	consumed = append(consumed, t)
+	return 0
+}
 
 // inputs lists the inputs declared with OnPatch (natively, for Inputs).
 var inputs []string
@@ -136,7 +149,20 @@ var inputs []string
 // Inputs returns the upstream views registered with OnPatch, in order.
 func Inputs() []string { return append([]string(nil), inputs...) }
 
-func hostInput(name string) { inputs = append(inputs, name) }
+// hostInput declares an input as the host does (ABI.md 13.1), but at any
+// time.
+func hostInput(name string) int32 {
+	switch {
+	case !abi.ValidViewName(name):
+		return int32(abi.StatusInvalidValue)
+	case slices.Contains(inputs, name):
+		return 0
+	case len(inputs) >= abi.MaxInputs:
+		return int32(abi.StatusTooLarge)
+	}
+	inputs = append(inputs, name)
+	return 0
+}
 
 // Patch runs a cascade's handler for input as the host would: it applies the
 // RFC 6902 ops (JSON text, an array) to the input's state in h.Inputs (an
@@ -206,6 +232,9 @@ func storeGet(st Store, path string, buf []byte) int32 {
 	}
 	if !ok {
 		return int32(abi.StatusNotFound)
+	}
+	if len(v) > abi.MaxValueSize {
+		return int32(abi.StatusTooLarge)
 	}
 	if len(v) <= len(buf) {
 		copy(buf, v)

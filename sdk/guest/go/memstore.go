@@ -403,7 +403,10 @@ func decodeNode(b []byte, depth int) (any, []byte, abi.Status) {
 		for k := uint64(0); k < arg; k++ {
 			key, rest, st := decodeNode(b, depth+1)
 			ks, isStr := key.(string)
-			if st != abi.StatusOK || !isStr {
+			if st != abi.StatusOK || !isStr || abi.IsForbiddenKey(ks) {
+				return nil, nil, abi.StatusInvalidValue
+			}
+			if _, dup := out[ks]; dup { // the host refuses duplicate keys
 				return nil, nil, abi.StatusInvalidValue
 			}
 			var it any
@@ -422,7 +425,11 @@ func decodeNode(b []byte, depth int) (any, []byte, abi.Status) {
 		case 22:
 			return nil, b[n:], abi.StatusOK
 		case 25, 26, 27:
-			return abi.FloatValue(info, arg), b[n:], abi.StatusOK
+			f := abi.FloatValue(info, arg)
+			if f == 0 {
+				f = 0 // -0 too, as the host stores it
+			}
+			return f, b[n:], abi.StatusOK
 		}
 	}
 	return nil, nil, abi.StatusInvalidValue

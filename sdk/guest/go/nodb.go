@@ -52,6 +52,7 @@ package nodb
 import (
 	"encoding/binary"
 	"errors"
+	"strconv"
 
 	"github.com/nodb-dev/nodb/abi"
 )
@@ -73,15 +74,19 @@ var handlers = map[string]*entry{}
 // On registers h for events of type eventType and declares to the host that
 // the plugin consumes that type. Call it from an init function only; the
 // host accepts declarations during initialisation only. Registering a type
-// again replaces its handler.
+// again replaces its handler. It panics if the host refuses the declaration
+// (a type that is empty, over 256 bytes or not UTF-8; over 1024 types).
 func On(eventType string, h Handler) {
 	if e, ok := handlers[eventType]; ok {
 		e.h = h
 		return
 	}
+	if st := hostConsume(eventType); st != 0 {
+		// The host would not deliver it: fail at load, not silently.
+		panic("nodb: On(" + strconv.Quote(eventType) + "): " + abi.Status(st).Error())
+	}
 	handlers[eventType] = &entry{typ: eventType, h: h}
 	typeTableFor = -1 // rebuilt at the next lookup
-	hostConsume(eventType)
 }
 
 // theState is the one State handed to handlers; its buffers are reused.

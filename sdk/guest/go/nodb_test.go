@@ -3,6 +3,7 @@
 package nodb_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -387,5 +388,75 @@ func TestHarnessStateDepth(t *testing.T) {
 	}
 	if got, want := h.JSON(path(abi.MaxDepth-1)), string(nested(abi.MaxDepth+1)); got != want {
 		t.Errorf("got %.20s..., want %.20s...", got, want)
+	}
+}
+
+// TestMemStoreNegativeZero: MemStore stores -0.0 as 0, as the host's state
+// does (statetree.NewFloat), so a reducer sees the same value natively and
+// in the host (math.Signbit, 1/x).
+func TestMemStoreNegativeZero(t *testing.T) {
+	st := nodb.NewMemStore()
+	for _, v := range [][]byte{{0xf9, 0x80, 0x00}, {0xfa, 0x80, 0, 0, 0}, {0xfb, 0x80, 0, 0, 0, 0, 0, 0, 0}} {
+		if err := st.Set("/f", v); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := st.CBOR(), []byte{0xa1, 0x61, 0x66, 0xfb, 0, 0, 0, 0, 0, 0, 0, 0}; !bytes.Equal(got, want) {
+			t.Errorf("set %x: state %x, want %x", v, got, want)
+		}
+	}
+}
+
+// TestDeclarationsTheHostRefusesPanic: On and OnPatch panic (a trap in
+// _initialize: the module is refused at load) for a declaration the host
+// refuses (ABI.md 6.1, 13.1), natively as in Wasm. They ignored the status:
+// the host then delivered none of the type's events (or, if nothing else
+// was declared, every type; or treated a cascade as a reducer) while the
+// Harness delivered them.
+func TestDeclarationsTheHostRefusesPanic(t *testing.T) {
+	panics := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s: no panic", name)
+			}
+		}()
+		f()
+	}
+	h := func(*nodb.State, nodb.Event) error { return nil }
+	panics("On empty", func() { nodb.On("", h) })
+	panics("On too long", func() { nodb.On(strings.Repeat("t", abi.MaxTypeSize+1), h) })
+	panics("On invalid UTF-8", func() { nodb.On("t\xff", h) })
+	p := func(*nodb.State, nodb.Patch) error { return nil }
+	panics("OnPatch bad name", func() { nodb.OnPatch("no spaces", p) })
+	panics("OnPatch empty", func() { nodb.OnPatch("", p) })
+	for _, c := range nodb.Consumes() {
+		if c == "" || strings.HasPrefix(c, "ttt") || strings.HasPrefix(c, "t\xff") {
+			t.Errorf("declared %q", c)
+		}
+	}
+}
+
+// TestHarnessGetTooLarge: a value over abi.MaxValueSize is not returned by
+// state_get, natively as on the host (StatusTooLarge: State.Get reports it
+// missing); the Harness returned it.
+func TestHarnessGetTooLarge(t *testing.T) {
+	h := nodb.NewHarness()
+	half := append([]byte{0x7a, 0, 0x90, 0, 0}, make([]byte, 9<<20)...) // a text of 9 MiB
+	for _, p := range []string{"/a", "/b"} {
+		if err := h.Store.Set(p, half); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodb.On("state/toolarge", func(s *nodb.State, e nodb.Event) error {
+		if _, ok := s.Get("/a"); !ok {
+			t.Error("/a: missing")
+		}
+		if _, ok := s.Get(""); ok {
+			t.Error("the root, over 16 MiB: returned")
+		}
+		return nil
+	})
+	if err := h.Reduce("state/toolarge", "{}"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,7 @@
+;; Imports a global: refused at load, naming it.
+(module
+  (import "nodb_v1" "abi_version_1" (func $abi_version))
+  (import "env" "g" (global i32))
+  (memory (export "memory") 1)
+  (func (export "nodb_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "nodb_reduce") (param i32) (result i32) (i32.const 0)))
