@@ -233,7 +233,7 @@ func hostInput(ctx context.Context, mod api.Module, stack []uint64) {
 	switch {
 	case !i.initializing:
 		ret(stack, abi.StatusBadState)
-	case !abi.ValidViewName(string(b)):
+	case len(b) > abi.MaxNameSize || !abi.ValidViewName(string(b)):
 		ret(stack, abi.StatusInvalidValue)
 	case slices.Contains(i.inputs, string(b)): // no allocation
 		ret(stack, abi.StatusOK)
@@ -269,8 +269,11 @@ func hostInputGet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusBadState)
 		return
 	}
-	if len(name) == 0 {
-		ret(stack, abi.StatusNotFound) // no input has an empty name ("" is the own state's key)
+	if len(name) == 0 || len(name) > abi.MaxNameSize {
+		// No input has an empty name ("" is the own state's key) or a
+		// longer one; and a name is copied below, which for a name as long
+		// as the memory would allocate that much on every call.
+		ret(stack, abi.StatusNotFound)
 		return
 	}
 	from := string(name)
