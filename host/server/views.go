@@ -65,6 +65,12 @@ func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if n > seq {
+			if st := v.Status(); st.Phase == view.PhaseHalted {
+				// Waiting will not help: the view goes no further until
+				// a fixed version replaces its reducer.
+				httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q is halted: its reducer failed at seq %d (%s), so it has applied events up to seq %d only and will not reach seq %d until a fixed version is activated (POST /v1/views/%s/activate)", v.Name(), st.HaltedAt, st.Error, seq, n, v.Name()))
+				return
+			}
 			httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q has applied events up to seq %d; seq %d is not reached yet", v.Name(), seq, n))
 			return
 		}
