@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,12 @@ type Config struct {
 	// Auth authenticates every request but /livez, /readyz and static
 	// files. Nil is open mode: every request acts as an admin.
 	Auth *auth.Authenticator
+	// MaxPastStateReads bounds the reads of past states (GET
+	// /v1/views/{name}/state?at=SEQ) computed at a time; each makes a
+	// fresh reducer instance and replays history, so more would only
+	// share the CPUs and add instances' memory. Others wait their turn.
+	// Default runtime.GOMAXPROCS(0).
+	MaxPastStateReads int
 }
 
 func (c *Config) setDefaults() {
@@ -88,6 +95,9 @@ func (c *Config) setDefaults() {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
+	if c.MaxPastStateReads <= 0 {
+		c.MaxPastStateReads = runtime.GOMAXPROCS(0)
+	}
 }
 
 // Server serves the client protocol and the HTTP API.
@@ -109,6 +119,8 @@ type Server struct {
 	hubCtx    context.Context
 	hubCancel context.CancelFunc
 
+	pastReads chan struct{} // one per read of a past state in progress
+
 	connGauge prometheus.Gauge
 	// ChronMetrics are the chronicler instruments, registered with the
 	// server's registry, to pass in chronicler.Config.
@@ -125,6 +137,8 @@ func New(cfg Config) *Server {
 		mux:    http.NewServeMux(),
 		conns:  make(map[*conn]struct{}),
 		hubs:   make(map[string]*hub),
+
+		pastReads: make(chan struct{}, cfg.MaxPastStateReads),
 	}
 	s.hubCtx, s.hubCancel = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{

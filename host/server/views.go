@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strconv"
@@ -74,11 +75,13 @@ func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q has applied events up to seq %d; seq %d is not reached yet", v.Name(), seq, n))
 			return
 		}
-		if root, err = v.StateAt(r.Context(), n); err != nil {
-			httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "state of %q at seq %d: %v", v.Name(), n, err))
-			return
+		if n != seq { // else root is that state
+			if root, err = s.stateAt(r.Context(), v, n); err != nil {
+				httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "state of %q at seq %d: %v", v.Name(), n, err))
+				return
+			}
+			seq = n
 		}
-		seq = n
 	}
 	val := root
 	if p := r.URL.Query().Get("path"); p != "" && p != "/" {
@@ -118,4 +121,18 @@ func (h *hub) stateJSON(val statetree.Value, hash statetree.Hash) []byte {
 	}
 	h.jsonBody, h.jsonHash = val.AppendJSON(nil), hash
 	return h.jsonBody
+}
+
+// stateAt returns v's state as of the past seq. At most
+// Config.MaxPastStateReads requests compute one at a time: a client sending
+// many would otherwise make as many reducer instances replay history at
+// once. A request waiting its turn gives up when its client goes.
+func (s *Server) stateAt(ctx context.Context, v *view.View, seq uint64) (statetree.Value, error) {
+	select {
+	case s.pastReads <- struct{}{}:
+		defer func() { <-s.pastReads }()
+	case <-ctx.Done():
+		return statetree.Value{}, ctx.Err()
+	}
+	return v.StateAt(ctx, seq)
 }
