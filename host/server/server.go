@@ -420,10 +420,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// idleTimeout closes a keep-alive connection that sends no next request
+// for this long (a WebSocket is not idle in this sense: it has its own
+// keepalive). Without it, anyone could hold connections open for ever.
+var idleTimeout = 2 * time.Minute
+
 // Serve accepts connections on l until Shutdown; it returns after the HTTP
 // server stopped.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -434,5 +435,34 @@ func TestMetricsAndProbes(t *testing.T) {
 		if !strings.Contains(string(b), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
+	}
+}
+
+// TestIdleConnectionsAreClosed: a connection that made a request and then
+// sends nothing more is closed after idleTimeout. The server had no idle
+// timeout, so anyone, without a token (GET /livez), could hold any number
+// of connections open, each with its goroutine and buffers, for ever.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 200 * time.Millisecond
+	h := startHost(t, Config{})
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /livez HTTP/1.1\r\nHost: nodb\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("an idle connection is still open after %v: read %v, want EOF", 5*time.Second, err)
 	}
 }
