@@ -36,8 +36,9 @@ type Config struct {
 	// Default wire.DefaultMaxFrame (1 MiB).
 	MaxFrame int
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) that may
-	// open a WebSocket; "*" allows any. A request without an Origin header
-	// (not from a browser) and a same-host origin are always allowed.
+	// open a WebSocket and send API requests other than GET and HEAD; "*"
+	// allows any. A request without an Origin header (not from a browser)
+	// and a same-host origin are always allowed.
 	AllowedOrigins []string
 	// PingInterval is how often the server pings each WebSocket; a peer that
 	// sends nothing (not even a pong) for PongTimeout is closed. Defaults
@@ -218,9 +219,17 @@ func isAPIPattern(pattern string) bool {
 }
 
 // authenticated wraps h: 401 without a valid token, else h runs with the
-// principal in its request's context.
+// principal in its request's context. A request that may change something
+// (not GET or HEAD) from a browser origin the host does not allow (the
+// WebSocket's rule, checkOrigin) is refused with 403: any page can make a
+// browser send one, and in open mode it needs no token.
 func (s *Server) authenticated(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !s.checkOrigin(r) {
+			s.logger.Warn("request refused: origin not allowed", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+			httpError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "origin %q is not allowed; add it with nodb serve --allow-origin", r.Header.Get("Origin")))
+			return
+		}
 		p, err := s.cfg.Auth.Authenticate(r)
 		if err != nil {
 			s.refuse(w, r, nil, err)
