@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,16 +161,18 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	return a.set.Load().Verify(tok)
 }
 
-// Valid reports whether p's token is still in the token file (always true
-// in open mode). Long-lived connections call it to end sessions whose token
-// was revoked; it picks up file changes like Authenticate.
+// Valid reports whether p's token is still in the token file with the
+// scopes p was given (always true in open mode). Long-lived connections
+// call it to end sessions whose token was revoked or had its scopes
+// changed since they authenticated; it picks up file changes like
+// Authenticate.
 func (a *Authenticator) Valid(p *Principal) bool {
 	if a == nil {
 		return true
 	}
 	a.maybeReload()
-	_, ok := a.set.Load().byID[p.ID]
-	return ok
+	e, ok := a.set.Load().byID[p.ID]
+	return ok && slices.Equal(e.p.Scopes, p.Scopes)
 }
 
 func bearer(r *http.Request) (string, error) {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -198,6 +199,10 @@ func ReadFile(path string) (*File, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("token file %s is not valid: %v", path, err)
+	}
+	end := dec.InputOffset()
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("token file %s is not valid: there is more after its JSON object, from byte %d on (two versions in one file?); keep one object {\"tokens\":[…]}", path, end)
 	}
 	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("token file %s: %w", path, err)

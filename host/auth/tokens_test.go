@@ -152,6 +152,43 @@ func TestTokenFileErrors(t *testing.T) {
 	}
 }
 
+// TestTokenFileWithMoreAfterItIsRefused: the decoder stopped at the end of
+// the first JSON value, so a token file holding another after it (a second
+// version appended, the tail of a longer file written over in place) was
+// read as its first part and the rest silently ignored, tokens included;
+// nodb token commands then wrote that part back and dropped the rest.
+func TestTokenFileWithMoreAfterItIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	tok, _, err := NewToken("ops", []string{"admin"}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Update(path, func(f *File) error { return f.Add(tok) }); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range []string{`{"tokens":[]}`, `]}`, `garbage`} {
+		if err := os.WriteFile(path, append(append([]byte(nil), good...), extra...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadFile(path); err == nil || !strings.Contains(err.Error(), "after") {
+			t.Errorf("token file followed by %q: got %v, want an error about what follows", extra, err)
+		}
+		if err := Update(path, func(*File) error { return nil }); err == nil {
+			t.Errorf("token file followed by %q: Update rewrote it", extra)
+		}
+	}
+	if err := os.WriteFile(path, append(good, " \n\t\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path); err != nil {
+		t.Fatalf("white space after the token file: %v", err)
+	}
+}
+
 // TestUpdateIsSerialised runs concurrent updates; none is lost.
 func TestUpdateIsSerialised(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.json")

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,8 +36,9 @@ type Config struct {
 	// Default wire.DefaultMaxFrame (1 MiB).
 	MaxFrame int
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) that may
-	// open a WebSocket; "*" allows any. A request without an Origin header
-	// (not from a browser) and a same-host origin are always allowed.
+	// open a WebSocket and send API requests other than GET and HEAD; "*"
+	// allows any. A request without an Origin header (not from a browser)
+	// and a same-host origin are always allowed.
 	AllowedOrigins []string
 	// PingInterval is how often the server pings each WebSocket; a peer that
 	// sends nothing (not even a pong) for PongTimeout is closed. Defaults
@@ -61,6 +63,12 @@ type Config struct {
 	// Auth authenticates every request but /livez, /readyz and static
 	// files. Nil is open mode: every request acts as an admin.
 	Auth *auth.Authenticator
+	// MaxPastStateReads bounds the reads of past states (GET
+	// /v1/views/{name}/state?at=SEQ) computed at a time; each makes a
+	// fresh reducer instance and replays history, so more would only
+	// share the CPUs and add instances' memory. Others wait their turn.
+	// Default runtime.GOMAXPROCS(0).
+	MaxPastStateReads int
 }
 
 func (c *Config) setDefaults() {
@@ -88,6 +96,9 @@ func (c *Config) setDefaults() {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
+	if c.MaxPastStateReads <= 0 {
+		c.MaxPastStateReads = runtime.GOMAXPROCS(0)
+	}
 }
 
 // Server serves the client protocol and the HTTP API.
@@ -109,6 +120,8 @@ type Server struct {
 	hubCtx    context.Context
 	hubCancel context.CancelFunc
 
+	pastReads chan struct{} // one per read of a past state in progress
+
 	connGauge prometheus.Gauge
 	// ChronMetrics are the chronicler instruments, registered with the
 	// server's registry, to pass in chronicler.Config.
@@ -125,6 +138,8 @@ func New(cfg Config) *Server {
 		mux:    http.NewServeMux(),
 		conns:  make(map[*conn]struct{}),
 		hubs:   make(map[string]*hub),
+
+		pastReads: make(chan struct{}, cfg.MaxPastStateReads),
 	}
 	s.hubCtx, s.hubCancel = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
@@ -204,9 +219,17 @@ func isAPIPattern(pattern string) bool {
 }
 
 // authenticated wraps h: 401 without a valid token, else h runs with the
-// principal in its request's context.
+// principal in its request's context. A request that may change something
+// (not GET or HEAD) from a browser origin the host does not allow (the
+// WebSocket's rule, checkOrigin) is refused with 403: any page can make a
+// browser send one, and in open mode it needs no token.
 func (s *Server) authenticated(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !s.checkOrigin(r) {
+			s.logger.Warn("request refused: origin not allowed", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+			httpError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "origin %q is not allowed; add it with nodb serve --allow-origin", r.Header.Get("Origin")))
+			return
+		}
 		p, err := s.cfg.Auth.Authenticate(r)
 		if err != nil {
 			s.refuse(w, r, nil, err)
@@ -406,10 +429,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// idleTimeout closes a keep-alive connection that sends no next request
+// for this long (a WebSocket is not idle in this sense: it has its own
+// keepalive). Without it, anyone could hold connections open for ever.
+var idleTimeout = 2 * time.Minute
+
 // Serve accepts connections on l until Shutdown; it returns after the HTTP
 // server stopped.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {

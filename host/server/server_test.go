@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -433,6 +434,73 @@ func TestMetricsAndProbes(t *testing.T) {
 		resp.Body.Close()
 		if !strings.Contains(string(b), m) {
 			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}
+
+// TestIdleConnectionsAreClosed: a connection that made a request and then
+// sends nothing more is closed after idleTimeout. The server had no idle
+// timeout, so anyone, without a token (GET /livez), could hold any number
+// of connections open, each with its goroutine and buffers, for ever.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 200 * time.Millisecond
+	h := startHost(t, Config{})
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /livez HTTP/1.1\r\nHost: nodb\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("an idle connection is still open after %v: read %v, want EOF", 5*time.Second, err)
+	}
+}
+
+// TestCrossSiteWritesAreRefused: a web page of another origin can make a
+// browser POST to the host (a form, or fetch in no-cors mode: the page
+// cannot read the reply, but the request is made). In open mode (what
+// make run serves on loopback) any page the developer opened could thus
+// append events; with the plugin API registered, upload and activate
+// plugins. Requests that change something, from a browser origin the host
+// does not allow (the WebSocket's rule), are now refused with 403.
+func TestCrossSiteWritesAreRefused(t *testing.T) {
+	h := startHost(t, Config{AllowedOrigins: []string{"https://app.example"}})
+	post := func(origin string, pseq int) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+h.addr+"/v1/events",
+			strings.NewReader(fmt.Sprintf(`{"producer":"p","pseq":%d,"type":"t"}`, pseq)))
+		req.Header.Set("Content-Type", "text/plain")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := post("http://evil.example", 1); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST from another site: %d, want 403", r.StatusCode)
+	}
+	if n := h.log.LastSeq(); n != 0 {
+		t.Fatalf("a refused cross-site POST appended %d events", n)
+	}
+	for i, origin := range []string{"", "http://" + h.addr, "https://app.example"} {
+		if r := post(origin, i+1); r.StatusCode != http.StatusOK {
+			t.Fatalf("POST with Origin %q: %d, want 200", origin, r.StatusCode)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strconv"
@@ -65,14 +66,22 @@ func (s *Server) handleViewState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if n > seq {
+			if st := v.Status(); st.Phase == view.PhaseHalted {
+				// Waiting will not help: the view goes no further until
+				// a fixed version replaces its reducer.
+				httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q is halted: its reducer failed at seq %d (%s), so it has applied events up to seq %d only and will not reach seq %d until a fixed version is activated (POST /v1/views/%s/activate)", v.Name(), st.HaltedAt, st.Error, seq, n, v.Name()))
+				return
+			}
 			httpError(w, http.StatusNotFound, wire.Errorf(wire.CodeNotFound, "view %q has applied events up to seq %d; seq %d is not reached yet", v.Name(), seq, n))
 			return
 		}
-		if root, err = v.StateAt(r.Context(), n); err != nil {
-			httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "state of %q at seq %d: %v", v.Name(), n, err))
-			return
+		if n != seq { // else root is that state
+			if root, err = s.stateAt(r.Context(), v, n); err != nil {
+				httpError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "state of %q at seq %d: %v", v.Name(), n, err))
+				return
+			}
+			seq = n
 		}
-		seq = n
 	}
 	val := root
 	if p := r.URL.Query().Get("path"); p != "" && p != "/" {
@@ -112,4 +121,18 @@ func (h *hub) stateJSON(val statetree.Value, hash statetree.Hash) []byte {
 	}
 	h.jsonBody, h.jsonHash = val.AppendJSON(nil), hash
 	return h.jsonBody
+}
+
+// stateAt returns v's state as of the past seq. At most
+// Config.MaxPastStateReads requests compute one at a time: a client sending
+// many would otherwise make as many reducer instances replay history at
+// once. A request waiting its turn gives up when its client goes.
+func (s *Server) stateAt(ctx context.Context, v *view.View, seq uint64) (statetree.Value, error) {
+	select {
+	case s.pastReads <- struct{}{}:
+		defer func() { <-s.pastReads }()
+	case <-ctx.Done():
+		return statetree.Value{}, ctx.Err()
+	}
+	return v.StateAt(ctx, seq)
 }

@@ -217,11 +217,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	c.readLoop()
 }
 
-// revoked closes the connection with 1008 because its token was revoked.
+// revoked closes the connection with 1008 because its token was revoked
+// or its scopes changed.
 func (c *conn) revoked() {
-	c.s.logger.Info("closing a WebSocket: its token was revoked", "token", c.p.Name)
+	c.s.logger.Info("closing a WebSocket: its token was revoked or its scopes changed", "token", c.p.Name)
 	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation,
-		"token revoked; reconnect with a valid token"), time.Now().Add(time.Second))
+		"token revoked or its scopes changed; reconnect with a valid token"), time.Now().Add(time.Second))
 }
 
 func (c *conn) drain() {

@@ -58,7 +58,7 @@ versions).`,
 	f.IntVar(&o.maxFrame, "max-frame", wire.DefaultMaxFrame, "largest WebSocket frame or HTTP body accepted, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
-	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origin allowed to open WebSockets (repeatable; * for any)")
+	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origin allowed to open WebSockets and send API requests that change something (repeatable; * for any)")
 	f.StringArrayVar(&o.plugins, "plugin", nil, "load a reducer or cascade: NAME=FILE.wasm builds view NAME with the plugin (repeatable)")
 	f.StringArrayVar(&o.upstreams, "upstream", nil, "read a cascade's input NAME from another nodb host: NAME=ws://HOST:PORT[?view=REMOTE&access_token=T] (repeatable)")
 	f.StringVar(&o.web, "web", "", "serve the static files of this directory at / (the example app)")
