@@ -225,6 +225,11 @@ func isAPIPattern(pattern string) bool {
 // browser send one, and in open mode it needs no token.
 func (s *Server) authenticated(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Auth.Open() && !literalHost(r.Host) {
+			s.logger.Warn("request refused: open mode answers only localhost or an IP address", "host", r.Host, "path", r.URL.Path, "remote", r.RemoteAddr)
+			httpError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "host name %q is not allowed: without --tokens the host answers only requests to localhost or an IP address (a web page could otherwise reach it through a name it controls, DNS rebinding); use http://127.0.0.1:PORT, or run with --tokens", r.Host))
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && !s.checkOrigin(r) {
 			s.logger.Warn("request refused: origin not allowed", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
 			httpError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "origin %q is not allowed; add it with nodb serve --allow-origin", r.Header.Get("Origin")))
@@ -305,6 +310,19 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Write([]byte("ready\n"))
 	}
+}
+
+// literalHost reports whether host (a Host header: name or address, and an
+// optional port) is "localhost" or an IP address. Only a name can be
+// rebound by its owner's DNS to this machine's address, so a host without
+// tokens answers these alone: any web page may send requests to it, and
+// one served from a rebound name would be of the same origin as the host.
+func literalHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.EqualFold(host, "localhost") || net.ParseIP(host) != nil
 }
 
 func (s *Server) checkOrigin(r *http.Request) bool {

@@ -343,6 +343,52 @@ func TestHTTPPublishOverRecordSize(t *testing.T) {
 	}
 }
 
+// TestOpenModeRefusesHostNames: without tokens, a request whose Host is a
+// name other than localhost is refused (DNS rebinding: a page served from
+// a name its owner points at 127.0.0.1 is of the same origin as the host,
+// so it could read state and, passing the Origin check, write); localhost
+// and IP addresses are served.
+func TestOpenModeRefusesHostNames(t *testing.T) {
+	h := startHost(t, Config{})
+	_, port, _ := net.SplitHostPort(h.addr)
+	get := func(host string) int {
+		req, _ := http.NewRequest("GET", "http://"+h.addr+"/v1/views", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for host, want := range map[string]int{
+		"rebound.example:" + port: http.StatusForbidden,
+		"rebound.example":         http.StatusForbidden,
+		"127.0.0.1:" + port:       http.StatusOK,
+		"localhost:" + port:       http.StatusOK,
+		"LOCALHOST":               http.StatusOK,
+		"[::1]:" + port:           http.StatusOK,
+		"10.1.2.3":                http.StatusOK,
+	} {
+		if got := get(host); got != want {
+			t.Errorf("Host %q: %d, want %d", host, got, want)
+		}
+	}
+	// A write from the rebound page: its Origin is its own name, as is the
+	// Host, so the Origin check alone let it through.
+	req, _ := http.NewRequest("POST", "http://"+h.addr+"/v1/events", strings.NewReader(`{"producer":"p","pseq":1,"type":"t"}`))
+	req.Host = "rebound.example:" + port
+	req.Header.Set("Origin", "http://rebound.example:"+port)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || h.log.LastSeq() != 0 {
+		t.Fatalf("a write from a rebound name: %d, log head %d", resp.StatusCode, h.log.LastSeq())
+	}
+}
+
 func TestSyncFailureStopsAcking(t *testing.T) {
 	h := startHost(t, Config{})
 	if code, _ := post(t, h.addr, `{"producer":"a","pseq":1,"type":"t"}`); code != 200 {
