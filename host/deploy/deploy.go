@@ -473,15 +473,7 @@ func (m *Manager) use(sha string) error {
 }
 
 // unuse ends one use of version sha.
-func (m *Manager) unuse(sha string) {
-	m.mu.Lock()
-	if m.using[sha]--; m.using[sha] <= 0 {
-		delete(m.using, sha)
-	}
-	mod := m.unusedLocked(sha)
-	m.mu.Unlock()
-	closeModule(mod)
-}
+func (m *Manager) unuse(sha string) { m.drop(m.using, sha) }
 
 // hold keeps version sha's compiled module (see Manager.holds).
 func (m *Manager) hold(sha string) {
@@ -491,15 +483,7 @@ func (m *Manager) hold(sha string) {
 }
 
 // unhold ends one hold of version sha.
-func (m *Manager) unhold(sha string) {
-	m.mu.Lock()
-	if m.holds[sha]--; m.holds[sha] <= 0 {
-		delete(m.holds, sha)
-	}
-	mod := m.unusedLocked(sha)
-	m.mu.Unlock()
-	closeModule(mod)
-}
+func (m *Manager) unhold(sha string) { m.drop(m.holds, sha) }
 
 // swapped records that view e now runs version sha: the view's hold moves
 // from its old version to sha.
@@ -508,12 +492,22 @@ func (m *Manager) swapped(e *entry, sha string) {
 	old := e.sha
 	e.sha = sha
 	m.holds[sha]++
-	if m.holds[old]--; m.holds[old] <= 0 {
-		delete(m.holds, old)
-	}
-	mod := m.unusedLocked(old)
 	m.mu.Unlock()
-	closeModule(mod)
+	m.drop(m.holds, old)
+}
+
+// drop ends one use or hold of version sha (counts is m.using or
+// m.holds) and closes its compiled module if that was the last.
+func (m *Manager) drop(counts map[string]int, sha string) {
+	m.mu.Lock()
+	if counts[sha]--; counts[sha] <= 0 {
+		delete(counts, sha)
+	}
+	mod := m.unusedLocked(sha)
+	m.mu.Unlock()
+	if mod != nil {
+		mod.Close(context.Background())
+	}
 }
 
 // unusedLocked forgets version sha's compiled module and returns it (to be
@@ -525,12 +519,6 @@ func (m *Manager) unusedLocked(sha string) *plugins.Module {
 	mod := m.modules[sha]
 	delete(m.modules, sha)
 	return mod
-}
-
-func closeModule(mod *plugins.Module) {
-	if mod != nil {
-		mod.Close(context.Background())
-	}
 }
 
 // Delete removes version sha from the store. It refuses a version a view
