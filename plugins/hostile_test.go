@@ -174,26 +174,28 @@ func TestMemoryGrowBomb(t *testing.T) {
 	}
 }
 
+// appendLEB appends v as an unsigned LEB128.
+func appendLEB(b []byte, v int) []byte {
+	for ; v >= 0x80; v >>= 7 {
+		b = append(b, byte(v)|0x80)
+	}
+	return append(b, byte(v))
+}
+
 // controlModule is a valid module of n functions () -> () with the body
 // fn each (its locals declaration included), and nothing else, so that
 // without the checks under test it compiles, slowly, and is then refused
 // for its missing exports.
 func controlModule(n int, fn []byte) []byte {
-	leb := func(b []byte, v int) []byte {
-		for ; v >= 0x80; v >>= 7 {
-			b = append(b, byte(v)|0x80)
-		}
-		return append(b, byte(v))
-	}
-	code, funcs := leb(nil, n), leb(nil, n)
+	code, funcs := appendLEB(nil, n), appendLEB(nil, n)
 	for range n {
-		code = append(leb(code, len(fn)), fn...)
+		code = append(appendLEB(code, len(fn)), fn...)
 		funcs = append(funcs, 0) // type 0
 	}
 	m := []byte("\x00asm\x01\x00\x00\x00")
 	m = append(m, 1, 4, 1, 0x60, 0, 0) // type section: () -> ()
-	m = append(leb(append(m, 3), len(funcs)), funcs...)
-	return append(leb(append(m, 10), len(code)), code...)
+	m = append(appendLEB(append(m, 3), len(funcs)), funcs...)
+	return append(appendLEB(append(m, 10), len(code)), code...)
 }
 
 // nestedBlocks is a function body of depth nested empty blocks.
@@ -271,18 +273,12 @@ func TestCompileTimeout(t *testing.T) {
 // instance; a million empty functions 253 MB).
 func TestTooManyItemsRefused(t *testing.T) {
 	r := newRuntime(t, plugins.Config{})
-	leb := func(b []byte, v int) []byte {
-		for ; v >= 0x80; v >>= 7 {
-			b = append(b, byte(v)|0x80)
-		}
-		return append(b, byte(v))
-	}
 	section := func(id byte, n int, item []byte) []byte {
-		body := leb(nil, n)
+		body := appendLEB(nil, n)
 		for range n {
 			body = append(body, item...)
 		}
-		return append(leb([]byte{id}, len(body)), body...)
+		return append(appendLEB([]byte{id}, len(body)), body...)
 	}
 	for name, c := range map[string]struct {
 		sec  []byte
