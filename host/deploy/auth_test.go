@@ -155,35 +155,10 @@ func state(t *testing.T, h *host, admin string) string {
 }
 
 func TestPluginAPIAuthorisation(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.json")
-	secrets := map[string]string{}
-	grants := []struct {
-		name   string
-		scopes []string
-		limits auth.Limits
-	}{
-		{"ops", []string{"admin"}, auth.Limits{}},
-		{"stats-bot", []string{"read:todos", "deploy:cascade"}, auth.Limits{MemoryPages: 64, EventTimeoutMS: 500}},
-		{"reader", []string{"read:*"}, auth.Limits{}},
-	}
-	err := auth.Update(path, func(f *auth.File) error {
-		for _, g := range grants {
-			tok, secret, err := auth.NewToken(g.name, g.scopes, g.limits)
-			if err != nil {
-				return err
-			}
-			secrets[g.name] = secret
-			f.Add(tok)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _, secrets := authtest.Tokens(t,
+		authtest.Grant{Name: "ops", Scopes: []string{"admin"}},
+		authtest.Grant{Name: "stats-bot", Scopes: []string{"read:todos", "deploy:cascade"}, Limits: auth.Limits{MemoryPages: 64, EventTimeoutMS: 500}},
+		authtest.Grant{Name: "reader", Scopes: []string{"read:*"}})
 	h := startHost(t, a)
 	admin, bot, reader := secrets["ops"], secrets["stats-bot"], secrets["reader"]
 	reducer := fixture(t, "trap1000.wasm")

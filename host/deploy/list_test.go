@@ -2,11 +2,10 @@ package deploy_test
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/nodb-dev/nodb/host/auth"
+	"github.com/nodb-dev/nodb/host/auth/authtest"
 	"github.com/nodb-dev/nodb/plugins/store"
 )
 
@@ -16,26 +15,9 @@ import (
 // used to get that manifest as stored: the other host's secret, in clear.
 // It now sees the URL with the token's value replaced; the admin sees it.
 func TestPluginListHidesUpstreamTokens(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.json")
-	secrets := map[string]string{}
-	err := auth.Update(path, func(f *auth.File) error {
-		for name, scopes := range map[string][]string{"ops": {"admin"}, "stats-bot": {"read:todos", "deploy:cascade"}} {
-			tok, secret, err := auth.NewToken(name, scopes, auth.Limits{})
-			if err != nil {
-				return err
-			}
-			secrets[name] = secret
-			f.Add(tok)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _, secrets := authtest.Tokens(t,
+		authtest.Grant{Name: "ops", Scopes: []string{"admin"}},
+		authtest.Grant{Name: "stats-bot", Scopes: []string{"read:todos", "deploy:cascade"}})
 	h := startHost(t, a)
 	const upstreamSecret = "nodb_0123456789abcdef_upstreamSecretOfAnotherHost"
 	stats := goWasm(t, "stats", "./examples/todos/stats") // a cascade over todos

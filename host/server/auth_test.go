@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,29 +21,11 @@ import (
 // its Authenticator, its path and the secrets by name.
 func tokens(t *testing.T, grants map[string][]string) (*auth.Authenticator, string, map[string]string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "tokens.json")
-	secrets := map[string]string{}
-	err := auth.Update(path, func(f *auth.File) error {
-		for name, scopes := range grants {
-			tok, secret, err := auth.NewToken(name, scopes, auth.Limits{})
-			if err != nil {
-				return err
-			}
-			secrets[name] = secret
-			if err := f.Add(tok); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	var gs []authtest.Grant
+	for name, scopes := range grants {
+		gs = append(gs, authtest.Grant{Name: name, Scopes: scopes})
 	}
-	a, err := auth.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, path, secrets
+	return authtest.Tokens(t, gs...)
 }
 
 // addNamedView serves a "kv/set" view named name.

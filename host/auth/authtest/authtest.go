@@ -8,12 +8,50 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nodb-dev/nodb/abi/wire"
+	"github.com/nodb-dev/nodb/host/auth"
 )
+
+// Grant is one token of a token file made by Tokens.
+type Grant struct {
+	Name   string
+	Scopes []string
+	Limits auth.Limits
+}
+
+// Tokens creates a token file in a temporary directory with one token per
+// grant and returns its Authenticator, its path and the secrets by name.
+func Tokens(t testing.TB, grants ...Grant) (*auth.Authenticator, string, map[string]string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	secrets := map[string]string{}
+	err := auth.Update(path, func(f *auth.File) error {
+		for _, g := range grants {
+			tok, secret, err := auth.NewToken(g.Name, g.Scopes, g.Limits)
+			if err != nil {
+				return err
+			}
+			secrets[g.Name] = secret
+			if err := f.Add(tok); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, path, secrets
+}
 
 // Result is an HTTP answer: its status, headers, body, and the body decoded
 // as a wire.Error (zero if it is not one).
