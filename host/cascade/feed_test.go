@@ -328,6 +328,24 @@ type frameChecker struct {
 	held    int               // the most pending changes an input held
 }
 
+// caughtUp checks the end of a lag: the feed is at last, its newest frame
+// holds every input's final state (roots) and its note is empty (when,
+// says the note's check).
+func (c *frameChecker) caughtUp(last uint64, roots []statetree.Value, when string) {
+	c.t.Helper()
+	if c.f.LastSeq() != last {
+		c.t.Fatalf("the feed is at seq %d, want %d", c.f.LastSeq(), last)
+	}
+	for i, in := range c.ins {
+		if c.roots[i].Hash() != roots[i].Hash() {
+			c.t.Fatalf("the last frame holds input %s as %s, want %s", in.name, c.roots[i].AppendJSON(nil), roots[i].AppendJSON(nil))
+		}
+	}
+	if note := c.f.Note(); note != "" {
+		c.t.Fatalf("the note is %q %s", note, when)
+	}
+}
+
 // check reads the frames built since the last check: each frame's states
 // are its inputs' true states as of its seq (no frame pairs states that
 // never coexisted), and its ops lead from the previous frame's states to
@@ -478,17 +496,7 @@ func TestFeedBoundsAnInputAheadOfAStalledOne(t *testing.T) {
 			if c.held > retain+1 {
 				t.Fatalf("the feed held %d changes of an input (retention %d)", c.held, retain)
 			}
-			if f.LastSeq() != last {
-				t.Fatalf("the feed is at seq %d, want %d", f.LastSeq(), last)
-			}
-			for i, in := range ins {
-				if c.roots[i].Hash() != roots[i].Hash() {
-					t.Fatalf("the last frame holds input %s as %s, want %s", in.name, c.roots[i].AppendJSON(nil), roots[i].AppendJSON(nil))
-				}
-			}
-			if note := f.Note(); note != "" {
-				t.Fatalf("the note is %q once both inputs follow", note)
-			}
+			c.caughtUp(last, roots, "once both inputs follow")
 		})
 	}
 }
@@ -565,16 +573,6 @@ func TestFeedFollowsAnInputThatLags(t *testing.T) {
 		b.set(bSeq, bRoots[bSeq], bOps[bSeq])
 		c.check()
 	}
-	if f.LastSeq() != last {
-		t.Fatalf("the feed is at seq %d, want %d", f.LastSeq(), last)
-	}
-	for i, in := range ins {
-		if c.roots[i].Hash() != roots[i].Hash() {
-			t.Fatalf("the last frame holds input %s as %s, want %s", in.name, c.roots[i].AppendJSON(nil), roots[i].AppendJSON(nil))
-		}
-	}
-	if note := f.Note(); note != "" {
-		t.Fatalf("the note once b caught up: %q", note)
-	}
+	c.caughtUp(last, roots, "once b caught up")
 	t.Logf("%d frames, %d of them catch-ups; the feed moved %d times while b lagged; at most %d changes held", c.frames, c.catchUp, moves, c.held)
 }
